@@ -1,0 +1,143 @@
+//! kbs-format encode and decode+verify throughput per codec, each beside the raw codec on the
+//! same bytes.
+//!
+//! * encode: `kbs` = records → finished segment in memory (varint encoding, batching, CRC-32 per
+//!   batch, CRC-64); baseline = the raw codec compressing the same uncompressed batch payloads
+//!   (`zstd::bulk` / raw LZ4 block / memcpy for none).
+//! * decode+verify: `kbs` = `verify_segment` (every checksum, decompression, every record
+//!   parsed and checked); `kbs-records` = `SegmentReader` handing out owned records;
+//!   baseline = the raw codec decompressing the same compressed payloads (memcpy for none).
+//!
+//! Throughput is reported in uncompressed payload bytes.
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kbs_format::{
+    Compression, Header, ReadLimits, Record, SegmentReader, WriterOptions, encode_segment, verify_segment,
+};
+use std::hint::black_box;
+
+const RECORDS: usize = 16 * 1024;
+
+fn records() -> Vec<Record> {
+    kbs_benches::sample_records(RECORDS)
+        .into_iter()
+        .map(|r| Record {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: Some(r.key),
+            value: Some(r.value),
+            headers: r.headers.into_iter().map(|(k, v)| Header::new(k, Some(v))).collect(),
+        })
+        .collect()
+}
+
+/// The uncompressed and compressed payloads of every batch of a segment.
+fn payloads(segment: &[u8]) -> (Vec<Bytes>, Vec<Vec<u8>>) {
+    let reader = SegmentReader::new(Bytes::copy_from_slice(segment)).unwrap();
+    let mut plain = Vec::new();
+    let mut packed = Vec::new();
+    let mut pos = 32;
+    for batch in reader.batches() {
+        let batch = batch.unwrap();
+        let size = batch.header().compressed_size as usize;
+        packed.push(segment[pos + 24..pos + 24 + size].to_vec());
+        pos += 24 + size;
+        plain.push(batch.payload().clone());
+    }
+    (plain, packed)
+}
+
+fn codecs() -> [(Compression, &'static str); 3] {
+    [
+        (Compression::None, "none"),
+        (Compression::Lz4, "lz4"),
+        (Compression::Zstd, "zstd"),
+    ]
+}
+
+fn encode(c: &mut Criterion) {
+    let records = records();
+    let mut group = c.benchmark_group("encode");
+    for (codec, name) in codecs() {
+        let options = WriterOptions::new(codec);
+        let (segment, summary) = encode_segment(&records, options).unwrap();
+        let (plain, _) = payloads(&segment);
+        group.throughput(Throughput::Bytes(summary.uncompressed_bytes));
+        group.bench_function(BenchmarkId::new("kbs", name), |b| {
+            b.iter(|| encode_segment(black_box(&records), options).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("raw", name), |b| {
+            let mut zstd_ctx = zstd::bulk::Compressor::new(3).unwrap();
+            let mut out = Vec::new();
+            b.iter(|| {
+                for p in &plain {
+                    out.clear();
+                    match codec {
+                        Compression::Zstd => {
+                            out.reserve(zstd::zstd_safe::compress_bound(p.len()));
+                            zstd_ctx.compress_to_buffer(p, &mut out).unwrap();
+                        }
+                        Compression::Lz4 => {
+                            out.resize(lz4::block::compress_bound(p.len()).unwrap(), 0);
+                            let n = lz4::block::compress_to_buffer(p, None, false, &mut out).unwrap();
+                            out.truncate(n);
+                        }
+                        _ => out.extend_from_slice(p),
+                    }
+                    black_box(&out);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let records = records();
+    let mut group = c.benchmark_group("decode_verify");
+    for (codec, name) in codecs() {
+        let (segment, summary) = encode_segment(&records, WriterOptions::new(codec)).unwrap();
+        let (plain, packed) = payloads(&segment);
+        let segment = Bytes::from(segment);
+        group.throughput(Throughput::Bytes(summary.uncompressed_bytes));
+        group.bench_function(BenchmarkId::new("kbs", name), |b| {
+            b.iter(|| verify_segment(black_box(&segment), ReadLimits::default()).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("kbs-records", name), |b| {
+            b.iter(|| {
+                let reader = SegmentReader::new(segment.clone()).unwrap();
+                let mut n = 0usize;
+                for r in reader.records() {
+                    n += r.unwrap().value.map_or(0, |v| v.len());
+                }
+                black_box(n)
+            })
+        });
+        group.bench_function(BenchmarkId::new("raw", name), |b| {
+            let mut zstd_ctx = zstd::bulk::Decompressor::new().unwrap();
+            let mut out = Vec::new();
+            b.iter(|| {
+                for (p, plain) in packed.iter().zip(&plain) {
+                    out.clear();
+                    match codec {
+                        Compression::Zstd => {
+                            out.resize(plain.len(), 0);
+                            zstd_ctx.decompress_to_buffer(p, &mut out[..]).unwrap();
+                        }
+                        Compression::Lz4 => {
+                            out.resize(plain.len(), 0);
+                            lz4::block::decompress_to_buffer(p, Some(plain.len() as i32), &mut out).unwrap();
+                        }
+                        _ => out.extend_from_slice(p),
+                    }
+                    black_box(&out);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, decode);
+criterion_main!(benches);

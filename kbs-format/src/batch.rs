@@ -1,0 +1,464 @@
+//! Decoding and validating record batches, shared by every reader.
+
+use bytes::Bytes;
+
+use crate::Compression;
+use crate::codec::Decompressor;
+use crate::error::{BatchFault, FormatError};
+use crate::layout::{BATCH_HEADER_LEN, BatchHeader, SegmentFooter, SegmentHeader};
+use crate::record::{CursorState, PayloadCursor, Record, RecordView};
+
+/// Limits a reader applies to what a segment declares, so hostile length fields cannot make
+/// it allocate without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    max_batch_bytes: u32,
+}
+
+/// Default largest compressed or uncompressed batch a reader accepts: 256 MiB.
+pub const DEFAULT_MAX_BATCH_BYTES: u32 = 256 << 20;
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+        }
+    }
+}
+
+impl ReadLimits {
+    /// Limits with the given largest batch size (compressed or uncompressed) in bytes.
+    pub fn with_max_batch_bytes(max_batch_bytes: u32) -> Self {
+        ReadLimits { max_batch_bytes }
+    }
+
+    /// The largest batch size (compressed or uncompressed) a reader accepts.
+    pub fn max_batch_bytes(&self) -> u32 {
+        self.max_batch_bytes
+    }
+}
+
+/// What a whole segment holds, as written or as verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// Codec of the batch payloads.
+    pub compression: Compression,
+    /// Whether records carry their own CRC-32.
+    pub per_record_crc: bool,
+    /// Offset of the first record.
+    pub first_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// Number of records.
+    pub record_count: u64,
+    /// Number of batches.
+    pub batch_count: u64,
+    /// Smallest record timestamp (timestamps need not be ordered).
+    pub min_timestamp: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// Sum of the batches' uncompressed payload sizes.
+    pub uncompressed_bytes: u64,
+    /// Size of the whole segment in bytes.
+    pub size_bytes: u64,
+    /// The segment's CRC-64 (header bytes 24–31).
+    pub crc64: u64,
+}
+
+/// Running totals over the batches of a segment.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Totals {
+    pub(crate) first_offset: Option<i64>,
+    pub(crate) last_offset: i64,
+    pub(crate) record_count: u64,
+    pub(crate) batch_count: u64,
+    pub(crate) min_timestamp: i64,
+    pub(crate) max_timestamp: i64,
+    pub(crate) uncompressed_bytes: u64,
+}
+
+impl Totals {
+    pub(crate) fn add_record(&mut self, offset: i64, timestamp: i64) {
+        if self.first_offset.is_none() {
+            self.first_offset = Some(offset);
+            self.min_timestamp = timestamp;
+            self.max_timestamp = timestamp;
+        }
+        self.last_offset = offset;
+        self.record_count += 1;
+        self.min_timestamp = self.min_timestamp.min(timestamp);
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+    }
+
+    pub(crate) fn summary(&self, header: &SegmentHeader, size_bytes: u64) -> SegmentSummary {
+        SegmentSummary {
+            compression: header.compression,
+            per_record_crc: header.per_record_crc,
+            first_offset: self.first_offset.unwrap_or(header.first_offset),
+            last_offset: self.last_offset,
+            record_count: self.record_count,
+            batch_count: self.batch_count,
+            min_timestamp: self.min_timestamp,
+            max_timestamp: self.max_timestamp,
+            uncompressed_bytes: self.uncompressed_bytes,
+            size_bytes,
+            crc64: header.crc64,
+        }
+    }
+}
+
+/// A decoded, checksum-verified and fully validated record batch.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    position: u64,
+    header: BatchHeader,
+    payload: Bytes,
+    per_record_crc: bool,
+}
+
+impl Batch {
+    /// Position of the batch header in the segment.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The batch header.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The uncompressed payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Number of records in the batch.
+    pub fn len(&self) -> usize {
+        self.header.record_count as usize
+    }
+
+    /// Always false: a batch holds at least one record.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The records as borrowed views (no copying, no reference counting).
+    pub fn record_views(&self) -> RecordViews<'_> {
+        RecordViews {
+            cursor: PayloadCursor::new(&self.payload, self.header.base_offset, self.per_record_crc),
+            remaining: self.header.record_count,
+        }
+    }
+
+    /// The records as owned values whose bytes are zero-copy slices of the payload.
+    pub fn records(&self) -> BatchRecords<'_> {
+        BatchRecords {
+            views: self.record_views(),
+            payload: &self.payload,
+        }
+    }
+
+    /// Turns the batch into an iterator of owned records sharing its payload.
+    pub fn into_records(self) -> IntoRecords {
+        IntoRecords {
+            state: CursorState::default(),
+            remaining: self.header.record_count,
+            batch: self,
+        }
+    }
+}
+
+/// Owning iterator over the records of a [`Batch`].
+pub struct IntoRecords {
+    batch: Batch,
+    state: CursorState,
+    remaining: u32,
+}
+
+impl Iterator for IntoRecords {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let batch = &self.batch;
+        let mut cursor = PayloadCursor::resume(
+            &batch.payload,
+            batch.header.base_offset,
+            batch.per_record_crc,
+            self.state,
+        );
+        let record = cursor.parse_record().ok()?.to_record_in(&batch.payload);
+        self.state = cursor.state();
+        Some(record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining as usize))
+    }
+}
+
+/// Iterator over the records of a [`Batch`] as [`RecordView`]s.
+pub struct RecordViews<'a> {
+    cursor: PayloadCursor<'a>,
+    remaining: u32,
+}
+
+impl<'a> Iterator for RecordViews<'a> {
+    type Item = RecordView<'a>;
+
+    fn next(&mut self) -> Option<RecordView<'a>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        // The batch was validated when it was decoded, so this parse succeeds; should it not,
+        // the iteration ends instead of panicking.
+        self.cursor.parse_record().ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining as usize))
+    }
+}
+
+/// Iterator over the records of a [`Batch`] as owned [`Record`]s.
+pub struct BatchRecords<'a> {
+    views: RecordViews<'a>,
+    payload: &'a Bytes,
+}
+
+impl Iterator for BatchRecords<'_> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        self.views.next().map(|v| v.to_record_in(self.payload))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.views.size_hint()
+    }
+}
+
+/// Decodes the batches of one segment in order, checking every invariant that spans batches.
+pub(crate) struct BatchDecoder {
+    header: SegmentHeader,
+    /// The offset the first record must have (the segment header's), if any.
+    expected_first_offset: Option<i64>,
+    limits: ReadLimits,
+    decompressor: Decompressor,
+    pub(crate) totals: Totals,
+}
+
+impl BatchDecoder {
+    pub(crate) fn new(header: SegmentHeader, limits: ReadLimits) -> Self {
+        BatchDecoder {
+            header,
+            expected_first_offset: Some(header.first_offset),
+            limits,
+            decompressor: Decompressor::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// True once the batches seen hold the record count the segment header declares.
+    pub(crate) fn all_records_seen(&self) -> bool {
+        self.totals.record_count >= self.header.record_count
+    }
+
+    /// Decodes a batch header at `position` and checks it against the limits and the
+    /// segment's declared record count.
+    pub(crate) fn batch_header(
+        &self,
+        bytes: &[u8; BATCH_HEADER_LEN],
+        position: u64,
+    ) -> Result<BatchHeader, FormatError> {
+        let header = BatchHeader::decode(bytes, self.header.compression, position)?;
+        let limit = self.limits.max_batch_bytes;
+        for (what, size) in [
+            ("compressed", header.compressed_size),
+            ("uncompressed", header.uncompressed_size),
+        ] {
+            if size > limit {
+                return Err(FormatError::BatchTooLarge {
+                    position,
+                    what,
+                    size,
+                    limit,
+                });
+            }
+        }
+        let after = self.totals.record_count + u64::from(header.record_count);
+        if after > self.header.record_count {
+            return Err(FormatError::InvalidBatch {
+                position,
+                reason: BatchFault::ExcessRecords {
+                    declared: self.header.record_count,
+                },
+            });
+        }
+        Ok(header)
+    }
+
+    /// Checks the payload's CRC-32 and decompresses it into `scratch`, returning the
+    /// uncompressed bytes (`compressed` itself when the codec is none).
+    pub(crate) fn decompress<'s>(
+        &mut self,
+        header: &BatchHeader,
+        compressed: &'s [u8],
+        position: u64,
+        scratch: &'s mut Vec<u8>,
+    ) -> Result<&'s [u8], FormatError> {
+        let computed = crc32fast::hash(compressed);
+        if computed != header.crc32 {
+            return Err(FormatError::BatchChecksumMismatch {
+                position,
+                stored: header.crc32,
+                computed,
+            });
+        }
+        if self.header.compression == Compression::None {
+            return Ok(compressed);
+        }
+        self.decompressor.decompress(
+            self.header.compression,
+            compressed,
+            header.uncompressed_size,
+            position,
+            scratch,
+        )?;
+        Ok(scratch)
+    }
+
+    /// Parses every record of an uncompressed payload, checking structure, canonical varints,
+    /// per-record CRCs and offset order, and adds them to the totals.
+    pub(crate) fn validate(&mut self, header: &BatchHeader, payload: &[u8], position: u64) -> Result<(), FormatError> {
+        let mut cursor = PayloadCursor::new(payload, header.base_offset, self.header.per_record_crc);
+        let mut totals = self.totals;
+        for index in 0..header.record_count {
+            if cursor.remaining() == 0 {
+                return Err(FormatError::InvalidBatch {
+                    position,
+                    reason: BatchFault::MissingRecords {
+                        declared: header.record_count,
+                        found: index,
+                    },
+                });
+            }
+            let at = cursor.position();
+            let view = cursor.parse_record().map_err(|fault| FormatError::InvalidRecord {
+                batch_position: position,
+                payload_offset: at as u64,
+                fault,
+            })?;
+            match totals.first_offset {
+                None if self.expected_first_offset.is_some_and(|first| first != view.offset) => {
+                    return Err(FormatError::SummaryMismatch {
+                        field: "first offset",
+                        stored: self.header.first_offset.into(),
+                        actual: view.offset.into(),
+                    });
+                }
+                Some(_) if view.offset <= totals.last_offset => {
+                    return Err(FormatError::OffsetOrder {
+                        batch_position: position,
+                        previous: totals.last_offset,
+                        found: view.offset,
+                    });
+                }
+                _ => {}
+            }
+            totals.add_record(view.offset, view.timestamp);
+        }
+        if cursor.remaining() != 0 {
+            return Err(FormatError::InvalidRecord {
+                batch_position: position,
+                payload_offset: cursor.position() as u64,
+                fault: crate::error::RecordFault::TrailingBytes {
+                    len: cursor.remaining() as u64,
+                },
+            });
+        }
+        totals.batch_count += 1;
+        totals.uncompressed_bytes += u64::from(header.uncompressed_size);
+        self.totals = totals;
+        Ok(())
+    }
+
+    /// Decodes a whole batch whose compressed payload is `compressed`: a zero-copy slice of
+    /// the segment when the codec is none, a fresh buffer otherwise.
+    pub(crate) fn decode(
+        &mut self,
+        header: BatchHeader,
+        compressed: Bytes,
+        position: u64,
+    ) -> Result<Batch, FormatError> {
+        let payload = if self.header.compression == Compression::None {
+            self.decompress(&header, &compressed, position, &mut Vec::new())?;
+            compressed
+        } else {
+            let mut out = Vec::new();
+            self.decompress(&header, &compressed, position, &mut out)?;
+            Bytes::from(out)
+        };
+        self.validate(&header, &payload, position)?;
+        Ok(Batch {
+            position,
+            header,
+            payload,
+            per_record_crc: self.header.per_record_crc,
+        })
+    }
+
+    /// Checks, after the last batch, that the records match the header and footer.
+    pub(crate) fn finish(&self, footer: &SegmentFooter, size_bytes: u64) -> Result<SegmentSummary, FormatError> {
+        if self.totals.record_count != self.header.record_count {
+            return Err(FormatError::SummaryMismatch {
+                field: "record count",
+                stored: self.header.record_count.into(),
+                actual: self.totals.record_count.into(),
+            });
+        }
+        if self.totals.last_offset != footer.last_offset {
+            return Err(FormatError::SummaryMismatch {
+                field: "last offset",
+                stored: footer.last_offset.into(),
+                actual: self.totals.last_offset.into(),
+            });
+        }
+        Ok(self.totals.summary(&self.header, size_bytes))
+    }
+}
+
+/// Decodes one batch outside any segment: checks the payload's CRC-32 against the header,
+/// decompresses it within `limits`, and validates every record.
+///
+/// `compressed` is the batch payload exactly as stored after its 24-byte header.
+pub fn decode_batch(
+    header: &BatchHeader,
+    compressed: Bytes,
+    compression: Compression,
+    per_record_crc: bool,
+    limits: ReadLimits,
+) -> Result<Batch, FormatError> {
+    let segment = SegmentHeader {
+        compression,
+        per_record_crc,
+        first_offset: header.base_offset,
+        record_count: u64::from(header.record_count),
+        crc64: 0,
+    };
+    let mut decoder = BatchDecoder::new(segment, limits);
+    decoder.expected_first_offset = None;
+    let header = decoder.batch_header(&header.encode(), 0)?;
+    if compressed.len() != header.compressed_size as usize {
+        return Err(FormatError::UnexpectedEnd {
+            position: BATCH_HEADER_LEN as u64,
+            what: "batch payload",
+            needed: u64::from(header.compressed_size).saturating_sub(compressed.len() as u64),
+        });
+    }
+    decoder.decode(header, compressed, 0)
+}

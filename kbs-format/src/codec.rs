@@ -1,0 +1,127 @@
+//! Batch payload compression with reusable contexts.
+
+use crate::Compression;
+use crate::error::{BatchFault, FormatError};
+
+/// Compresses batch payloads with one codec, reusing its context across batches.
+pub(crate) struct Compressor {
+    codec: Compression,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl Compressor {
+    pub(crate) fn new(codec: Compression, zstd_level: i32) -> Result<Self, FormatError> {
+        let zstd = match codec {
+            Compression::Zstd => Some(
+                zstd::bulk::Compressor::new(zstd_level).map_err(|e| FormatError::Compress {
+                    codec,
+                    message: e.to_string(),
+                })?,
+            ),
+            _ => None,
+        };
+        Ok(Compressor { codec, zstd })
+    }
+
+    /// Compresses `src` into `out` (cleared first). Not called for [`Compression::None`].
+    pub(crate) fn compress(&mut self, src: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let codec = self.codec;
+        let err = |e: std::io::Error| FormatError::Compress {
+            codec,
+            message: e.to_string(),
+        };
+        out.clear();
+        match (codec, self.zstd.as_mut()) {
+            (Compression::Zstd, Some(ctx)) => {
+                out.reserve(zstd::zstd_safe::compress_bound(src.len()));
+                ctx.compress_to_buffer(src, out).map_err(err)?;
+            }
+            (Compression::Lz4, _) => {
+                let bound = lz4::block::compress_bound(src.len()).map_err(err)?;
+                out.resize(bound, 0);
+                let n = lz4::block::compress_to_buffer(src, None, false, out).map_err(err)?;
+                out.truncate(n);
+            }
+            _ => out.extend_from_slice(src),
+        }
+        Ok(())
+    }
+}
+
+/// Decompresses batch payloads, reusing the zstd context across batches.
+pub(crate) struct Decompressor {
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl Decompressor {
+    pub(crate) fn new() -> Self {
+        Decompressor { zstd: None }
+    }
+
+    /// Decompresses `src` into `out` (cleared first), producing exactly `uncompressed_size`
+    /// bytes or an error. The output never grows beyond `uncompressed_size`, which the caller
+    /// has checked against its allocation limit.
+    pub(crate) fn decompress(
+        &mut self,
+        codec: Compression,
+        src: &[u8],
+        uncompressed_size: u32,
+        position: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        let size = uncompressed_size as usize;
+        let err = |message: String| FormatError::Decompress {
+            position,
+            codec,
+            message,
+        };
+        out.clear();
+        let produced = match codec {
+            Compression::None => {
+                out.extend_from_slice(src);
+                src.len()
+            }
+            Compression::Lz4 => {
+                out.resize(size, 0);
+                let size_i32 = i32::try_from(size).map_err(|_| err(format!("{size} bytes is beyond LZ4's limit")))?;
+                let n = lz4::block::decompress_to_buffer(src, Some(size_i32), out).map_err(|e| err(e.to_string()))?;
+                out.truncate(n);
+                n
+            }
+            Compression::Zstd => {
+                // Exactly one standard frame: no trailing frames, no skippable frames.
+                let frame_len = zstd::zstd_safe::find_frame_compressed_size(src)
+                    .map_err(|code| err(zstd::zstd_safe::get_error_name(code).to_string()))?;
+                if frame_len != src.len() {
+                    return Err(err(format!(
+                        "payload holds {} bytes after the first zstd frame",
+                        src.len() - frame_len
+                    )));
+                }
+                let ctx = match self.zstd.as_mut() {
+                    Some(ctx) => ctx,
+                    None => self
+                        .zstd
+                        .insert(zstd::bulk::Decompressor::new().map_err(|e| err(e.to_string()))?),
+                };
+                // The slice's length bounds the output: zstd fails rather than write more.
+                out.resize(size, 0);
+                let n = ctx
+                    .decompress_to_buffer(src, &mut out[..])
+                    .map_err(|e| err(e.to_string()))?;
+                out.truncate(n);
+                n
+            }
+        };
+        if produced != size {
+            return Err(FormatError::InvalidBatch {
+                position,
+                reason: BatchFault::UncompressedSize {
+                    declared: uncompressed_size,
+                    actual: produced as u64,
+                },
+            });
+        }
+        Ok(())
+    }
+}

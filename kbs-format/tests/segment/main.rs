@@ -1,0 +1,7 @@
+//! Integration tests of the segment codec: golden vectors, round trips, corruption, hostile input.
+
+mod common;
+mod corruption;
+mod golden;
+mod hostile;
+mod roundtrip;

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, once, outside the clone so later clones reuse it.
+# Safe to run repeatedly: each step is skipped when its tool is already present.
+set -euo pipefail
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is required (a Rust stable toolchain); none was found on PATH" >&2
+    exit 1
+fi
+if ! command -v cc >/dev/null 2>&1; then
+    echo "setup: a C compiler (cc) is required to build the zstd and lz4 libraries" >&2
+    exit 1
+fi
+# rustfmt and clippy ship with the machine's stable toolchain; add them if a minimal install lacks them.
+for component in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+        rustup component add "$component"
+    fi
+done

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, every test and doc test, and a build check of the
+# fuzz targets. `.ci/run` calls exactly this. It installs what the tests need (scripts/setup.sh)
+# first, so it works on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, integration, doc)"
+cargo test --workspace --locked
+
+step "cargo check of the fuzz targets (outside the workspace)"
+(cd fuzz && cargo check --locked --bins)
+
+step "all checks passed"
