@@ -62,54 +62,70 @@ const WORDS: &[&str] = &[
 
 /// `count` sample records with consecutive offsets from 0 and timestamps 1 ms apart (with some
 /// jitter), values of about 1 KiB.
+///
+/// Like records decoded from a Kafka fetch response, their bytes are slices of one contiguous
+/// buffer, laid out in record order.
 pub fn sample_records(count: usize) -> Vec<SampleRecord> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let start = 1_763_700_000_000i64;
-    (0..count)
-        .map(|i| {
-            let mut value = String::with_capacity(1100);
+    let mut arena: Vec<u8> = Vec::with_capacity(count * 1200);
+    let mut layout = Vec::with_capacity(count);
+    let push = |arena: &mut Vec<u8>, bytes: &[u8]| {
+        let at = arena.len();
+        arena.extend_from_slice(bytes);
+        at..arena.len()
+    };
+    for i in 0..count {
+        let key = format!("user-{:06}", rng.below(1_000_000));
+        let mut value = String::with_capacity(1100);
+        value.push_str(&format!(
+            "{{\"id\":{},\"user\":\"{}\",\"ts\":{},\"amount\":{}.{:02},\"items\":[",
+            i,
+            key,
+            start + i as i64,
+            rng.below(10_000),
+            rng.below(100)
+        ));
+        let mut first = true;
+        while value.len() < 1000 {
+            if !first {
+                value.push(',');
+            }
+            first = false;
             value.push_str(&format!(
-                "{{\"id\":{},\"user\":\"user-{:06}\",\"ts\":{},\"amount\":{}.{:02},\"items\":[",
-                i,
-                rng.below(1_000_000),
-                start + i as i64,
-                rng.below(10_000),
-                rng.below(100)
+                "{{\"sku\":\"{:08x}\",\"qty\":{},\"tag\":\"{}-{}\"}}",
+                rng.next() as u32,
+                rng.below(20),
+                WORDS[rng.below(WORDS.len() as u64) as usize],
+                WORDS[rng.below(WORDS.len() as u64) as usize]
             ));
-            let mut first = true;
-            while value.len() < 1000 {
-                if !first {
-                    value.push(',');
-                }
-                first = false;
-                value.push_str(&format!(
-                    "{{\"sku\":\"{:08x}\",\"qty\":{},\"tag\":\"{}-{}\"}}",
-                    rng.next() as u32,
-                    rng.below(20),
-                    WORDS[rng.below(WORDS.len() as u64) as usize],
-                    WORDS[rng.below(WORDS.len() as u64) as usize]
-                ));
-            }
-            value.push_str("]}");
-            SampleRecord {
-                offset: i as i64,
-                timestamp: start + i as i64 + rng.below(5) as i64 - 2,
-                key: Bytes::from(format!("user-{:06}", rng.below(1_000_000))),
-                value: Bytes::from(value),
-                headers: [
-                    (
-                        Bytes::from_static(b"trace-id"),
-                        Bytes::from(format!(
-                            "{:032x}",
-                            u128::from(rng.next()) << 64 | u128::from(rng.next())
-                        )),
-                    ),
-                    (
-                        Bytes::from_static(b"content-type"),
-                        Bytes::from_static(b"application/json"),
-                    ),
-                ],
-            }
+        }
+        value.push_str("]}");
+        let trace = format!("{:016x}{:016x}", rng.next(), rng.next());
+        let timestamp = start + i as i64 + rng.below(5) as i64 - 2;
+        let ranges = [
+            push(&mut arena, key.as_bytes()),
+            push(&mut arena, value.as_bytes()),
+            push(&mut arena, b"trace-id"),
+            push(&mut arena, trace.as_bytes()),
+            push(&mut arena, b"content-type"),
+            push(&mut arena, b"application/json"),
+        ];
+        layout.push((timestamp, ranges));
+    }
+    let arena = Bytes::from(arena);
+    layout
+        .into_iter()
+        .enumerate()
+        .map(|(i, (timestamp, [key, value, h1k, h1v, h2k, h2v]))| SampleRecord {
+            offset: i as i64,
+            timestamp,
+            key: arena.slice(key),
+            value: arena.slice(value),
+            headers: [
+                (arena.slice(h1k), arena.slice(h1v)),
+                (arena.slice(h2k), arena.slice(h2v)),
+            ],
         })
         .collect()
 }

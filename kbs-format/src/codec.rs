@@ -58,7 +58,7 @@ impl Decompressor {
         Decompressor { zstd: None }
     }
 
-    /// Decompresses `src` into `out` (cleared first), producing exactly `uncompressed_size`
+    /// Decompresses `src` into `out` (resized to fit), producing exactly `uncompressed_size`
     /// bytes or an error. The output never grows beyond `uncompressed_size`, which the caller
     /// has checked against its allocation limit.
     pub(crate) fn decompress(
@@ -75,14 +75,20 @@ impl Decompressor {
             codec,
             message,
         };
-        out.clear();
+        // Size the buffer without re-zeroing a reused one: decompression overwrites it and
+        // must produce exactly `size` bytes, which is checked below.
+        if out.is_empty() {
+            *out = vec![0u8; size];
+        } else {
+            out.resize(size, 0);
+        }
         let produced = match codec {
             Compression::None => {
+                out.clear();
                 out.extend_from_slice(src);
                 src.len()
             }
             Compression::Lz4 => {
-                out.resize(size, 0);
                 let size_i32 = i32::try_from(size).map_err(|_| err(format!("{size} bytes is beyond LZ4's limit")))?;
                 let n = lz4::block::decompress_to_buffer(src, Some(size_i32), out).map_err(|e| err(e.to_string()))?;
                 out.truncate(n);
@@ -105,7 +111,6 @@ impl Decompressor {
                         .insert(zstd::bulk::Decompressor::new().map_err(|e| err(e.to_string()))?),
                 };
                 // The slice's length bounds the output: zstd fails rather than write more.
-                out.resize(size, 0);
                 let n = ctx
                     .decompress_to_buffer(src, &mut out[..])
                     .map_err(|e| err(e.to_string()))?;

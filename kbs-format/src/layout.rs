@@ -37,6 +37,24 @@
 
 use crate::error::FormatError;
 
+/// CRC-64/XZ, computed incrementally (check value of `123456789`: `0x995dc9bbdf1939fa`).
+#[derive(Clone)]
+pub(crate) struct Crc64(crc_fast::Digest);
+
+impl Crc64 {
+    pub(crate) fn new() -> Self {
+        Crc64(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Xz))
+    }
+
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub(crate) fn sum64(&self) -> u64 {
+        self.0.finalize()
+    }
+}
+
 /// Magic bytes at the start of every segment.
 pub const MAGIC: [u8; 4] = *b"KBS1";
 /// Magic bytes at the end of every segment.
@@ -365,8 +383,9 @@ mod tests {
 
     #[test]
     fn crc64_check_value() {
-        let mut digest = crc64fast::Digest::new();
-        digest.write(b"123456789");
+        let mut digest = Crc64::new();
+        digest.write(b"1234");
+        digest.write(b"56789");
         assert_eq!(digest.sum64(), 0x995d_c9bb_df19_39fa);
         assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
     }

@@ -38,7 +38,7 @@ fn frame(data: &[u8]) -> Result<Frame, FormatError> {
 }
 
 fn check_crc64(data: &[u8], header: &SegmentHeader) -> Result<(), FormatError> {
-    let mut digest = crc64fast::Digest::new();
+    let mut digest = crate::layout::Crc64::new();
     digest.write(&data[SEGMENT_HEADER_LEN..]);
     let computed = digest.sum64();
     if computed != header.crc64 {
@@ -116,14 +116,24 @@ pub fn verify_segment(data: &[u8], limits: ReadLimits) -> Result<SegmentSummary,
     let frame = frame(data)?;
     let mut decoder = BatchDecoder::new(frame.header, limits);
     let mut scratch = Vec::new();
+    // The CRC-64 is computed batch by batch while each batch is in cache; the walk covers
+    // bytes 32 up to the footer contiguously.
+    let mut digest = crate::layout::Crc64::new();
     let summary = walk_batches(data, &frame, &mut decoder, |decoder, header, pos, payload| {
-        let uncompressed = decoder.decompress(&header, &data[payload], pos as u64, &mut scratch)?;
-        decoder.validate(&header, uncompressed, pos as u64)
-    });
-    // Prefer the more specific error, but never report success without the CRC-64.
-    let crc = check_crc64(data, &frame.header);
-    let summary = summary?;
-    crc?;
+        let uncompressed = decoder.decompress(&header, &data[payload.clone()], pos as u64, &mut scratch)?;
+        decoder.validate(&header, uncompressed, pos as u64)?;
+        digest.write(&data[pos..payload.end]);
+        Ok(())
+    })?;
+    digest.write(&data[frame.footer_position..]);
+    let computed = digest.sum64();
+    if computed != frame.header.crc64 {
+        return Err(FormatError::SegmentChecksumMismatch {
+            stored: frame.header.crc64,
+            computed,
+            end: data.len() as u64,
+        });
+    }
     Ok(summary)
 }
 
@@ -291,7 +301,7 @@ pub struct SegmentStreamReader<R> {
     header: SegmentHeader,
     raw_header: [u8; SEGMENT_HEADER_LEN],
     decoder: BatchDecoder,
-    digest: crc64fast::Digest,
+    digest: crate::layout::Crc64,
     position: u64,
     summary: Option<SegmentSummary>,
     failed: bool,
@@ -316,7 +326,7 @@ impl<R: Read> SegmentStreamReader<R> {
             header,
             raw_header,
             decoder: BatchDecoder::new(header, limits),
-            digest: crc64fast::Digest::new(),
+            digest: crate::layout::Crc64::new(),
             position: SEGMENT_HEADER_LEN as u64,
             summary: None,
             failed: false,

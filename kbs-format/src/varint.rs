@@ -37,11 +37,19 @@ pub(crate) fn put_varlong(out: &mut Vec<u8>, n: i64) {
 
 #[inline]
 fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
     }
-    out.push(v as u8);
+    let mut buf = [0u8; MAX_VARLONG_LEN];
+    let mut n = 0;
+    while v >= 0x80 {
+        buf[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    buf[n] = v as u8;
+    out.extend_from_slice(&buf[..=n]);
 }
 
 /// Number of bytes the varint encoding of `n` takes.
@@ -66,6 +74,21 @@ fn unsigned_len(v: u64) -> usize {
 #[inline]
 fn get_unsigned(buf: &[u8], pos: &mut usize, max_len: usize, max_bits: u32) -> Result<u64, RecordFault> {
     let start = *pos;
+    // Fast paths: most lengths and deltas fit one or two bytes.
+    let Some(&b0) = buf.get(start) else {
+        return Err(RecordFault::Truncated);
+    };
+    if b0 < 0x80 {
+        *pos = start + 1;
+        return Ok(u64::from(b0));
+    }
+    if let Some(&b1) = buf.get(start + 1)
+        && b1 < 0x80
+        && b1 != 0
+    {
+        *pos = start + 2;
+        return Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7));
+    }
     let mut value: u64 = 0;
     for i in 0..max_len {
         let Some(&byte) = buf.get(start + i) else {

@@ -118,7 +118,7 @@ pub struct SegmentWriter<W: Write + Seek> {
     target_batch_bytes: usize,
     compressor: Compressor,
     batch: OpenBatch,
-    digest: crc64fast::Digest,
+    digest: crate::layout::Crc64,
     written: u64,
     totals: Totals,
 }
@@ -150,7 +150,7 @@ impl<W: Write + Seek> SegmentWriter<W> {
                 base_offset: 0,
                 first_timestamp: 0,
             },
-            digest: crc64fast::Digest::new(),
+            digest: crate::layout::Crc64::new(),
             written: SEGMENT_HEADER_LEN as u64,
             totals: Totals::default(),
         })

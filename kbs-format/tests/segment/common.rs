@@ -54,7 +54,6 @@ pub(crate) fn reseal(data: &mut [u8]) {
     }
     let header_crc = crc32fast::hash(&data[..24]);
     data[footer + 8..footer + 12].copy_from_slice(&header_crc.to_le_bytes());
-    let mut digest = crc64fast::Digest::new();
-    digest.write(&data[32..]);
-    data[24..32].copy_from_slice(&digest.sum64().to_le_bytes());
+    let crc64 = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, &data[32..]);
+    data[24..32].copy_from_slice(&crc64.to_le_bytes());
 }
