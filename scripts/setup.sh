@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the build and the tests need, once, outside the clone so later clones reuse it.
-# Safe to run repeatedly: each step is skipped when its tool is already present.
+# Installs what the build and the tests need, once, outside the clone (~/.cargo/bin, ~/.cache/kbs)
+# so later clones reuse it. Safe to run repeatedly: every step is skipped when its tool is present.
+# Each piece of the project that needs a tool adds a fragment under scripts/setup.d/.
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is required (a Rust stable toolchain); none was found on PATH" >&2
@@ -16,4 +18,12 @@ for component in rustfmt clippy; do
     if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
         rustup component add "$component"
     fi
+done
+
+export KBS_CACHE="${KBS_CACHE:-$HOME/.cache/kbs}"
+mkdir -p "$KBS_CACHE"
+for fragment in "$here"/setup.d/*.sh; do
+    [ -e "$fragment" ] || continue
+    # shellcheck source=/dev/null
+    bash "$fragment"
 done
