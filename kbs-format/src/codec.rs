@@ -3,10 +3,14 @@
 use crate::Compression;
 use crate::error::{BatchFault, FormatError};
 
-/// Compresses batch payloads with one codec, reusing its context across batches.
+/// Compresses batch payloads with one codec, reusing its context and output buffer across
+/// batches.
 pub(crate) struct Compressor {
     codec: Compression,
     zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// Output buffer; for LZ4 it keeps the length of the largest bound seen, so it is never
+    /// re-zeroed (the codec overwrites what it uses).
+    out: Vec<u8>,
 }
 
 impl Compressor {
@@ -20,31 +24,37 @@ impl Compressor {
             ),
             _ => None,
         };
-        Ok(Compressor { codec, zstd })
+        Ok(Compressor {
+            codec,
+            zstd,
+            out: Vec::new(),
+        })
     }
 
-    /// Compresses `src` into `out` (cleared first). Not called for [`Compression::None`].
-    pub(crate) fn compress(&mut self, src: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+    /// Compresses `src`, returning the compressed bytes (`src` itself for [`Compression::None`]).
+    pub(crate) fn compress<'a>(&'a mut self, src: &'a [u8]) -> Result<&'a [u8], FormatError> {
         let codec = self.codec;
         let err = |e: std::io::Error| FormatError::Compress {
             codec,
             message: e.to_string(),
         };
-        out.clear();
         match (codec, self.zstd.as_mut()) {
             (Compression::Zstd, Some(ctx)) => {
-                out.reserve(zstd::zstd_safe::compress_bound(src.len()));
-                ctx.compress_to_buffer(src, out).map_err(err)?;
+                self.out.clear();
+                self.out.reserve(zstd::zstd_safe::compress_bound(src.len()));
+                ctx.compress_to_buffer(src, &mut self.out).map_err(err)?;
+                Ok(&self.out)
             }
             (Compression::Lz4, _) => {
                 let bound = lz4::block::compress_bound(src.len()).map_err(err)?;
-                out.resize(bound, 0);
-                let n = lz4::block::compress_to_buffer(src, None, false, out).map_err(err)?;
-                out.truncate(n);
+                if self.out.len() < bound {
+                    self.out.resize(bound, 0);
+                }
+                let n = lz4::block::compress_to_buffer(src, None, false, &mut self.out[..bound]).map_err(err)?;
+                Ok(&self.out[..n])
             }
-            _ => out.extend_from_slice(src),
+            _ => Ok(src),
         }
-        Ok(())
     }
 }
 

@@ -155,7 +155,7 @@ impl<'a> Iterator for HeaderViews<'a> {
 impl ExactSizeIterator for HeaderViews<'_> {}
 
 /// Reads a varint length (-1 = null) and that many bytes.
-#[inline]
+#[inline(always)]
 fn read_bytes<'a>(buf: &'a [u8], pos: &mut usize, field: &'static str) -> Result<Option<&'a [u8]>, RecordFault> {
     let len = get_varint(buf, pos)?;
     if len == -1 {
@@ -281,6 +281,7 @@ impl<'a> PayloadCursor<'a> {
     }
 
     /// Parses the next record. On error the cursor's position is where the record started.
+    #[inline(always)]
     pub(crate) fn parse_record(&mut self) -> Result<RecordView<'a>, RecordFault> {
         let buf = self.payload;
         let mut pos = self.pos;

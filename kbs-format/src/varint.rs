@@ -71,7 +71,7 @@ fn unsigned_len(v: u64) -> usize {
 }
 
 /// Decodes an unsigned base-128 group of at most `max_len` bytes whose value fits `max_bits`.
-#[inline]
+#[inline(always)]
 fn get_unsigned(buf: &[u8], pos: &mut usize, max_len: usize, max_bits: u32) -> Result<u64, RecordFault> {
     let start = *pos;
     // Fast paths: most lengths and deltas fit one or two bytes.

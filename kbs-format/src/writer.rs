@@ -86,7 +86,6 @@ impl WriterOptions {
 /// The batch being filled: at most one batch is ever held uncompressed.
 struct OpenBatch {
     records: Vec<u8>,
-    compressed: Vec<u8>,
     count: u32,
     base_offset: i64,
     first_timestamp: i64,
@@ -145,7 +144,6 @@ impl<W: Write + Seek> SegmentWriter<W> {
             compressor,
             batch: OpenBatch {
                 records: Vec::new(),
-                compressed: Vec::new(),
                 count: 0,
                 base_offset: 0,
                 first_timestamp: 0,
@@ -224,12 +222,7 @@ impl<W: Write + Seek> SegmentWriter<W> {
             return Ok(());
         }
         let batch = &mut self.batch;
-        let payload: &[u8] = if self.options.compression == Compression::None {
-            &batch.records
-        } else {
-            self.compressor.compress(&batch.records, &mut batch.compressed)?;
-            &batch.compressed
-        };
+        let payload = self.compressor.compress(&batch.records)?;
         let header = BatchHeader {
             base_offset: batch.base_offset,
             record_count: batch.count,

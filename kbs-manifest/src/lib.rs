@@ -37,6 +37,8 @@
 //! # Ok::<(), kbs_manifest::ManifestError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod builder;
 mod checkpoint;
 mod error;
