@@ -1,7 +1,295 @@
-//! The library half of the `kbs` command: each subcommand's work, with output left to the
-//! binary.
-//!
-//! Backup, restore, list, describe and validate land with their issues; this crate currently
-//! offers segment inspection.
+//! The library half of the `kbs` command: each subcommand's work, composed from the kbs
+//! crates. The binary (`main.rs`) only parses arguments, sets up logging and the runtime,
+//! and hands this library a writer for the report; the library never prints on its own.
 
+pub mod backup;
+pub mod cli;
+pub mod config;
+pub mod describe;
+mod error;
 pub mod inspect;
+pub mod lease;
+pub mod list;
+pub mod metrics;
+pub mod options;
+pub mod storage;
+pub mod validate;
+
+use std::io::Write;
+
+use kbs_manifest::BackupId;
+use serde_json::json;
+
+pub use error::CliError;
+
+use crate::cli::{Cli, Command, OutputFormat};
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything held.
+    Success,
+    /// The command ran but found problems (e.g. `validate` on a damaged backup).
+    ProblemsFound,
+}
+
+fn backup_id(value: &str) -> Result<BackupId, CliError> {
+    BackupId::new(value).map_err(|e| CliError::InvalidArgument {
+        flag: "backup-id",
+        message: e.to_string(),
+    })
+}
+
+fn io(e: std::io::Error) -> CliError {
+    CliError::ReadFile {
+        path: "<stdout>".into(),
+        source: e,
+    }
+}
+
+/// What the binary hands the library besides the parsed command line.
+pub struct Context {
+    /// Where long-running commands report progress.
+    pub progress: std::sync::Arc<dyn backup::ProgressSink>,
+    /// Turns true when the process is asked to stop (SIGINT/SIGTERM).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOptions, CliError> {
+    let mut options = backup::BackupOptions::new(backup_id(&args.backup_id)?, options::kafka_config(&args.kafka)?);
+    options.topics = backup::TopicFilter::new(
+        args.topics.iter().filter(|t| !t.is_empty()).cloned().collect(),
+        args.exclude.iter().filter(|t| !t.is_empty()).cloned().collect(),
+    );
+    options.compression = args
+        .compression
+        .parse()
+        .map_err(|e: kbs_format::FormatError| CliError::InvalidArgument {
+            flag: "compression",
+            message: e.to_string(),
+        })?;
+    if !(1..=22).contains(&args.compression_level) {
+        return Err(CliError::InvalidArgument {
+            flag: "compression-level",
+            message: "must be 1 to 22".into(),
+        });
+    }
+    options.compression_level = args.compression_level;
+    options.segment_max_bytes = options::parse_size("segment-max-bytes", &args.segment_max_bytes)?;
+    if let Some(n) = args.segment_max_records {
+        if n == 0 {
+            return Err(CliError::InvalidArgument {
+                flag: "segment-max-records",
+                message: "must be at least 1".into(),
+            });
+        }
+        options.segment_max_records = n;
+    }
+    options.segment_max_interval = options::parse_duration("segment-max-interval", &args.segment_max_interval)?;
+    options.continuous = args.continuous;
+    options.consumer_groups = args.consumer_groups;
+    options.per_record_crc = args.per_record_crc;
+    options.memory_budget = options::parse_size("memory-budget", &args.memory_budget)?;
+    if options.memory_budget < 16 << 20 {
+        return Err(CliError::InvalidArgument {
+            flag: "memory-budget",
+            message: "must be at least 16M".into(),
+        });
+    }
+    options.unsafe_single_writer = args.unsafe_single_writer;
+    options.fetch_max_wait = options::parse_duration("fetch-max-wait", &args.fetch_max_wait)?;
+    options.topic_refresh_interval = options::parse_duration("topic-refresh-interval", &args.topic_refresh_interval)?;
+    options.metrics_addr = args.metrics_addr.clone();
+    options.fetch_max_partition_bytes =
+        options::parse_size("fetch-max-partition-bytes", &args.fetch_max_partition_bytes)?.min(i32::MAX as u64) as i32;
+    Ok(options)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The text summary of a backup run.
+pub fn backup_summary_text(r: &backup::BackupReport) -> String {
+    let secs = r.duration_secs.max(1e-9);
+    let ratio = if r.bytes_out > 0 {
+        r.bytes_in as f64 / r.bytes_out as f64
+    } else {
+        0.0
+    };
+    let mut text = format!(
+        "backup {} {}: {} topics, {} partitions, {} records in {} segments ({} adopted); {} read, {} stored \
+         (ratio {ratio:.2}); {secs:.1} s, {:.0} records/s, {}/s; backup now holds {} records\n",
+        r.backup_id,
+        if r.resumed { "resumed and complete" } else { "complete" },
+        r.topics,
+        r.partitions,
+        r.records,
+        r.segments,
+        r.adopted_segments,
+        human_bytes(r.bytes_in),
+        human_bytes(r.bytes_out),
+        r.records as f64 / secs,
+        human_bytes((r.bytes_in as f64 / secs) as u64),
+        r.total_records,
+    );
+    for g in &r.gaps {
+        text.push_str(&format!(
+            "GAP {}/{} offsets {}..{} were deleted by retention before they could be read\n",
+            g.topic, g.partition, g.from_offset, g.to_offset
+        ));
+    }
+    text
+}
+
+/// Runs the parsed command, writing its report to `out`.
+pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result<Outcome, CliError> {
+    let format = cli.output;
+    match &cli.command {
+        Command::Backup(args) => {
+            let options = backup_options(args)?;
+            let storage = storage::open(&args.storage).await?;
+            let report = backup::run(storage, options, context.progress, context.shutdown).await?;
+            match format {
+                OutputFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serialises")
+                )
+                .map_err(io)?,
+                OutputFormat::Text => out.write_all(backup_summary_text(&report).as_bytes()).map_err(io)?,
+            }
+            Ok(Outcome::Success)
+        }
+        Command::List(args) => {
+            let storage = storage::open(&args.storage).await?;
+            let backups = list::list(storage).await?;
+            match format {
+                OutputFormat::Json => writeln!(out, "{}", json!({ "backups": backups })).map_err(io)?,
+                OutputFormat::Text => {
+                    writeln!(
+                        out,
+                        "{:<32} {:<12} {:<25} {:<25} {:>7} {:>12} {:>14}",
+                        "BACKUP", "STATUS", "CREATED", "COMPLETED", "TOPICS", "RECORDS", "BYTES"
+                    )
+                    .map_err(io)?;
+                    for b in &backups {
+                        writeln!(
+                            out,
+                            "{:<32} {:<12} {:<25} {:<25} {:>7} {:>12} {:>14}",
+                            b.backup_id,
+                            b.status,
+                            b.created_at.as_deref().unwrap_or("-"),
+                            b.completed_at.as_deref().unwrap_or("-"),
+                            b.topics,
+                            b.records,
+                            b.size_bytes
+                        )
+                        .map_err(io)?;
+                    }
+                }
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Describe(args) => {
+            let storage = storage::open(&args.storage).await?;
+            let manifest = describe::load_manifest(&storage, &backup_id(&args.backup_id)?).await?;
+            match format {
+                OutputFormat::Json => out.write_all(&manifest.to_json_pretty()).map_err(io)?,
+                OutputFormat::Text => out
+                    .write_all(describe::describe_text(&manifest).as_bytes())
+                    .map_err(io)?,
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Validate(args) => {
+            let storage = storage::open(&args.storage).await?;
+            let depth = if args.deep {
+                validate::Depth::Deep
+            } else {
+                validate::Depth::Quick
+            };
+            let report = validate::validate(storage, &backup_id(&args.backup_id)?, depth).await?;
+            match format {
+                OutputFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serialises")
+                )
+                .map_err(io)?,
+                OutputFormat::Text => {
+                    for p in &report.problems {
+                        match p.position {
+                            Some(pos) => writeln!(out, "PROBLEM {} (byte {pos}): {}", p.key, p.what),
+                            None => writeln!(out, "PROBLEM {}: {}", p.key, p.what),
+                        }
+                        .map_err(io)?;
+                    }
+                    writeln!(
+                        out,
+                        "{} {}: {} segments, {} records, {} bytes read, {} problems ({})",
+                        if report.is_valid() { "VALID" } else { "INVALID" },
+                        report.backup_id,
+                        report.segments_checked,
+                        report.records_checked,
+                        report.bytes_read,
+                        report.problems.len(),
+                        if report.deep { "deep" } else { "quick" }
+                    )
+                    .map_err(io)?;
+                }
+            }
+            Ok(if report.is_valid() {
+                Outcome::Success
+            } else {
+                Outcome::ProblemsFound
+            })
+        }
+        Command::Inspect(args) => {
+            let data = match args.storage_args() {
+                Some(storage_args) => {
+                    let storage = storage::open(&storage_args).await?;
+                    storage.get(&args.segment).await?.bytes
+                }
+                None => bytes::Bytes::from(std::fs::read(&args.segment).map_err(|source| CliError::ReadFile {
+                    path: args.segment.clone().into(),
+                    source,
+                })?),
+            };
+            let lines = inspect::segment_to_json_lines(data).map_err(|source| CliError::Segment {
+                key: args.segment.clone(),
+                source,
+            })?;
+            for line in lines {
+                writeln!(out, "{line}").map_err(io)?;
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Unlock(args) => {
+            let storage = storage::open(&args.storage).await?;
+            let id = backup_id(&args.backup_id)?;
+            let held = lease::unlock(storage, &id).await?;
+            let message = match &held {
+                Some(record) => format!("removed the lease of backup {id} held by {}", record.holder()),
+                None => format!("backup {id} had no lease"),
+            };
+            match format {
+                OutputFormat::Json => writeln!(out, "{}", json!({"backup_id": id.as_str(), "removed": held})),
+                OutputFormat::Text => writeln!(out, "{message}"),
+            }
+            .map_err(io)?;
+            Ok(Outcome::Success)
+        }
+    }
+}

@@ -1,58 +1,134 @@
-//! The `kbs` command.
+//! The `kbs` command: argument parsing, logging, runtime and exit codes; the work is in the
+//! `kbs_cli` library.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use kbs_cli::backup::{Progress, ProgressSink};
+use kbs_cli::{CliError, Outcome};
 
-/// kbs: Kafka backup and restore.
-#[derive(Parser)]
-#[command(name = "kbs", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+/// Renders progress on stderr: a self-rewriting line on a terminal, a log line every 10 s
+/// otherwise.
+struct ProgressPrinter {
+    tty: bool,
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Print a .kbs segment's header, footer and records as JSON lines (bytes in base64),
-    /// after checking every checksum.
-    Inspect {
-        /// Path of the segment file.
-        file: PathBuf,
-    },
+impl ProgressSink for ProgressPrinter {
+    #[allow(clippy::print_stderr)]
+    fn report(&self, p: &Progress) {
+        let secs = p.elapsed.as_secs_f64().max(1e-9);
+        let rate = p.records as f64 / secs;
+        let mb = p.bytes_in as f64 / (1 << 20) as f64;
+        let eta = match p.remaining_offsets {
+            Some(left) if rate > 0.0 => format!(", ~{:.0} s left", left as f64 / rate),
+            _ => String::new(),
+        };
+        let line = format!(
+            "{} records, {mb:.1} MiB read ({:.1} MiB/s), {:.1} MiB stored, {}/{} partitions done{eta}",
+            p.records,
+            mb / secs,
+            p.bytes_out as f64 / (1 << 20) as f64,
+            p.partitions_done,
+            p.partitions_total
+        );
+        if self.tty {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{line}");
+            let _ = err.flush();
+        } else if p.elapsed.as_secs() % 10 == 0 {
+            eprintln!("kbs: progress: {line}");
+        }
+    }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Inspect { file } => inspect(&file),
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
 #[allow(clippy::print_stderr)]
-fn inspect(file: &std::path::Path) -> ExitCode {
-    let data = match std::fs::read(file) {
-        Ok(data) => data,
+fn main() -> ExitCode {
+    let cli = match kbs_cli::config::parse_command_line(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(CliError::Usage(e)) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
         Err(e) => {
-            eprintln!("kbs inspect: cannot read {}: {e}", file.display());
+            eprintln!("kbs: {e}");
             return ExitCode::from(2);
         }
     };
-    match kbs_cli::inspect::segment_to_json_lines(data.into()) {
-        Ok(lines) => {
-            let mut out = std::io::stdout().lock();
-            for line in lines {
-                if writeln!(out, "{line}").is_err() {
-                    return ExitCode::FAILURE;
-                }
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kbs: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    runtime.spawn(async move {
+        wait_for_signal().await;
+        let _ = stop.send(true);
+    });
+    let progress: Arc<dyn ProgressSink> = if cli.quiet {
+        Arc::new(kbs_cli::backup::NoProgress)
+    } else {
+        Arc::new(ProgressPrinter {
+            tty: std::io::stderr().is_terminal(),
+        })
+    };
+    let mut stdout = std::io::stdout().lock();
+    match runtime.block_on(kbs_cli::execute(
+        &cli,
+        &mut stdout,
+        kbs_cli::Context { progress, shutdown },
+    )) {
+        Ok(Outcome::Success) => {
+            if std::io::stderr().is_terminal() && !cli.quiet {
+                eprintln!();
             }
             ExitCode::SUCCESS
         }
+        Ok(Outcome::ProblemsFound) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("kbs inspect: {}: {e}", file.display());
+            eprintln!("kbs: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

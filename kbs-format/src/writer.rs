@@ -205,6 +205,11 @@ impl<W: Write + Seek> SegmentWriter<W> {
         Ok(())
     }
 
+    /// The options this writer encodes with.
+    pub fn options(&self) -> WriterOptions {
+        self.options
+    }
+
     /// Number of records appended so far.
     pub fn record_count(&self) -> u64 {
         self.totals.record_count

@@ -1,3 +1,93 @@
-//! A pure-Rust Kafka client for kbs.
+//! A pure-Rust Kafka client for kbs: it reads and writes records byte-faithfully.
 //!
-//! This crate is a skeleton: the client is tracked by its own issue and lands there.
+//! * [`KafkaClient`] — bootstrap, metadata and leader routing, [`fetch`](KafkaClient::fetch)
+//!   of many partitions per request, [`list_offsets`](KafkaClient::list_offsets), topic
+//!   administration and consumer-group offsets. TLS (rustls) and SASL PLAIN / SCRAM.
+//! * [`IdempotentProducer`] — batches with sequence numbers, pipelined, retried without
+//!   duplicates.
+//!
+//! Records keep exactly what Kafka stores: offset, timestamp and its type, null vs empty key
+//! and value, headers in order with duplicate keys and null values. Control records and
+//! aborted transactions never reach the caller, compacted and empty batches do not stall the
+//! fetch loop ([`PartitionFetch::next_offset`]), and an offset that fell out of the log comes
+//! back as [`PartitionError::OffsetOutOfRange`] with the new log start.
+//!
+//! Messages are encoded with the `kafka-protocol` crate; record batches (Kafka's message
+//! format v2) with this crate's own codec, documented in its source (`src/batch.rs`). Every
+//! connection negotiates API versions (the highest both sides speak; none in common is
+//! [`Error::UnsupportedVersion`] naming the API).
+//!
+//! # tansu 0.6
+//!
+//! The tests run against tansu. The client is written for Kafka and copes with what tansu does
+//! differently: it holds every Fetch for its full `max_wait` (keep [`FetchRequest::max_wait`]
+//! small while catching up), caps a Fetch response at 5 MiB, answers `ListOffsets(Latest)`
+//! with the last batch's base offset + 1 (use [`PartitionFetch::high_watermark`]) and
+//! timestamp queries by its own append time, serves only batches whose base offset is at or
+//! after the fetch offset (a fetch from the middle of a batch skips the rest of it), answers a
+//! fetch past the end with no records instead of `OFFSET_OUT_OF_RANGE`, labels a topic's own
+//! configs `DEFAULT_CONFIG` (recognised, see [`KafkaClient::describe_topic_configs`]), does not
+//! return committed offset metadata, and drops the connection on DeleteRecords (not used).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use kbs_kafka::{ClientConfig, FetchPosition, FetchRequest, KafkaClient};
+//!
+//! # async fn example() -> kbs_kafka::Result<()> {
+//! let client = KafkaClient::connect(ClientConfig::new(["localhost:9092"])).await?;
+//! let mut position = FetchPosition::new("orders", 0, 0);
+//! loop {
+//!     let request = FetchRequest::new(vec![position.clone()]).with_max_wait(Duration::from_millis(50));
+//!     let partition = client.fetch(&request).await?.remove(0);
+//!     for record in &partition.records {
+//!         // record.offset, record.timestamp, record.key, record.value, record.headers
+//!     }
+//!     position.offset = partition.next_offset;
+//!     if position.offset >= partition.high_watermark {
+//!         break;
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod admin;
+pub(crate) mod batch;
+mod client;
+mod config;
+pub(crate) mod connection;
+mod error;
+mod fetch;
+#[cfg(test)]
+mod golden_tests;
+mod groups;
+mod metadata;
+mod producer;
+pub(crate) mod protocol;
+mod record;
+mod sasl;
+mod tls;
+
+pub use admin::NewTopic;
+pub use client::KafkaClient;
+pub use config::{ClientConfig, RetryConfig, Sasl, SaslMechanism, Security, TlsConfig};
+pub use error::{Error, ErrorCode, PartitionError, Result};
+pub use fetch::{FetchPosition, FetchRequest, IsolationLevel, OffsetSpec, PartitionFetch, PartitionOffset};
+pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
+pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
+pub use producer::{Acks, IdempotentProducer, ProduceAck, ProducerCompression, ProducerConfig};
+pub use record::{ProduceRecord, Record, RecordHeader, TimestampType};
+
+#[cfg(test)]
+mod tests {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    fn sendable<T: Send + Sync + std::error::Error + 'static>() {}
+
+    #[test]
+    fn handles_are_send_sync_and_cheap_to_clone() {
+        shareable::<crate::KafkaClient>();
+        shareable::<crate::IdempotentProducer>();
+        sendable::<crate::Error>();
+        sendable::<crate::PartitionError>();
+    }
+}

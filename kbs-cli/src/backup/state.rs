@@ -1,0 +1,239 @@
+//! The backup's persistent state: manifest and checkpoint, replaced only by compare-and-swap
+//! against the versions this writer read or wrote (see `docs/DESIGN.md`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kbs_manifest::{
+    BackupId, Checkpoint, Compression, Gap, Manifest, ManifestBuilder, PartitionCheckpoint, SegmentFile, SourceCluster,
+    TopicName, UtcTimestamp, layout,
+};
+use kbs_storage::{ObjectStorage, ObjectVersion};
+
+use crate::error::CliError;
+
+/// Manifest and checkpoint of one backup, as this writer holds them.
+#[derive(Debug)]
+pub(crate) struct BackupState {
+    storage: Arc<dyn ObjectStorage>,
+    backup_id: BackupId,
+    pub(crate) builder: ManifestBuilder,
+    pub(crate) checkpoint: Checkpoint,
+    manifest_version: Option<ObjectVersion>,
+    checkpoint_version: Option<ObjectVersion>,
+    /// Whether the backup existed before this run.
+    pub(crate) resumed: bool,
+}
+
+pub(crate) fn now_utc() -> UtcTimestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    UtcTimestamp::from_unix_millis(ms).expect("the clock is within years 0..=9999")
+}
+
+impl BackupState {
+    /// Loads the backup's manifest and checkpoint (an unparsable one is an error, never
+    /// replaced), or starts new ones, then rewrites both: this fences any earlier writer.
+    pub(crate) async fn open(
+        storage: Arc<dyn ObjectStorage>,
+        backup_id: &BackupId,
+        source_cluster: SourceCluster,
+        compression: Compression,
+    ) -> Result<BackupState, CliError> {
+        let manifest_key = layout::manifest_key(backup_id);
+        let checkpoint_key = layout::checkpoint_key(backup_id);
+        let (builder, manifest_version, resumed) = match storage.get(&manifest_key).await {
+            Ok(got) => {
+                let manifest = Manifest::from_json(&got.bytes).map_err(|e| CliError::Unparsable {
+                    key: manifest_key.clone(),
+                    message: e.to_string(),
+                })?;
+                if manifest.backup_id != *backup_id {
+                    return Err(CliError::Unparsable {
+                        key: manifest_key,
+                        message: format!("it belongs to backup {:?}", manifest.backup_id.as_str()),
+                    });
+                }
+                if manifest.compression.algorithm != compression.algorithm {
+                    tracing::warn!(
+                        "backup {backup_id} was started with {:?} compression; continuing with {:?} for new segments",
+                        manifest.compression.algorithm,
+                        compression.algorithm
+                    );
+                }
+                let builder = ManifestBuilder::from_manifest(&manifest).map_err(|e| CliError::Unparsable {
+                    key: manifest_key.clone(),
+                    message: e.to_string(),
+                })?;
+                (builder, Some(got.meta.version), true)
+            }
+            Err(e) if e.is_not_found() => (
+                ManifestBuilder::new(backup_id.clone(), now_utc(), source_cluster, compression),
+                None,
+                false,
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        let (checkpoint, checkpoint_version) = match storage.get(&checkpoint_key).await {
+            Ok(got) => {
+                let checkpoint = Checkpoint::from_json(&got.bytes).map_err(|e| CliError::Unparsable {
+                    key: checkpoint_key.clone(),
+                    message: e.to_string(),
+                })?;
+                (checkpoint, Some(got.meta.version))
+            }
+            Err(e) if e.is_not_found() => (Checkpoint::new(backup_id.clone(), now_utc()), None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut state = BackupState {
+            storage,
+            backup_id: backup_id.clone(),
+            builder,
+            checkpoint,
+            manifest_version,
+            checkpoint_version,
+            resumed,
+        };
+        state.write_manifest_in_progress().await?;
+        state.write_checkpoint().await?;
+        Ok(state)
+    }
+
+    /// Where a partition's data continues according to the manifest: the offset after its last
+    /// segment or gap, and the next segment sequence number. Segments made durable after the
+    /// manifest was last written are found by probing the following sequence numbers (see
+    /// `adopt_orphans`); the checkpoint is then checked against the result.
+    pub(crate) fn resume_point(&self, topic: &TopicName, partition: i32) -> (Option<i64>, u64) {
+        let mut covered: Option<i64> = None;
+        let mut next_sequence = 0;
+        if let Some(last) = self.builder.last_segment(topic.as_str(), partition) {
+            covered = Some(last.last_offset);
+            next_sequence = last.name.sequence() + 1;
+        }
+        let manifest = self.builder.build_in_progress();
+        if let Some(gap) = manifest
+            .topic(topic.as_str())
+            .and_then(|t| t.partition(partition))
+            .and_then(|p| p.gaps.last())
+        {
+            covered = Some(covered.map_or(gap.to_offset, |c| c.max(gap.to_offset)));
+        }
+        (covered.map(|c| c + 1), next_sequence)
+    }
+
+    /// Checks that everything the checkpoint says is stored is covered by the manifest's
+    /// segments and gaps (after adoption); otherwise a segment the checkpoint relies on is gone.
+    pub(crate) fn check_checkpoint(
+        &self,
+        topic: &TopicName,
+        partition: i32,
+        next_offset: Option<i64>,
+    ) -> Result<(), CliError> {
+        let Some(position) = self.checkpoint.position(topic.as_str(), partition) else {
+            return Ok(());
+        };
+        if next_offset.is_none_or(|next| next <= position.offset) {
+            return Err(CliError::Unparsable {
+                key: layout::checkpoint_key(&self.backup_id),
+                message: format!(
+                    "it says {topic}/{partition} is stored up to offset {} in {}, but the segments found end {}; a \
+                     segment is missing from storage",
+                    position.offset,
+                    position.segment,
+                    next_offset.map_or_else(|| "before any offset".to_string(), |n| format!("at offset {}", n - 1))
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a durable segment in the manifest and the checkpoint (in memory).
+    pub(crate) fn add_segment(
+        &mut self,
+        topic: &TopicName,
+        partition: i32,
+        file: SegmentFile,
+        last_timestamp: i64,
+    ) -> Result<(), CliError> {
+        let position = PartitionCheckpoint {
+            offset: file.last_offset,
+            timestamp: last_timestamp,
+            segment: file.name,
+            segment_offset: file.size_bytes,
+        };
+        self.builder.add_segment(topic, partition, file)?;
+        self.checkpoint.record(topic, partition, position)?;
+        Ok(())
+    }
+
+    /// Records a gap (in memory); the caller writes the manifest before going on.
+    pub(crate) fn add_gap(&mut self, topic: &TopicName, partition: i32, gap: Gap) -> Result<(), CliError> {
+        self.builder.add_gap(topic, partition, gap)?;
+        Ok(())
+    }
+
+    /// Adds or updates a topic's partition count and configs.
+    pub(crate) fn add_topic(
+        &mut self,
+        topic: TopicName,
+        partition_count: u32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), CliError> {
+        self.builder.add_topic(topic, partition_count, configs)?;
+        Ok(())
+    }
+
+    async fn put_versioned(
+        &self,
+        key: &str,
+        body: Bytes,
+        version: &Option<ObjectVersion>,
+    ) -> Result<ObjectVersion, CliError> {
+        let put = match version {
+            Some(v) => self.storage.put_if_match(key, body, v).await,
+            None => self.storage.put_if_absent(key, body).await,
+        };
+        match put {
+            Ok(put) => Ok(put.version),
+            Err(kbs_storage::Error::Precondition { .. }) | Err(kbs_storage::Error::AlreadyExists { .. }) => {
+                Err(CliError::Locked(format!(
+                    "{key} was changed by another writer since this run read it: this run lost its lease and stops \
+                     without writing (backup {})",
+                    self.backup_id
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the checkpoint (compare-and-swap).
+    pub(crate) async fn write_checkpoint(&mut self) -> Result<(), CliError> {
+        self.checkpoint.timestamp = now_utc();
+        let key = layout::checkpoint_key(&self.backup_id);
+        let body = Bytes::from(self.checkpoint.to_json_pretty());
+        self.checkpoint_version = Some(self.put_versioned(&key, body, &self.checkpoint_version).await?);
+        Ok(())
+    }
+
+    /// Writes the manifest with status `in_progress` (compare-and-swap).
+    pub(crate) async fn write_manifest_in_progress(&mut self) -> Result<(), CliError> {
+        let manifest = self.builder.build_in_progress();
+        self.write_manifest(&manifest).await
+    }
+
+    /// Writes the final manifest, status `complete`: the commit point.
+    pub(crate) async fn write_manifest_complete(&mut self) -> Result<Manifest, CliError> {
+        let manifest = self.builder.build_complete(now_utc())?;
+        self.write_manifest(&manifest).await?;
+        Ok(manifest)
+    }
+
+    async fn write_manifest(&mut self, manifest: &Manifest) -> Result<(), CliError> {
+        let key = layout::manifest_key(&self.backup_id);
+        let body = Bytes::from(manifest.to_json_pretty());
+        self.manifest_version = Some(self.put_versioned(&key, body, &self.manifest_version).await?);
+        Ok(())
+    }
+}

@@ -1,0 +1,275 @@
+//! The command line: every flag also has a `KBS_*` environment variable and a key in the
+//! `--config` TOML file (the flag's long name, with `-` or `_`). Precedence: flag, then
+//! environment, then config file, then the built-in default.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// kbs: back up Kafka topics to S3 or a filesystem, verify the backups, restore them.
+#[derive(Debug, Parser)]
+#[command(name = "kbs", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// TOML file with defaults for any flag (keys are the flags' long names).
+    #[arg(long, global = true, env = "KBS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Output format of reports.
+    #[arg(long, global = true, env = "KBS_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// More log output (repeat for more); logs go to stderr, filter with RUST_LOG.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr; no progress.
+    #[arg(short, long, global = true, env = "KBS_QUIET")]
+    pub quiet: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up Kafka topics: a consistent snapshot up to each partition's end at start (default)
+    /// or --continuous until SIGINT/SIGTERM. Rerunning with the same --backup-id continues
+    /// from the checkpoint (incremental, no record twice).
+    Backup(Box<BackupArgs>),
+    /// List the backups under a storage root, reading only their manifests.
+    List(ListArgs),
+    /// Show a backup: topics, partitions, offset ranges, time range, segments, gaps, configs,
+    /// consumer groups.
+    Describe(DescribeArgs),
+    /// Check a backup: quick (manifest, sizes, headers and footers) or --deep (every byte).
+    /// Exits 0 only when everything holds; otherwise lists every problem.
+    Validate(ValidateArgs),
+    /// Print a segment's header, footer and records as JSON lines (bytes in base64), from a
+    /// local file or a key in the storage.
+    Inspect(InspectArgs),
+    /// Remove a backup's lease by hand (after a writer on another host died).
+    Unlock(UnlockArgs),
+}
+
+/// Where backups are stored.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Storage root: a directory (`/data`, `./backups`, `file:///data`), `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix` or `memory://`.
+    #[arg(long, visible_alias = "path", env = "KBS_STORAGE", value_name = "URL")]
+    pub storage: String,
+
+    /// S3 endpoint for S3-compatible servers (e.g. http://127.0.0.1:9000).
+    #[arg(long, env = "KBS_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region (default: from the AWS environment, else us-east-1).
+    #[arg(long, env = "KBS_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Use path-style S3 URLs (bucket in the path) instead of virtual-host style.
+    #[arg(long, env = "KBS_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+
+    /// Allow plain HTTP to the S3 endpoint (local test servers).
+    #[arg(long, env = "KBS_S3_ALLOW_HTTP")]
+    pub s3_allow_http: bool,
+
+    /// Storage class of segment objects: STANDARD, STANDARD_IA, GLACIER_IR or GLACIER.
+    #[arg(long, env = "KBS_S3_STORAGE_CLASS")]
+    pub s3_storage_class: Option<String>,
+}
+
+/// How to reach and authenticate to Kafka.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Comma-separated bootstrap brokers (host:port,...).
+    #[arg(long, env = "KBS_BOOTSTRAP_SERVERS", value_delimiter = ',', required = true)]
+    pub bootstrap_servers: Vec<String>,
+
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    #[arg(long, env = "KBS_SECURITY_PROTOCOL", default_value = "PLAINTEXT")]
+    pub security_protocol: String,
+
+    /// PEM file of CA certificates to trust (default: the system's roots).
+    #[arg(long, env = "KBS_SSL_CA_LOCATION", value_name = "FILE")]
+    pub ssl_ca_location: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS.
+    #[arg(long, env = "KBS_SSL_CERTIFICATE_LOCATION", value_name = "FILE")]
+    pub ssl_certificate_location: Option<PathBuf>,
+
+    /// PEM client private key for mutual TLS.
+    #[arg(long, env = "KBS_SSL_KEY_LOCATION", value_name = "FILE")]
+    pub ssl_key_location: Option<PathBuf>,
+
+    /// Name to verify broker certificates against (when brokers are reached by IP).
+    #[arg(long, env = "KBS_SSL_SERVER_NAME")]
+    pub ssl_server_name: Option<String>,
+
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "KBS_SASL_MECHANISM")]
+    pub sasl_mechanism: Option<String>,
+
+    /// SASL user name.
+    #[arg(long, env = "KBS_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+
+    /// SASL password (prefer the KBS_SASL_PASSWORD environment variable).
+    #[arg(long, env = "KBS_SASL_PASSWORD", hide_env_values = true)]
+    pub sasl_password: Option<String>,
+}
+
+/// `kbs backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    /// Kafka.
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    /// Storage.
+    pub storage: StorageArgs,
+    /// The backup id: its folder under the storage root ([a-zA-Z0-9._-], up to 249 characters).
+    #[arg(long, env = "KBS_BACKUP_ID")]
+    pub backup_id: String,
+    /// Topics to back up, as comma-separated globs (`*`, `?`); default all but internal topics.
+    #[arg(long, env = "KBS_TOPICS", value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Topics to leave out, as comma-separated globs.
+    #[arg(long, env = "KBS_EXCLUDE", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Segment compression: zstd, lz4 or none.
+    #[arg(long, env = "KBS_COMPRESSION", default_value = "zstd")]
+    pub compression: String,
+    /// zstd level, 1 to 22.
+    #[arg(long, env = "KBS_COMPRESSION_LEVEL", default_value_t = 3)]
+    pub compression_level: i32,
+    /// Roll a segment at this many bytes (suffixes k, M, G accepted).
+    #[arg(long, env = "KBS_SEGMENT_MAX_BYTES", default_value = "128M")]
+    pub segment_max_bytes: String,
+    /// Roll a segment at this many records.
+    #[arg(long, env = "KBS_SEGMENT_MAX_RECORDS")]
+    pub segment_max_records: Option<u64>,
+    /// Roll a segment after it has been open this long, e.g. 30s, 5m, 1h (continuous mode).
+    #[arg(long, env = "KBS_SEGMENT_MAX_INTERVAL", default_value = "5m")]
+    pub segment_max_interval: String,
+    /// Keep following new data and newly created matching topics until SIGINT/SIGTERM.
+    #[arg(long, env = "KBS_CONTINUOUS")]
+    pub continuous: bool,
+    /// Snapshot the committed offsets of all consumer groups on the selected topics.
+    #[arg(long, env = "KBS_CONSUMER_GROUPS")]
+    pub consumer_groups: bool,
+    /// Follow every record with its own CRC-32 in the segments.
+    #[arg(long, env = "KBS_PER_RECORD_CRC")]
+    pub per_record_crc: bool,
+    /// Memory budget for fetched and not yet uploaded data (suffixes k, M, G).
+    #[arg(long, env = "KBS_MEMORY_BUDGET", default_value = "256M")]
+    pub memory_budget: String,
+    /// Run on a store that ignores conditional writes. Only safe when nothing else can write
+    /// this backup id at the same time.
+    #[arg(long, env = "KBS_UNSAFE_SINGLE_WRITER")]
+    pub unsafe_single_writer: bool,
+    /// Longest a fetch waits for data while catching up, e.g. 10ms.
+    #[arg(long, env = "KBS_FETCH_MAX_WAIT", default_value = "10ms")]
+    pub fetch_max_wait: String,
+    /// Most bytes one fetch returns per partition (a batch larger than this still comes whole).
+    #[arg(long, env = "KBS_FETCH_MAX_PARTITION_BYTES", default_value = "1M")]
+    pub fetch_max_partition_bytes: String,
+    /// How often continuous mode looks for new topics and partitions.
+    #[arg(long, env = "KBS_TOPIC_REFRESH_INTERVAL", default_value = "30s")]
+    pub topic_refresh_interval: String,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while the backup runs.
+    #[arg(long, env = "KBS_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+}
+
+/// `kbs list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    /// Storage.
+    pub storage: StorageArgs,
+}
+
+/// `kbs describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    #[command(flatten)]
+    /// Storage.
+    pub storage: StorageArgs,
+    /// The backup to describe.
+    #[arg(long, env = "KBS_BACKUP_ID")]
+    pub backup_id: String,
+}
+
+/// `kbs validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    /// Storage.
+    pub storage: StorageArgs,
+    /// The backup to validate.
+    #[arg(long, env = "KBS_BACKUP_ID")]
+    pub backup_id: String,
+    /// Read every segment and check every checksum and invariant.
+    #[arg(long, env = "KBS_DEEP")]
+    pub deep: bool,
+}
+
+/// `kbs inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A local segment file, or (with --storage) a segment's key under the storage root.
+    pub segment: String,
+    /// Storage root, when SEGMENT is a key.
+    #[arg(long, visible_alias = "path", env = "KBS_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
+    /// S3 endpoint for S3-compatible servers.
+    #[arg(long, env = "KBS_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "KBS_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style S3 URLs.
+    #[arg(long, env = "KBS_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// Allow plain HTTP to the S3 endpoint.
+    #[arg(long, env = "KBS_S3_ALLOW_HTTP")]
+    pub s3_allow_http: bool,
+}
+
+impl InspectArgs {
+    /// The storage arguments, when a storage root was given.
+    pub fn storage_args(&self) -> Option<StorageArgs> {
+        self.storage.as_ref().map(|storage| StorageArgs {
+            storage: storage.clone(),
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+            s3_path_style: self.s3_path_style,
+            s3_allow_http: self.s3_allow_http,
+            s3_storage_class: None,
+        })
+    }
+}
+
+/// `kbs unlock`.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    /// Storage.
+    pub storage: StorageArgs,
+    /// The backup whose lease to remove.
+    #[arg(long, env = "KBS_BACKUP_ID")]
+    pub backup_id: String,
+}

@@ -1,0 +1,147 @@
+//! `--config FILE`: a TOML file whose keys give defaults to flags.
+//!
+//! ```toml
+//! storage = "s3://backups/kafka"        # any subcommand's --storage
+//! s3-region = "eu-central-1"
+//! bootstrap_servers = ["kafka-1:9092", "kafka-2:9092"]   # arrays join with commas
+//!
+//! [backup]                              # only for `kbs backup`
+//! compression = "zstd"
+//! ```
+//!
+//! Keys are flag long names with `-` or `_`. A key that no subcommand knows is an error, so a
+//! typo does not silently fall back to a default. Flags and `KBS_*` environment variables win
+//! over the file.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::Cli;
+use crate::error::CliError;
+
+/// Parses the command line, applying defaults from the `--config` file (or `KBS_CONFIG`).
+///
+/// `--help` and `--version` come back as a [`clap::Error`] inside [`CliError::Usage`], which
+/// the binary prints with its own exit code.
+pub fn parse_command_line(args: Vec<OsString>) -> Result<Cli, CliError> {
+    let mut command = Cli::command();
+    if let Some(path) = config_path(&args) {
+        let table = load(&path)?;
+        command = apply(command, &table, &path)?;
+    }
+    let matches = command.try_get_matches_from(args).map_err(CliError::Usage)?;
+    Cli::from_arg_matches(&matches).map_err(CliError::Usage)
+}
+
+/// The config file named by `--config` or `KBS_CONFIG`.
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let arg = arg.to_string_lossy();
+        if arg == "--config" {
+            return iter.next().map(PathBuf::from);
+        }
+        if let Some(value) = arg.strip_prefix("--config=") {
+            return Some(PathBuf::from(value));
+        }
+        if arg == "--" {
+            break;
+        }
+    }
+    std::env::var_os("KBS_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn load(path: &Path) -> Result<toml::Table, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    text.parse::<toml::Table>().map_err(|e| CliError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn value_string(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(value_string)
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(",")),
+        toml::Value::Datetime(d) => Some(d.to_string()),
+        toml::Value::Table(_) => None,
+    }
+}
+
+fn arg_id(key: &str) -> String {
+    key.replace('-', "_")
+}
+
+/// Sets config values as defaults of the matching args of the root command and of every
+/// subcommand (a `[name]` table applies to subcommand `name` only).
+fn apply(mut command: clap::Command, table: &toml::Table, path: &Path) -> Result<clap::Command, CliError> {
+    let subcommands: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_string()).collect();
+    let mut used = BTreeSet::new();
+    let mut flat = Vec::new();
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(section) => {
+                if !subcommands.contains(key) {
+                    return Err(CliError::Config {
+                        path: path.to_path_buf(),
+                        message: format!("[{key}] is not a subcommand (known: {})", subcommands.join(", ")),
+                    });
+                }
+                for (inner, value) in section {
+                    let text = value_string(value).ok_or_else(|| CliError::Config {
+                        path: path.to_path_buf(),
+                        message: format!("[{key}] {inner}: nested tables are not allowed"),
+                    })?;
+                    let id = arg_id(inner);
+                    let sub = command.find_subcommand(key).expect("listed above");
+                    if !sub.get_arguments().any(|a| a.get_id() == id.as_str()) {
+                        return Err(CliError::Config {
+                            path: path.to_path_buf(),
+                            message: format!("[{key}] {inner}: `kbs {key}` has no such flag"),
+                        });
+                    }
+                    command = command.mut_subcommand(key, |s| s.mut_arg(id.clone(), |a| a.default_value(text.clone())));
+                }
+            }
+            other => flat.push((key.clone(), value_string(other).expect("not a table"))),
+        }
+    }
+    for (key, text) in flat {
+        let id = arg_id(&key);
+        if command.get_arguments().any(|a| a.get_id() == id.as_str()) {
+            command = command.mut_arg(id.clone(), |a| a.default_value(text.clone()));
+            used.insert(key.clone());
+        }
+        for name in &subcommands {
+            let has = command
+                .find_subcommand(name)
+                .is_some_and(|s| s.get_arguments().any(|a| a.get_id() == id.as_str()));
+            if has {
+                command = command.mut_subcommand(name, |s| s.mut_arg(id.clone(), |a| a.default_value(text.clone())));
+                used.insert(key.clone());
+            }
+        }
+        if !used.contains(&key) {
+            return Err(CliError::Config {
+                path: path.to_path_buf(),
+                message: format!("{key}: no subcommand has such a flag"),
+            });
+        }
+    }
+    Ok(command)
+}

@@ -1,0 +1,142 @@
+//! Prometheus metrics of a running backup, served as text at `http://HOST:PORT/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Counters of a backup run, updated by the engine and read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct BackupMetrics {
+    /// Records stored.
+    pub records: AtomicU64,
+    /// Record bytes read from Kafka.
+    pub bytes_in: AtomicU64,
+    /// Segment bytes written.
+    pub bytes_out: AtomicU64,
+    /// Segments written.
+    pub segments: AtomicU64,
+    /// Gaps recorded.
+    pub gaps: AtomicU64,
+    /// Errors that ended the run.
+    pub errors: AtomicU64,
+    /// Storage writes (segments, checkpoints, manifests) and their total duration.
+    pub storage_writes: AtomicU64,
+    /// Sum of storage write durations, in microseconds.
+    pub storage_write_micros: AtomicU64,
+    /// Per partition: (next offset to read, high watermark).
+    pub partitions: Mutex<BTreeMap<(String, i32), (i64, i64)>>,
+}
+
+impl BackupMetrics {
+    /// Records one storage write's duration.
+    pub fn observe_storage_write(&self, took: Duration) {
+        self.storage_writes.fetch_add(1, Ordering::Relaxed);
+        self.storage_write_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of the current values.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        };
+        counter(
+            &mut out,
+            "kbs_backup_records_total",
+            "Records stored.",
+            self.records.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "kbs_backup_read_bytes_total",
+            "Record bytes read from Kafka.",
+            self.bytes_in.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "kbs_backup_written_bytes_total",
+            "Segment bytes written.",
+            self.bytes_out.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "kbs_backup_segments_total",
+            "Segments written.",
+            self.segments.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "kbs_backup_gaps_total",
+            "Offset ranges lost to retention before they were read.",
+            self.gaps.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "kbs_backup_errors_total",
+            "Errors that stopped the backup.",
+            self.errors.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kbs_storage_write_seconds Storage write latency.\n# TYPE kbs_storage_write_seconds summary\n\
+             kbs_storage_write_seconds_sum {}\nkbs_storage_write_seconds_count {}",
+            self.storage_write_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            self.storage_writes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kbs_backup_partition_lag Offsets between the next offset to read and the high watermark.\n# TYPE kbs_backup_partition_lag gauge"
+        );
+        if let Ok(partitions) = self.partitions.lock() {
+            for ((topic, partition), (position, high)) in partitions.iter() {
+                let _ = writeln!(
+                    out,
+                    "kbs_backup_partition_lag{{topic=\"{}\",partition=\"{partition}\"}} {}",
+                    topic.replace('\\', "\\\\").replace('"', "\\\""),
+                    (high - position).max(0)
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Serves `metrics` at `addr` until the task is dropped or aborted. Answers `GET /metrics`
+/// (and `/`) with the text exposition, anything else with 404.
+pub async fn serve(addr: &str, metrics: std::sync::Arc<BackupMetrics>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 2048];
+                let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request)).await {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
+                let line = String::from_utf8_lossy(&request[..n]);
+                let path = line.split_whitespace().nth(1).unwrap_or("");
+                let response = if path == "/metrics" || path == "/" {
+                    let body = metrics.render();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                };
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    }))
+}

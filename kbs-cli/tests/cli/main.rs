@@ -1,0 +1,6 @@
+//! Integration tests of the `kbs` binary against a real broker (tansu), real storage
+//! (filesystem, moto's S3) and an independent client (confluent-kafka).
+
+mod backup;
+mod harness;
+mod resilience;

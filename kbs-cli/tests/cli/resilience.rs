@@ -1,0 +1,341 @@
+//! Crash safety (SIGKILL at random moments), writer fencing, corruption detection and
+//! continuous mode, all through the `kbs` binary.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A small deterministic generator for kill moments.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_then_rerun_stores_every_record_exactly_once() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    seed_simple(&bootstrap, "crash", 20_000, 3, true);
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut kills = 0;
+    let mut iteration = 0;
+    while kills < 24 {
+        iteration += 1;
+        assert!(iteration <= 60, "only {kills} runs were still going when killed");
+        // New data every time, so each run has work to interrupt.
+        seed_simple(&bootstrap, "crash", 6_000, 3, false);
+        let continuous = iteration % 2 == 0;
+        let mut args = vec![
+            "backup",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--storage",
+            root,
+            "--backup-id",
+            "crashy",
+            "--topics",
+            "crash",
+            "--compression",
+            "lz4",
+            "--segment-max-records",
+            "700",
+            "-q",
+        ];
+        if continuous {
+            args.extend_from_slice(&["--continuous", "--segment-max-interval", "1s"]);
+        }
+        let mut child = spawn(&args);
+        std::thread::sleep(Duration::from_millis(20 + rng.below(400)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        if out.status.code().is_some() {
+            assert!(
+                out.status.success(),
+                "run {iteration} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // A last, uninterrupted run completes the backup.
+    run_ok(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root,
+        "--backup-id",
+        "crashy",
+        "--topics",
+        "crash",
+        "-q",
+    ]);
+    run_ok(&["validate", "--path", root, "--backup-id", "crashy", "--deep"]);
+    let source = consume(&bootstrap, dir.path(), &["crash"]);
+    let storage = rt().block_on(open_storage(root, None));
+    let (manifest, stored) = rt().block_on(read_backup(&storage, "crashy"));
+    assert_same_records(&stored, &source);
+    assert!(manifest.statistics.segments > 20, "{:?}", manifest.statistics);
+}
+
+#[test]
+fn a_second_writer_fails_fast_and_a_fenced_writer_cannot_commit() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    seed_simple(&bootstrap, "fence", 5_000, 3, true);
+    let continuous = [
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root,
+        "--backup-id",
+        "f",
+        "--topics",
+        "fence",
+        "--continuous",
+        "--segment-max-interval",
+        "1s",
+        "-q",
+    ];
+    let first = spawn(&continuous);
+    let lease = dir.path().join("store/f/lease.json");
+    eventually("the first writer's lease", Duration::from_secs(30), || lease.exists());
+
+    // A second `kbs backup` on the same id fails fast, naming the holder.
+    let started = std::time::Instant::now();
+    let second = run(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root,
+        "--backup-id",
+        "f",
+        "--topics",
+        "fence",
+    ]);
+    assert!(!second.status.success());
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(message.contains("being written by another kbs process"), "{message}");
+    assert!(message.contains(&format!("pid {}", first.id())), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Take the lease away by hand and start another writer: the first one is fenced and
+    // stops at its next commit without writing.
+    run_ok(&["unlock", "--path", root, "--backup-id", "f"]);
+    let third = spawn(&continuous);
+    eventually("the new writer's lease", Duration::from_secs(30), || {
+        std::fs::read_to_string(&lease).is_ok_and(|l| l.contains(&format!("\"pid\": {}", third.id())))
+    });
+    seed_simple(&bootstrap, "fence", 2_000, 3, false);
+    let out = wait_with_deadline(first, Duration::from_secs(60));
+    assert!(!out.status.success(), "the fenced writer exited successfully");
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("another writer") || message.contains("lost the lease"),
+        "{message}"
+    );
+
+    // The new writer finishes cleanly on SIGTERM and the backup is intact and complete.
+    seed_simple(&bootstrap, "fence", 1_000, 3, false);
+    std::thread::sleep(Duration::from_millis(300));
+    terminate(&third);
+    let out = wait_with_deadline(third, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run_ok(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root,
+        "--backup-id",
+        "f",
+        "--topics",
+        "fence",
+        "-q",
+    ]);
+    run_ok(&["validate", "--path", root, "--backup-id", "f", "--deep"]);
+    let source = consume(&bootstrap, dir.path(), &["fence"]);
+    let (_, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "f").await });
+    assert_same_records(&stored, &source);
+}
+
+#[test]
+fn validate_names_every_kind_of_damage() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    // Several small producer batches and small fetches, so each partition gets several segments.
+    seed_simple(&bootstrap, "dmg", 1_000, 2, true);
+    for _ in 0..7 {
+        seed_simple(&bootstrap, "dmg", 1_000, 2, false);
+    }
+    let backup = format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root_str} --backup-id d --segment-max-records 1000 \
+         --fetch-max-partition-bytes 64k -q"
+    );
+    run_ok(&backup.split_whitespace().collect::<Vec<_>>());
+    let segments = std::fs::read_dir(root.join("d/topics/dmg/0")).unwrap().count();
+    assert!(segments >= 3, "only {segments} segments in partition 0");
+    let quick = run_ok(&["validate", "--path", root_str, "--backup-id", "d"]);
+    assert!(quick.contains("VALID d"), "{quick}");
+    run_ok(&["validate", "--path", root_str, "--backup-id", "d", "--deep"]);
+
+    let part0 = root.join("d/topics/dmg/0");
+    let part1 = root.join("d/topics/dmg/1");
+    // Flip a byte inside a segment's body.
+    let flipped = part0.join("segment-00000001.kbs");
+    let mut bytes = std::fs::read(&flipped).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&flipped, bytes).unwrap();
+    // Delete one, truncate another.
+    std::fs::remove_file(part0.join("segment-00000002.kbs")).unwrap();
+    let truncated = part1.join("segment-00000000.kbs");
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 100]).unwrap();
+    // Edit the manifest: claim one more record.
+    let manifest_path = root.join("d/manifest.json");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    let edited = manifest.replacen("\"records\": 8000", "\"records\": 8001", 1);
+    assert_ne!(edited, manifest);
+    std::fs::write(&manifest_path, edited).unwrap();
+
+    let out = run(&["validate", "--path", root_str, "--backup-id", "d", "--deep"]);
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("INVALID d"), "{report}");
+    assert!(
+        report.contains("d/topics/dmg/0/segment-00000001.kbs (byte "),
+        "flip not named: {report}"
+    );
+    assert!(
+        report.contains("d/topics/dmg/0/segment-00000002.kbs: segment missing"),
+        "deletion not named: {report}"
+    );
+    assert!(
+        report.contains("d/topics/dmg/1/segment-00000000.kbs") && report.contains("size is"),
+        "truncation not named: {report}"
+    );
+    assert!(
+        report.contains("d/manifest.json") && report.contains("statistics.records"),
+        "manifest edit not named: {report}"
+    );
+    // The quick check sees all but the flipped byte.
+    let out = run(&["validate", "--path", root_str, "--backup-id", "d"]);
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("segment missing") && report.contains("size is") && report.contains("statistics.records"),
+        "{report}"
+    );
+    // JSON output lists the same problems.
+    let out = run(&[
+        "validate",
+        "--path",
+        root_str,
+        "--backup-id",
+        "d",
+        "--deep",
+        "--output",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["problems"].as_array().unwrap().len() >= 4, "{json}");
+}
+
+#[test]
+fn continuous_mode_picks_up_new_topics_and_stops_cleanly_on_sigterm() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    seed_simple(&bootstrap, "live-a", 3_000, 3, true);
+    let child = spawn(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "live",
+        "--topics",
+        "live-*",
+        "--continuous",
+        "--topic-refresh-interval",
+        "1s",
+        "--segment-max-interval",
+        "1s",
+        "-q",
+    ]);
+    let checkpoint = root.join("live/checkpoints/checkpoint.json");
+    eventually("live-a in the checkpoint", Duration::from_secs(30), || {
+        std::fs::read_to_string(&checkpoint).is_ok_and(|c| c.contains("\"live-a\""))
+    });
+    // A topic created after the backup started.
+    seed_simple(&bootstrap, "live-b", 2_000, 2, true);
+    eventually("live-b in the checkpoint", Duration::from_secs(60), || {
+        std::fs::read_to_string(&checkpoint).is_ok_and(|c| c.contains("\"live-b\""))
+    });
+    seed_simple(&bootstrap, "live-a", 1_000, 3, false);
+    // Wait until everything produced is durable, then stop.
+    let source = consume(&bootstrap, dir.path(), &["live-a", "live-b"]);
+    let storage = rt().block_on(open_storage(root_str, None));
+    eventually("all records checkpointed", Duration::from_secs(60), || {
+        let checkpoint = std::fs::read_to_string(&checkpoint).unwrap_or_default();
+        let Ok(c) = kbs_manifest::Checkpoint::from_json(checkpoint.as_bytes()) else {
+            return false;
+        };
+        let stored: i64 = c.topics.values().flat_map(|p| p.values()).map(|p| p.offset + 1).sum();
+        stored as usize >= source.len()
+    });
+    terminate(&child);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (manifest, stored) = rt().block_on(read_backup(&storage, "live"));
+    assert!(manifest.is_complete());
+    assert_same_records(&stored, &source);
+    run_ok(&["validate", "--path", root_str, "--backup-id", "live", "--deep"]);
+}

@@ -1,0 +1,57 @@
+//! Cluster metadata as returned by [`KafkaClient::metadata`](crate::KafkaClient::metadata).
+
+/// Brokers, topics and partitions of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterMetadata {
+    /// The cluster id (Metadata v2+), if the broker sent one.
+    pub cluster_id: Option<String>,
+    /// Node id of the controller, `-1` if unknown.
+    pub controller_id: i32,
+    /// Live brokers.
+    pub brokers: Vec<BrokerMetadata>,
+    /// The topics asked for (or all topics), sorted by name.
+    pub topics: Vec<TopicMetadata>,
+}
+
+/// One broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerMetadata {
+    /// Node id.
+    pub node_id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// Rack, if configured.
+    pub rack: Option<String>,
+}
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicMetadata {
+    /// Topic name.
+    pub name: String,
+    /// Whether this is an internal topic such as `__consumer_offsets`.
+    pub is_internal: bool,
+    /// Partitions, sorted by partition id.
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+/// One partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionMetadata {
+    /// Partition id.
+    pub partition: i32,
+    /// Node id of the leader, `-1` while there is none.
+    pub leader: i32,
+    /// Leader epoch (Metadata v7+), `-1` if unknown.
+    pub leader_epoch: i32,
+    /// Replica node ids.
+    pub replicas: Vec<i32>,
+    /// In-sync replica node ids.
+    pub isr: Vec<i32>,
+}

@@ -1,0 +1,112 @@
+//! Request framing and the API versions this client speaks, on top of kafka-protocol's
+//! generated messages.
+//!
+//! A request frame is `[i32 size][request header][body]`; the header is v1 (`api_key i16,
+//! api_version i16, correlation_id i32, client_id nullable string`) or, for flexible versions,
+//! v2 (v1 plus tagged fields). A response frame is `[i32 size][response header][body]`, the
+//! header v0 (`correlation_id i32`) or v1 (plus tagged fields); ApiVersions responses always use
+//! v0. kafka-protocol's `header_version` tells which header each API version uses.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+/// A request this client sends, with the range of versions it implements.
+pub(crate) trait Api: Request<Response: Send + 'static> + Send + Sync + 'static {
+    /// Kafka's name for the API.
+    const NAME: &'static str;
+    /// Lowest version this client implements.
+    const MIN: i16;
+    /// Highest version this client implements.
+    const MAX: i16;
+}
+
+macro_rules! api {
+    ($($ty:ty => $name:literal, $min:literal..=$max:literal;)*) => {
+        $(impl Api for $ty {
+            const NAME: &'static str = $name;
+            const MIN: i16 = $min;
+            const MAX: i16 = $max;
+        })*
+    };
+}
+
+// Ranges: every version whose fields the code sets and reads. Lower bounds are where the
+// semantics we need start (e.g. Produce v3 = record batch v2, Fetch v4 = isolation level and
+// aborted transactions, SaslHandshake v1 = SaslAuthenticate framing).
+api! {
+    ProduceRequest => "Produce", 3..=11;
+    FetchRequest => "Fetch", 4..=17;
+    ListOffsetsRequest => "ListOffsets", 1..=9;
+    MetadataRequest => "Metadata", 1..=12;
+    OffsetCommitRequest => "OffsetCommit", 2..=9;
+    OffsetFetchRequest => "OffsetFetch", 1..=9;
+    FindCoordinatorRequest => "FindCoordinator", 0..=6;
+    ListGroupsRequest => "ListGroups", 0..=5;
+    DescribeGroupsRequest => "DescribeGroups", 0..=5;
+    SaslHandshakeRequest => "SaslHandshake", 1..=1;
+    ApiVersionsRequest => "ApiVersions", 0..=3;
+    CreateTopicsRequest => "CreateTopics", 2..=7;
+    DeleteTopicsRequest => "DeleteTopics", 1..=6;
+    InitProducerIdRequest => "InitProducerId", 0..=5;
+    DescribeConfigsRequest => "DescribeConfigs", 1..=4;
+    SaslAuthenticateRequest => "SaslAuthenticate", 0..=2;
+}
+
+/// Encodes `[size][header][body]` for `request` at `version`.
+pub(crate) fn encode_request<R: Api>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &StrBytes,
+) -> Result<Bytes, String> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = R::KEY;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(client_id.clone());
+    let header_version = R::header_version(version);
+    let size = header.compute_size(header_version).map_err(|e| e.to_string())?
+        + request.compute_size(version).map_err(|e| e.to_string())?;
+    let size32 = i32::try_from(size).map_err(|_| format!("request of {size} bytes is too large"))?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.extend_from_slice(&size32.to_be_bytes());
+    header.encode(&mut buf, header_version).map_err(|e| e.to_string())?;
+    request.encode(&mut buf, version).map_err(|e| e.to_string())?;
+    if buf.len() != 4 + size {
+        return Err(format!("encoded {} bytes but computed {}", buf.len() - 4, size));
+    }
+    Ok(buf.freeze())
+}
+
+/// Strips the response header (whose correlation id the caller already matched) off a frame.
+pub(crate) fn strip_response_header(frame: &mut Bytes, header_version: i16) -> Result<ResponseHeader, String> {
+    ResponseHeader::decode(frame, header_version).map_err(|e| e.to_string())
+}
+
+/// The response header version of `R` at `version`.
+pub(crate) fn response_header_version<R: Api>(version: i16) -> i16 {
+    <R::Response as HeaderVersion>::header_version(version)
+}
+
+/// Decodes a response body, requiring it to be consumed exactly.
+pub(crate) fn decode_response<R: Api>(mut body: Bytes, version: i16) -> Result<R::Response, String> {
+    let response = <R::Response as Decodable>::decode(&mut body, version).map_err(|e| e.to_string())?;
+    if !body.is_empty() {
+        return Err(format!(
+            "{} bytes left over after a version {version} response",
+            body.len()
+        ));
+    }
+    Ok(response)
+}
+
+/// Turns a string into kafka-protocol's string type.
+pub(crate) fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}

@@ -1,0 +1,317 @@
+//! The read path against tansu, with data written by librdkafka.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kbs_kafka::{ErrorCode, FetchPosition, FetchRequest, IsolationLevel, NewTopic, OffsetSpec, PartitionError, Record};
+
+use crate::harness::{Tansu, read_produced, run_python, tools};
+
+const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+/// Fetches every partition of `topic` from offset 0 to its high watermark.
+async fn fetch_all(
+    client: &kbs_kafka::KafkaClient,
+    topic: &str,
+    partitions: i32,
+    isolation: IsolationLevel,
+) -> (BTreeMap<i32, Vec<Record>>, usize) {
+    let mut positions: Vec<FetchPosition> = (0..partitions).map(|p| FetchPosition::new(topic, p, 0)).collect();
+    let mut got: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+    let mut requests = 0;
+    while !positions.is_empty() {
+        let request = FetchRequest::new(positions.clone())
+            .with_max_wait(Duration::from_millis(10))
+            .with_isolation(isolation);
+        requests += 1;
+        assert!(requests < 10_000, "fetch loop does not advance");
+        let mut next = Vec::new();
+        for partition in client.fetch(&request).await.unwrap() {
+            assert_eq!(partition.error, None, "{}/{}", partition.topic, partition.partition);
+            assert!(partition.high_watermark >= 0);
+            got.entry(partition.partition).or_default().extend(partition.records);
+            if partition.next_offset < partition.high_watermark {
+                next.push(FetchPosition::new(topic, partition.partition, partition.next_offset));
+            }
+        }
+        positions = next;
+    }
+    (got, requests)
+}
+
+fn assert_same(partition: i32, got: &[Record], want: &[Record]) {
+    assert_eq!(got.len(), want.len(), "partition {partition}: record count");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g, w, "partition {partition}, offset {}", w.offset);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_partition_fetch_reproduces_100k_librdkafka_records_with_every_codec() {
+    let Some(tools) = tools() else { return };
+    let tansu = Tansu::start(&tools);
+    let client = tansu.client().await;
+    client.create_topics(&[NewTopic::new("bulk", 5)]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("produced.jsonl");
+    run_python(
+        &tools,
+        "produce.py",
+        &[
+            &tansu.bootstrap(),
+            "bulk",
+            out.to_str().unwrap(),
+            "--mode",
+            "bulk",
+            "--partition-codecs",
+            &CODECS.join(","),
+            "--count",
+            "20500",
+        ],
+    );
+    let mut want: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+    for (partition, record) in read_produced(&out) {
+        want.entry(partition).or_default().push(record);
+    }
+    let total: usize = want.values().map(Vec::len).sum();
+    assert!(total >= 100_000, "{total} records");
+    // Edge cases are really in the data.
+    let all = || want.values().flatten();
+    assert!(all().any(|r| r.value.is_none()) && all().any(|r| r.value.as_deref() == Some(&b""[..])));
+    assert!(all().any(|r| r.key.is_none()) && all().any(|r| r.key.as_deref() == Some(&b""[..])));
+    assert!(all().any(|r| r.headers.iter().any(|h| h.value.is_none())));
+    assert!(all().any(|r| r.headers.len() >= 2 && r.headers[0].key == r.headers[1].key));
+
+    let (got, requests) = fetch_all(&client, "bulk", 5, IsolationLevel::ReadCommitted).await;
+    for (partition, records) in &want {
+        assert_same(*partition, &got[partition], records);
+    }
+    // Many partitions per request: far fewer requests than partitions x responses.
+    assert!(requests < 200, "{requests} fetch requests");
+
+    let (uncommitted, _) = fetch_all(&client, "bulk", 5, IsolationLevel::ReadUncommitted).await;
+    assert_eq!(uncommitted, got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_mid_batch_past_the_end_and_of_unknown_partitions() {
+    let Some(tools) = tools() else { return };
+    let tansu = Tansu::start(&tools);
+    let client = tansu.client().await;
+    client.create_topics(&[NewTopic::new("small", 1)]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("produced.jsonl");
+    run_python(
+        &tools,
+        "produce.py",
+        &[
+            &tansu.bootstrap(),
+            "small",
+            out.to_str().unwrap(),
+            "--mode",
+            "fixture",
+            "--compression",
+            "lz4",
+        ],
+    );
+    let want: Vec<Record> = read_produced(&out).into_iter().map(|(_, r)| r).collect();
+    let end = want.len() as i64;
+
+    // Starting inside a batch returns only records from that offset on, each exactly as
+    // written. (tansu 0.6 serves the batches whose *base* offset is at or after the fetch
+    // offset, skipping the rest of the batch holding it; Kafka serves that batch, and the
+    // decoder drops its records before the fetch offset — see the unit tests.)
+    let request = FetchRequest::new(vec![FetchPosition::new("small", 0, 3)]).with_max_wait(Duration::from_millis(10));
+    let fetched = client.fetch(&request).await.unwrap().remove(0);
+    assert!(!fetched.records.is_empty());
+    for record in &fetched.records {
+        assert!(record.offset >= 3);
+        assert!(
+            record == &want[record.offset as usize],
+            "offset {} differs",
+            record.offset
+        );
+    }
+    assert_eq!(fetched.next_offset, fetched.records.last().unwrap().offset + 1);
+
+    // At the end: nothing, no error, next offset unchanged.
+    let request = FetchRequest::new(vec![FetchPosition::new("small", 0, end)]).with_max_wait(Duration::from_millis(10));
+    let at_end = client.fetch(&request).await.unwrap().remove(0);
+    assert!(at_end.records.is_empty());
+    assert_eq!(
+        (at_end.next_offset, at_end.high_watermark, at_end.error.clone()),
+        (end, end, None)
+    );
+
+    // Past the end (tansu 0.6 answers with no records where Kafka says OFFSET_OUT_OF_RANGE;
+    // that path is tested through the fault-injecting proxy), an unknown topic and an unknown
+    // partition, in one call.
+    let request = FetchRequest::new(vec![
+        FetchPosition::new("small", 0, end + 1000),
+        FetchPosition::new("no-such-topic", 0, 0),
+        FetchPosition::new("small", 7, 0),
+    ])
+    .with_max_wait(Duration::from_millis(10));
+    let results = client.fetch(&request).await.unwrap();
+    assert!(results[0].records.is_empty());
+    assert_eq!(results[0].next_offset, end + 1000);
+    for unknown in &results[1..] {
+        assert_eq!(
+            unknown.error,
+            Some(PartitionError::Broker {
+                code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+            })
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_earliest_latest_and_by_timestamp() {
+    let Some(tools) = tools() else { return };
+    let tansu = Tansu::start(&tools);
+    let client = tansu.client().await;
+    client.create_topics(&[NewTopic::new("offsets", 2)]).await.unwrap();
+    let empty = client
+        .list_offsets(&[("offsets", 0, OffsetSpec::Earliest), ("offsets", 0, OffsetSpec::Latest)])
+        .await
+        .unwrap();
+    assert_eq!((empty[0].offset, empty[1].offset), (Some(0), Some(0)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("produced.jsonl");
+    run_python(
+        &tools,
+        "produce.py",
+        &[
+            &tansu.bootstrap(),
+            "offsets",
+            out.to_str().unwrap(),
+            "--mode",
+            "fixture",
+        ],
+    );
+    let want: Vec<Record> = read_produced(&out).into_iter().map(|(_, r)| r).collect();
+    let offsets = client
+        .list_offsets(&[
+            ("offsets", 0, OffsetSpec::Earliest),
+            ("offsets", 0, OffsetSpec::Latest),
+            ("offsets", 1, OffsetSpec::Latest),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(offsets[0].offset, Some(0));
+    // tansu 0.6 answers Latest with the last batch's base offset + 1 (see the crate docs);
+    // real Kafka answers the high watermark. Accept either, and check the fetch's watermark.
+    let latest = offsets[1].offset.unwrap();
+    assert!(latest > 0 && latest <= want.len() as i64, "{latest}");
+    assert_eq!(offsets[2].offset, Some(0));
+    let request = FetchRequest::new(vec![FetchPosition::new("offsets", 0, 0)]).with_max_wait(Duration::from_millis(10));
+    assert_eq!(
+        client.fetch(&request).await.unwrap()[0].high_watermark,
+        want.len() as i64
+    );
+
+    // tansu 0.6 looks timestamps up by its own append time and answers 0 when nothing
+    // matches, so only the shape of the answer is checked here.
+    let by_time = client
+        .list_offsets(&[
+            ("offsets", 0, OffsetSpec::Timestamp(1_000)),
+            ("offsets", 0, OffsetSpec::Timestamp(i64::MAX / 2)),
+        ])
+        .await
+        .unwrap();
+    for answer in by_time {
+        assert!(
+            answer.offset.is_none_or(|o| (0..=want.len() as i64).contains(&o)),
+            "{answer:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_leader_changes_and_denied_partitions() {
+    use crate::harness::{free_port, test_config};
+    use crate::proxy::{FetchFault, FrontProxy, ProxyOptions};
+
+    let Some(tools) = tools() else { return };
+    let broker_port = free_port();
+    let options = ProxyOptions::default();
+    let fetch_faults = options.fetch_faults.clone();
+    let proxy = FrontProxy::start(broker_port, options).await;
+    let tansu = Tansu::start_advertising(&tools, broker_port, proxy.port);
+    let client = kbs_kafka::KafkaClient::connect(test_config(&tansu.bootstrap()))
+        .await
+        .unwrap();
+    client
+        .create_topics(&[NewTopic::new("gap", 1), NewTopic::new("cut", 2)])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("produced.jsonl");
+    run_python(
+        &tools,
+        "produce.py",
+        &[&tansu.bootstrap(), "gap", out.to_str().unwrap(), "--mode", "fixture"],
+    );
+
+    // Kafka answers a fetch below the log start with OFFSET_OUT_OF_RANGE and -1 for the log
+    // start and high watermark; the client looks both up.
+    fetch_faults.lock().unwrap().push_back(FetchFault::Error(1));
+    let request = FetchRequest::new(vec![FetchPosition::new("gap", 0, 0)]).with_max_wait(Duration::from_millis(10));
+    let fetched = client.fetch(&request).await.unwrap().remove(0);
+    assert!(fetched.records.is_empty());
+    assert_eq!(fetched.next_offset, 0);
+    match fetched.error {
+        Some(PartitionError::OffsetOutOfRange {
+            requested: 0,
+            log_start_offset: 0,
+            high_watermark,
+        }) => {
+            assert!(high_watermark > 0);
+            assert_eq!(fetched.log_start_offset, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The next fetch from the reported log start works.
+    let fetched = client.fetch(&request).await.unwrap().remove(0);
+    assert_eq!(
+        (fetched.error, fetched.records.first().map(|r| r.offset)),
+        (None, Some(0))
+    );
+
+    // Leader changes are retried inside the client after a metadata refresh.
+    // NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION
+    fetch_faults.lock().unwrap().extend([6, 74, 3].map(FetchFault::Error));
+    let retried = client.fetch(&request).await.unwrap().remove(0);
+    assert_eq!(retried.error, None);
+    assert_eq!(retried.records.len(), fetched.records.len());
+    assert!(fetch_faults.lock().unwrap().is_empty());
+
+    // A code that is not retriable comes back typed, for that partition.
+    fetch_faults.lock().unwrap().push_back(FetchFault::Error(29)); // TOPIC_AUTHORIZATION_FAILED
+    let denied = client.fetch(&request).await.unwrap().remove(0);
+    assert_eq!(denied.error, Some(PartitionError::Broker { code: ErrorCode(29) }));
+    assert_eq!(
+        denied.error.unwrap().to_string(),
+        "broker error TOPIC_AUTHORIZATION_FAILED (29)"
+    );
+
+    // A partition that got only part of its first batch (the response's byte budget ran out)
+    // is asked again alone, within the same call.
+    let out = dir.path().join("cut.jsonl");
+    run_python(
+        &tools,
+        "produce.py",
+        &[&tansu.bootstrap(), "cut", out.to_str().unwrap(), "--mode", "fixture"],
+    );
+    fetch_faults.lock().unwrap().push_back(FetchFault::CutAllButFirst);
+    let both = FetchRequest::new(vec![FetchPosition::new("gap", 0, 0), FetchPosition::new("cut", 0, 0)])
+        .with_max_wait(Duration::from_millis(10));
+    let results = client.fetch(&both).await.unwrap();
+    assert!(fetch_faults.lock().unwrap().is_empty());
+    assert_eq!(
+        (results[1].error.clone(), results[1].records.first().map(|r| r.offset)),
+        (None, Some(0))
+    );
+    assert_eq!(results[0].records.len(), fetched.records.len());
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Seeds a broker with data through confluent-kafka (librdkafka), the independent client.
+
+    seed.py BOOTSTRAP varied [--scale N]     the varied dataset of the backup/restore tests
+    seed.py BOOTSTRAP simple TOPIC COUNT PARTITIONS [--value-size N] [--codec lz4] [--start-ts MS] [--ts-step MS]
+
+varied: 12 topics, every one with 3 or more partitions, over 200k records at --scale 1:
+  v-none, v-gzip, v-snappy, v-lz4, v-zstd  one producer codec each
+  v-mixed       keys and null keys, tombstones, empty values and keys, duplicate and null
+                headers, out-of-order timestamps (explicit CreateTime)
+  v-large       values near 1 MB
+  v-compacted   cleanup.policy=compact, repeated keys
+  v-idempotent  an idempotent producer
+  v-headers     many headers per record, binary header values
+  v-binary      arbitrary binary keys and values
+  v-empty       no records at all
+Prints one JSON line: {"topics": {...: partitions}, "records": N}.
+"""
+import argparse
+import json
+import random
+import sys
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+T0 = 1_763_700_000_000
+
+
+def create(bootstrap, topics):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=parts, replication_factor=1, config=config)
+                                   for name, parts, config in topics])
+    for name, future in futures.items():
+        try:
+            future.result()
+        except Exception as e:  # an existing topic is fine for reruns
+            if "TOPIC_ALREADY_EXISTS" not in str(e) and "already exists" not in str(e):
+                raise
+
+
+def producer(bootstrap, codec="none", idempotent=False):
+    return Producer({
+        "bootstrap.servers": bootstrap,
+        "compression.type": codec,
+        "enable.idempotence": idempotent,
+        "acks": "all",
+        "linger.ms": 10,
+        "batch.num.messages": 5000,
+        "message.max.bytes": 8 * 1024 * 1024,
+        "queue.buffering.max.kbytes": 512 * 1024,
+    })
+
+
+class Sender:
+    def __init__(self, prod):
+        self.prod = prod
+        self.errors = []
+        self.count = 0
+
+    def cb(self, err, msg):
+        if err is not None:
+            self.errors.append(str(err))
+
+    def send(self, topic, partition, key, value, headers=None, ts=None):
+        kwargs = {"key": key, "value": value, "partition": partition, "on_delivery": self.cb}
+        if headers:
+            kwargs["headers"] = headers
+        if ts is not None:
+            kwargs["timestamp"] = ts
+        while True:
+            try:
+                self.prod.produce(topic, **kwargs)
+                break
+            except BufferError:
+                self.prod.poll(0.05)
+        self.count += 1
+        if self.count % 5000 == 0:
+            self.prod.poll(0)
+
+    def finish(self):
+        remaining = self.prod.flush(60)
+        if remaining or self.errors:
+            sys.exit(f"delivery failed: {remaining} undelivered, errors {self.errors[:5]}")
+
+
+def varied(bootstrap, scale):
+    parts = 3
+    n = 30000 * scale  # per codec topic
+    topics = [(f"v-{c}", parts, {}) for c in ["none", "gzip", "snappy", "lz4", "zstd"]]
+    topics += [("v-mixed", 4, {}), ("v-large", parts, {"max.message.bytes": str(8 * 1024 * 1024)}),
+               ("v-compacted", parts, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.5"}),
+               ("v-idempotent", parts, {}), ("v-headers", parts, {"retention.ms": "604800000"}),
+               ("v-binary", parts, {}), ("v-empty", parts, {})]
+    create(bootstrap, topics)
+    total = 0
+    words = [b"order", b"created", b"shipped", b"customer", b"premium", b"berlin", b"lisbon", b"express"]
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"]:
+        rng = random.Random(codec)
+        s = Sender(producer(bootstrap, codec))
+        for i in range(n):
+            value = b" ".join(rng.choice(words) for _ in range(rng.randrange(3, 60)))
+            s.send(f"v-{codec}", i % parts, f"k{i}".encode(), value, [("codec", codec.encode())], T0 + i)
+        s.finish()
+        total += n
+    rng = random.Random(7)
+    s = Sender(producer(bootstrap, "lz4"))
+    for i in range(20000 * scale):
+        r = rng.random()
+        key = None if r < 0.2 else (b"" if r < 0.25 else f"user-{rng.randrange(1000)}".encode())
+        r = rng.random()
+        value = None if r < 0.1 else (b"" if r < 0.2 else rng.randbytes(rng.randrange(1, 300)))
+        headers = []
+        for _ in range(rng.choice([0, 1, 2, 3])):
+            headers.append((rng.choice(["dup", "dup", "n", "ünï"]), None if rng.random() < 0.3 else rng.randbytes(rng.randrange(0, 8))))
+        ts = T0 + i * 10 + rng.randrange(-5000, 5000)  # out of order
+        s.send("v-mixed", i % 4, key, value, headers, ts)
+    s.finish()
+    total += 20000 * scale
+    s = Sender(producer(bootstrap, "zstd"))
+    for i in range(6):
+        size = 1_000_000 - rng.randrange(0, 60_000)
+        s.send("v-large", i % parts, f"big{i}".encode(), rng.randbytes(size // 4) * 4, [("size", str(size).encode())], T0 + i)
+    s.finish()
+    total += 6
+    s = Sender(producer(bootstrap, "snappy"))
+    for i in range(5000 * scale):
+        s.send("v-compacted", i % parts, f"key-{i % 500}".encode(), None if i % 97 == 0 else f"state-{i}".encode(), None, T0 + i)
+    s.finish()
+    total += 5000 * scale
+    s = Sender(producer(bootstrap, "gzip", idempotent=True))
+    for i in range(10000 * scale):
+        s.send("v-idempotent", i % parts, f"id-{i}".encode(), f"payload-{i}".encode() * 3, [("seq", str(i).encode())], T0 + i)
+    s.finish()
+    total += 10000 * scale
+    s = Sender(producer(bootstrap, "none"))
+    for i in range(10000 * scale):
+        headers = [(f"h{j % 3}", None if j % 4 == 3 else rng.randbytes(j)) for j in range(rng.randrange(0, 12))]
+        s.send("v-headers", i % parts, None, f"{i}".encode(), headers, T0 - i)
+    s.finish()
+    total += 10000 * scale
+    s = Sender(producer(bootstrap, "lz4"))
+    for i in range(10000 * scale):
+        s.send("v-binary", i % parts, rng.randbytes(rng.randrange(0, 40)), rng.randbytes(rng.randrange(0, 2000)), None, T0 + i)
+    s.finish()
+    total += 10000 * scale
+    print(json.dumps({"topics": {name: p for name, p, _ in topics}, "records": total}))
+
+
+def simple(bootstrap, topic, count, partitions, value_size, codec, start_ts, ts_step, create_topic):
+    if create_topic:
+        create(bootstrap, [(topic, partitions, {})])
+    rng = random.Random(topic)
+    s = Sender(producer(bootstrap, codec))
+    for i in range(count):
+        value = (f"{i}:".encode() + rng.randbytes(8).hex().encode() * (value_size // 16 + 1))[:value_size]
+        ts = None if start_ts is None else start_ts + i * ts_step
+        s.send(topic, i % partitions, f"key-{i}".encode(), value, [("i", str(i).encode())], ts)
+    s.finish()
+    print(json.dumps({"topic": topic, "records": count}))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("bootstrap")
+    sub = p.add_subparsers(dest="mode", required=True)
+    v = sub.add_parser("varied")
+    v.add_argument("--scale", type=int, default=1)
+    s = sub.add_parser("simple")
+    s.add_argument("topic")
+    s.add_argument("count", type=int)
+    s.add_argument("partitions", type=int)
+    s.add_argument("--value-size", type=int, default=100)
+    s.add_argument("--codec", default="none")
+    s.add_argument("--start-ts", type=int)
+    s.add_argument("--ts-step", type=int, default=1)
+    s.add_argument("--no-create", action="store_true")
+    args = p.parse_args()
+    if args.mode == "varied":
+        varied(args.bootstrap, args.scale)
+    else:
+        simple(args.bootstrap, args.topic, args.count, args.partitions, args.value_size, args.codec, args.start_ts,
+               args.ts_step, not args.no_create)
+
+
+if __name__ == "__main__":
+    main()
