@@ -47,6 +47,10 @@ pub enum Command {
     /// or --continuous until SIGINT/SIGTERM. Rerunning with the same --backup-id continues
     /// from the checkpoint (incremental, no record twice).
     Backup(Box<BackupArgs>),
+    /// Restore a backup into a cluster: exactly once, resumable (same --restore-id), by time
+    /// window or offset range, into renamed topics and partitions, with consumer-group offsets
+    /// translated.
+    Restore(Box<RestoreArgs>),
     /// List the backups under a storage root, reading only their manifests.
     List(ListArgs),
     /// Show a backup: topics, partitions, offset ranges, time range, segments, gaps, configs,
@@ -272,4 +276,81 @@ pub struct UnlockArgs {
     /// The backup whose lease to remove.
     #[arg(long, env = "KBS_BACKUP_ID")]
     pub backup_id: String,
+}
+
+/// `kbs restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    /// Kafka (the target cluster).
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    /// Storage.
+    pub storage: StorageArgs,
+    /// The backup to restore.
+    #[arg(long, env = "KBS_BACKUP_ID")]
+    pub backup_id: String,
+    /// Backed-up topics to restore, as comma-separated globs; default all.
+    #[arg(long, env = "KBS_TOPICS", value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Backed-up topics to leave out, as comma-separated globs.
+    #[arg(long, env = "KBS_EXCLUDE", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Restore topics under other names: SRC=DST,...
+    #[arg(long, env = "KBS_TOPIC_MAP", value_delimiter = ',')]
+    pub topic_map: Vec<String>,
+    /// Restore partitions into other partitions: TOPIC:SRC=DST,... (source topic names).
+    #[arg(long, env = "KBS_PARTITION_MAP", value_delimiter = ',')]
+    pub partition_map: Vec<String>,
+    /// Only records with timestamps at or after T (RFC 3339, e.g. 2026-11-21T06:00:00Z, or Unix ms).
+    #[arg(long, env = "KBS_START_TIME", value_name = "T")]
+    pub start_time: Option<String>,
+    /// Only records with timestamps at or before T (RFC 3339 or Unix ms).
+    #[arg(long, env = "KBS_END_TIME", value_name = "T")]
+    pub end_time: Option<String>,
+    /// First offsets to restore: TOPIC:PARTITION=OFFSET,...
+    #[arg(long, env = "KBS_START_OFFSET", value_delimiter = ',')]
+    pub start_offset: Vec<String>,
+    /// Last offsets to restore (inclusive): TOPIC:PARTITION=OFFSET,...
+    #[arg(long, env = "KBS_END_OFFSET", value_delimiter = ',')]
+    pub end_offset: Vec<String>,
+    /// Create missing target topics with the backed-up partition count and configs.
+    #[arg(long, env = "KBS_CREATE_TOPICS")]
+    pub create_topics: bool,
+    /// Replication factor of created topics (default: the broker's).
+    #[arg(long, env = "KBS_REPLICATION_FACTOR")]
+    pub replication_factor: Option<i16>,
+    /// Move the backed-up consumer-group offsets to the restored records: all groups, or
+    /// the comma-separated ones given.
+    #[arg(long, env = "KBS_CONSUMER_GROUPS", num_args = 0.., value_delimiter = ',')]
+    pub consumer_groups: Option<Vec<String>>,
+    /// Add x-kafka-backup-offset, x-kafka-backup-timestamp and x-kafka-backup-partition headers.
+    #[arg(long, env = "KBS_INCLUDE_OFFSET_HEADERS")]
+    pub include_offset_headers: bool,
+    /// Producer compression: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, env = "KBS_PRODUCER_COMPRESSION", default_value = "lz4")]
+    pub compression: String,
+    /// Limit produced bytes per second (suffixes k, M, G).
+    #[arg(long, env = "KBS_MAX_BYTES_PER_SEC")]
+    pub max_bytes_per_sec: Option<String>,
+    /// The restore id; rerunning with it continues without duplicating records. Default: derived
+    /// from the backup, target and filters, so the same command resumes.
+    #[arg(long, env = "KBS_RESTORE_ID")]
+    pub restore_id: Option<String>,
+    /// Print the plan (segments, estimated records and bytes, target topics, group
+    /// translations) and exit without touching the cluster's data.
+    #[arg(long, env = "KBS_DRY_RUN")]
+    pub dry_run: bool,
+    /// Skip segments that fail verification (listed in the report) instead of stopping.
+    #[arg(long, env = "KBS_SKIP_CORRUPT")]
+    pub skip_corrupt: bool,
+    /// Allow target partitions that already hold records.
+    #[arg(long, env = "KBS_ALLOW_NON_EMPTY")]
+    pub allow_non_empty: bool,
+    /// Memory budget for segments being restored (suffixes k, M, G).
+    #[arg(long, env = "KBS_MEMORY_BUDGET", default_value = "256M")]
+    pub memory_budget: String,
+    /// Partitions restored at once.
+    #[arg(long, env = "KBS_PARALLELISM", default_value_t = 8)]
+    pub parallelism: usize,
 }

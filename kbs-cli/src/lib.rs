@@ -12,6 +12,7 @@ pub mod lease;
 pub mod list;
 pub mod metrics;
 pub mod options;
+pub mod restore;
 pub mod storage;
 pub mod validate;
 
@@ -105,6 +106,122 @@ fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOptions, CliEr
     Ok(options)
 }
 
+fn restore_options(args: &cli::RestoreArgs) -> Result<restore::RestoreOptions, CliError> {
+    let mut topic_map = std::collections::BTreeMap::new();
+    for (src, dst) in options::parse_pairs("topic-map", &args.topic_map)? {
+        kbs_manifest::TopicName::new(&dst).map_err(|e| CliError::InvalidArgument {
+            flag: "topic-map",
+            message: e.to_string(),
+        })?;
+        topic_map.insert(src, dst);
+    }
+    let mut partition_map = std::collections::BTreeMap::new();
+    for (src, dst) in options::parse_pairs("partition-map", &args.partition_map)? {
+        let key = options::parse_topic_partition("partition-map", &src)?;
+        let dst = dst
+            .parse::<i32>()
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| CliError::InvalidArgument {
+                flag: "partition-map",
+                message: format!("{dst:?} is not a partition number"),
+            })?;
+        partition_map.insert(key, dst);
+    }
+    let offsets = |flag: &'static str,
+                   items: &[String]|
+     -> Result<std::collections::BTreeMap<(String, i32), i64>, CliError> {
+        let mut map = std::collections::BTreeMap::new();
+        for (tp, offset) in options::parse_pairs(flag, items)? {
+            let key = options::parse_topic_partition(flag, &tp)?;
+            let offset = offset
+                .parse::<i64>()
+                .ok()
+                .filter(|o| *o >= 0)
+                .ok_or_else(|| CliError::InvalidArgument {
+                    flag,
+                    message: format!("{offset:?} is not an offset"),
+                })?;
+            map.insert(key, offset);
+        }
+        Ok(map)
+    };
+    let compression = match args.compression.to_ascii_lowercase().as_str() {
+        "none" => kbs_kafka::ProducerCompression::None,
+        "gzip" => kbs_kafka::ProducerCompression::Gzip,
+        "snappy" => kbs_kafka::ProducerCompression::Snappy,
+        "lz4" => kbs_kafka::ProducerCompression::Lz4,
+        "zstd" => kbs_kafka::ProducerCompression::Zstd,
+        other => {
+            return Err(CliError::InvalidArgument {
+                flag: "compression",
+                message: format!("{other:?} is not none, gzip, snappy, lz4 or zstd"),
+            });
+        }
+    };
+    let start_time = args
+        .start_time
+        .as_deref()
+        .map(|t| options::parse_time("start-time", t))
+        .transpose()?;
+    let end_time = args
+        .end_time
+        .as_deref()
+        .map(|t| options::parse_time("end-time", t))
+        .transpose()?;
+    if let (Some(s), Some(e)) = (start_time, end_time)
+        && s > e
+    {
+        return Err(CliError::InvalidArgument {
+            flag: "end-time",
+            message: "is before --start-time".into(),
+        });
+    }
+    let mut options = restore::RestoreOptions {
+        backup_id: backup_id(&args.backup_id)?,
+        kafka: options::kafka_config(&args.kafka)?,
+        topics: backup::TopicFilter::new(
+            args.topics.iter().filter(|t| !t.is_empty()).cloned().collect(),
+            args.exclude.iter().filter(|t| !t.is_empty()).cloned().collect(),
+        ),
+        topic_map,
+        partition_map,
+        start_time,
+        end_time,
+        start_offsets: offsets("start-offset", &args.start_offset)?,
+        end_offsets: offsets("end-offset", &args.end_offset)?,
+        create_topics: args.create_topics,
+        replication_factor: args.replication_factor,
+        consumer_groups: args
+            .consumer_groups
+            .clone()
+            .map(|g| g.into_iter().filter(|g| !g.is_empty()).collect()),
+        include_offset_headers: args.include_offset_headers,
+        compression,
+        max_bytes_per_sec: args
+            .max_bytes_per_sec
+            .as_deref()
+            .map(|v| options::parse_size("max-bytes-per-sec", v))
+            .transpose()?,
+        restore_id: String::new(),
+        dry_run: args.dry_run,
+        skip_corrupt: args.skip_corrupt,
+        allow_non_empty: args.allow_non_empty,
+        memory_budget: options::parse_size("memory-budget", &args.memory_budget)?,
+        parallelism: args.parallelism.max(1),
+    };
+    options.restore_id = match &args.restore_id {
+        Some(id) => kbs_manifest::BackupId::new(id)
+            .map_err(|e| CliError::InvalidArgument {
+                flag: "restore-id",
+                message: e.to_string(),
+            })?
+            .to_string(),
+        None => restore::default_restore_id(&options),
+    };
+    Ok(options)
+}
+
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
@@ -171,6 +288,25 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                 OutputFormat::Text => out.write_all(backup_summary_text(&report).as_bytes()).map_err(io)?,
             }
             Ok(Outcome::Success)
+        }
+        Command::Restore(args) => {
+            let options = restore_options(args)?;
+            let storage = storage::open(&args.storage).await?;
+            let report = restore::run(storage, options).await?;
+            match format {
+                OutputFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serialises")
+                )
+                .map_err(io)?,
+                OutputFormat::Text => out.write_all(restore::report_text(&report).as_bytes()).map_err(io)?,
+            }
+            Ok(if report.skipped_segments.is_empty() {
+                Outcome::Success
+            } else {
+                Outcome::ProblemsFound
+            })
         }
         Command::List(args) => {
             let storage = storage::open(&args.storage).await?;

@@ -141,3 +141,119 @@ mod tests {
         }
     }
 }
+
+/// Parses a point in time: Unix milliseconds, or RFC 3339 (`2026-11-21T06:00:00Z`,
+/// `2026-11-21T08:00:00.250+02:00`).
+pub fn parse_time(flag: &'static str, text: &str) -> Result<i64, CliError> {
+    let text = text.trim();
+    let invalid = || CliError::InvalidArgument {
+        flag,
+        message: format!("{text:?} is neither Unix milliseconds nor an RFC 3339 time like 2026-11-21T06:00:00Z"),
+    };
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let b = text.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(invalid());
+    }
+    let num = |range: std::ops::Range<usize>| text.get(range).and_then(|s| s.parse::<i64>().ok()).ok_or_else(invalid);
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &text[19..];
+    let mut millis = 0i64;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.find(|c: char| !c.is_ascii_digit()).unwrap_or(fraction.len());
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let ms_digits = &fraction[..digits.min(3)];
+        millis = ms_digits.parse::<i64>().map_err(|_| invalid())? * 10i64.pow(3 - ms_digits.len() as u32);
+        rest = &fraction[digits..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            let h: i64 = rest[1..3].parse().map_err(|_| invalid())?;
+            let m: i64 = rest[4..6].parse().map_err(|_| invalid())?;
+            sign * (h * 60 + m)
+        }
+        _ => return Err(invalid()),
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return Err(invalid());
+    }
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Ok(seconds * 1000 + millis)
+}
+
+/// Parses `A=B` pairs.
+pub fn parse_pairs(flag: &'static str, items: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    items
+        .iter()
+        .filter(|i| !i.trim().is_empty())
+        .map(|item| {
+            let (a, b) = item.split_once('=').ok_or_else(|| CliError::InvalidArgument {
+                flag,
+                message: format!("{item:?} is not of the form A=B"),
+            })?;
+            Ok((a.trim().to_string(), b.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Parses `TOPIC:PARTITION` (the topic may itself contain no `:`, as Kafka names cannot).
+pub fn parse_topic_partition(flag: &'static str, text: &str) -> Result<(String, i32), CliError> {
+    let (topic, partition) = text.rsplit_once(':').ok_or_else(|| CliError::InvalidArgument {
+        flag,
+        message: format!("{text:?} is not of the form TOPIC:PARTITION"),
+    })?;
+    let partition = partition
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p >= 0)
+        .ok_or_else(|| CliError::InvalidArgument {
+            flag,
+            message: format!("{partition:?} is not a partition number"),
+        })?;
+    Ok((topic.to_string(), partition))
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("t", "1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_time("t", "2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_time("t", "2023-11-14T22:13:20.25Z").unwrap(), 1_700_000_000_250);
+        assert_eq!(parse_time("t", "2023-11-15T00:13:20+02:00").unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_time("t", "1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(parse_time("t", "1969-12-31T23:59:59Z").unwrap(), -1000);
+        for bad in [
+            "",
+            "yesterday",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T22:13:20",
+            "2023-11-14T22:13:20+2",
+        ] {
+            assert!(parse_time("t", bad).is_err(), "{bad}");
+        }
+    }
+}

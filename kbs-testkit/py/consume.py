@@ -2,17 +2,21 @@
 """Reads whole topics with a confluent-kafka (librdkafka) consumer, read_committed, from each
 partition's low to high watermark, and writes one JSON line per record:
 
-    [topic, partition, offset, timestamp, key, value, [[header_key, header_value], ...]]
+    [topic, partition, offset, timestamp, key, value, [[header_key, header_value], ...], timestamp_type]
 
-bytes as base64, null as null, sorted by topic, partition, offset.
+bytes as base64, null as null, timestamp_type 1 for CreateTime and 2 for LogAppendTime, sorted by
+topic, partition, offset. Fails if the topics are not read within DEADLINE_S seconds.
 
     consume.py BOOTSTRAP OUT TOPIC [TOPIC ...]
 """
 import base64
 import json
 import sys
+import time
 
 from confluent_kafka import Consumer, TopicPartition, KafkaException
+
+DEADLINE_S = 300
 
 
 def b64(b):
@@ -48,14 +52,18 @@ def main():
         # partition is finished when the consumer's position reaches the high watermark of the
         # latest fetch response (librdkafka's cached watermark), which is right.
         pending = dict(ends)
+        deadline = time.monotonic() + DEADLINE_S
         while pending:
+            if time.monotonic() > deadline:
+                sys.exit(f"read {len(rows)} records; partitions not read to the end within {DEADLINE_S} s: {sorted(pending)}")
             msg = c.poll(0.2)
             if msg is not None:
                 if msg.error():
                     raise KafkaException(msg.error())
                 headers = msg.headers() or []
-                rows.append([msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1], b64(msg.key()),
-                             b64(msg.value()), [[b64(k.encode()), b64(v)] for k, v in headers]])
+                timestamp_type, timestamp = msg.timestamp()
+                rows.append([msg.topic(), msg.partition(), msg.offset(), timestamp, b64(msg.key()),
+                             b64(msg.value()), [[b64(k.encode()), b64(v)] for k, v in headers], timestamp_type])
                 if len(rows) % 1000 != 0:
                     continue
             tps = [TopicPartition(t, p) for (t, p) in pending]

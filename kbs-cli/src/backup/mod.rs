@@ -380,6 +380,8 @@ struct Engine {
     manifest_dirty: bool,
     /// The last fetch returned no records (continuous mode then waits longer per fetch).
     idle: bool,
+    /// A fetch started while the previous response was being encoded.
+    prefetch: Option<JoinHandle<kbs_kafka::Result<Vec<PartitionFetch>>>>,
     metrics: Arc<BackupMetrics>,
 }
 
@@ -474,6 +476,7 @@ impl Engine {
             checkpoint_dirty: false,
             manifest_dirty: false,
             idle: false,
+            prefetch: None,
             metrics,
         }
     }
@@ -752,6 +755,9 @@ impl Engine {
             self.check_lease()?;
             if !stopping && *shutdown.borrow() {
                 stopping = true;
+                if let Some(prefetch) = self.prefetch.take() {
+                    prefetch.abort();
+                }
                 tracing::info!("shutdown requested: finishing open segments");
                 for part in self.partitions.values_mut() {
                     part.done = true;
@@ -804,23 +810,24 @@ impl Engine {
                     break;
                 }
             } else {
-                let budget = self.make_room().await?;
-                let caught_up = self.options.continuous && self.idle;
-                let max_wait = if caught_up {
-                    Duration::from_millis(500).max(self.options.fetch_max_wait)
-                } else {
-                    self.options.fetch_max_wait
-                };
-                let mut request = FetchRequest::new(active).with_max_wait(max_wait);
-                request.max_bytes = i32::try_from(budget).unwrap_or(i32::MAX);
-                request.partition_max_bytes = self.options.fetch_max_partition_bytes.min(request.max_bytes);
-                let fetched = tokio::select! {
-                    fetched = self.client.fetch(&request) => Some(fetched?),
-                    _ = shutdown.changed(), if self.options.continuous => None,
+                let fetched = match self.prefetch.take() {
+                    // The fetch started while the previous response was being encoded.
+                    Some(handle) => tokio::select! {
+                        fetched = handle => Some(fetched.map_err(|e| CliError::Locked(format!("fetch task failed: {e}")))??),
+                        _ = shutdown.changed(), if self.options.continuous => None,
+                    },
+                    None => {
+                        let budget = self.make_room().await?;
+                        let request = self.fetch_request(active, budget);
+                        tokio::select! {
+                            fetched = self.client.fetch(&request) => Some(fetched?),
+                            _ = shutdown.changed(), if self.options.continuous => None,
+                        }
+                    }
                 };
                 if let Some(fetched) = fetched {
                     self.idle = fetched.iter().all(|pf| pf.records.is_empty());
-                    self.absorb(fetched).await?;
+                    self.absorb(fetched, !stopping && !*shutdown.borrow()).await?;
                 }
             }
             if self.options.continuous && !stopping && last_refresh.elapsed() >= self.options.topic_refresh_interval {
@@ -864,7 +871,7 @@ impl Engine {
 
     /// Takes in one fetch: gaps, the snapshot end, records into open segments (encoded on the
     /// blocking pool, all partitions at once), and rolling of full segments.
-    async fn absorb(&mut self, fetched: Vec<PartitionFetch>) -> Result<(), CliError> {
+    async fn absorb(&mut self, fetched: Vec<PartitionFetch>, prefetch: bool) -> Result<(), CliError> {
         let mut encode = Vec::new();
         for pf in fetched {
             let Ok(topic) = TopicName::new(&pf.topic) else { continue };
@@ -998,7 +1005,12 @@ impl Engine {
         }
         // Encode on the blocking pool, every partition in parallel.
         let mut jobs = Vec::new();
+        let mut encoding = 0u64;
         for (key, records, batch_ends) in encode {
+            encoding += records
+                .iter()
+                .map(|r| (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())) as u64)
+                .sum::<u64>();
             let part = self.partitions.get_mut(&key).expect("present");
             let open = match part.open.take() {
                 Some(open) => open,
@@ -1023,6 +1035,10 @@ impl Engine {
                 tokio::task::spawn_blocking(move || encode_records(open, records, &batch_ends, max_records, max_bytes)),
             ));
         }
+        // The next offsets are known: fetch again while this response is encoded.
+        if prefetch {
+            self.start_prefetch(encoding);
+        }
         for (key, job) in jobs {
             let (open, full, bytes) = job
                 .await
@@ -1036,6 +1052,37 @@ impl Engine {
             self.partitions.get_mut(&key).expect("present").open = open;
         }
         Ok(())
+    }
+
+    /// A fetch request for `active` partitions returning at most `budget` bytes.
+    fn fetch_request(&self, active: Vec<FetchPosition>, budget: u64) -> FetchRequest {
+        let max_wait = if self.options.continuous && self.idle {
+            Duration::from_millis(500).max(self.options.fetch_max_wait)
+        } else {
+            self.options.fetch_max_wait
+        };
+        let mut request = FetchRequest::new(active).with_max_wait(max_wait);
+        request.max_bytes = i32::try_from(budget).unwrap_or(i32::MAX);
+        request.partition_max_bytes = self.options.fetch_max_partition_bytes.min(request.max_bytes);
+        request
+    }
+
+    /// Starts the next fetch in the background if the memory budget has room for it (besides
+    /// `encoding` bytes of records being encoded now); otherwise the loop makes room first.
+    fn start_prefetch(&mut self, encoding: u64) {
+        let active: Vec<FetchPosition> = self
+            .partitions
+            .values()
+            .filter(|p| !p.done)
+            .map(|p| FetchPosition::new(p.topic.as_str(), p.partition, p.position))
+            .collect();
+        let want = (self.options.memory_budget / 4).clamp(1 << 20, 64 << 20);
+        if active.is_empty() || self.held_bytes() + encoding + want > self.options.memory_budget {
+            return;
+        }
+        let request = self.fetch_request(active, want);
+        let client = self.client.clone();
+        self.prefetch = Some(tokio::spawn(async move { client.fetch(&request).await }));
     }
 
     /// Closes the open segment of `key` and starts its upload.

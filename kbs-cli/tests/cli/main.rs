@@ -4,3 +4,4 @@
 mod backup;
 mod harness;
 mod resilience;
+mod restore;

@@ -2,13 +2,14 @@
 
 use kbs_kafka::{Error, ErrorCode, NewTopic};
 
-use crate::harness::{Tansu, tools};
+use kbs_testkit::{Tansu, free_port};
+
+use crate::harness::{client, test_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_describe_and_delete_topics_with_configs() {
-    let Some(tools) = tools() else { return };
-    let tansu = Tansu::start(&tools);
-    let client = tansu.client().await;
+    let Some(tansu) = Tansu::start() else { return };
+    let client = client(&tansu).await;
     let compacted = NewTopic::new("compacted", 3)
         .with_config("cleanup.policy", "compact")
         .with_config("retention.ms", "86400000")
@@ -19,7 +20,7 @@ async fn create_describe_and_delete_topics_with_configs() {
     let metadata = client.metadata(Some(&["compacted", "plain"])).await.unwrap();
     assert_eq!(metadata.cluster_id.as_deref(), Some("tansu_cluster"));
     assert_eq!(metadata.brokers.len(), 1);
-    assert_eq!(metadata.brokers[0].port, i32::from(tansu.port));
+    assert_eq!(metadata.brokers[0].port, i32::from(tansu.advertised_port));
     let names: Vec<&str> = metadata.topics.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["compacted", "plain"]);
     let partitions = &metadata.topics[0].partitions;
@@ -55,7 +56,7 @@ async fn create_describe_and_delete_topics_with_configs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_brokers_fail_with_a_typed_error() {
-    let mut config = crate::harness::test_config(&format!("127.0.0.1:{}", crate::harness::free_port()));
+    let mut config = test_config(&format!("127.0.0.1:{}", free_port()));
     config.retry = kbs_kafka::RetryConfig::new(
         2,
         std::time::Duration::from_millis(10),

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use kbs_kafka::{ErrorCode, FetchPosition, FetchRequest, IsolationLevel, NewTopic, OffsetSpec, PartitionError, Record};
 
-use crate::harness::{Tansu, read_produced, run_python, tools};
+use kbs_testkit::Tansu;
+
+use crate::harness::{client, read_records, run_python};
 
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
@@ -48,14 +50,12 @@ fn assert_same(partition: i32, got: &[Record], want: &[Record]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_partition_fetch_reproduces_100k_librdkafka_records_with_every_codec() {
-    let Some(tools) = tools() else { return };
-    let tansu = Tansu::start(&tools);
-    let client = tansu.client().await;
+    let Some(tansu) = Tansu::start() else { return };
+    let client = client(&tansu).await;
     client.create_topics(&[NewTopic::new("bulk", 5)]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("produced.jsonl");
     run_python(
-        &tools,
         "produce.py",
         &[
             &tansu.bootstrap(),
@@ -70,7 +70,7 @@ async fn multi_partition_fetch_reproduces_100k_librdkafka_records_with_every_cod
         ],
     );
     let mut want: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
-    for (partition, record) in read_produced(&out) {
+    for (partition, record) in read_records(&out) {
         want.entry(partition).or_default().push(record);
     }
     let total: usize = want.values().map(Vec::len).sum();
@@ -95,14 +95,12 @@ async fn multi_partition_fetch_reproduces_100k_librdkafka_records_with_every_cod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_mid_batch_past_the_end_and_of_unknown_partitions() {
-    let Some(tools) = tools() else { return };
-    let tansu = Tansu::start(&tools);
-    let client = tansu.client().await;
+    let Some(tansu) = Tansu::start() else { return };
+    let client = client(&tansu).await;
     client.create_topics(&[NewTopic::new("small", 1)]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("produced.jsonl");
     run_python(
-        &tools,
         "produce.py",
         &[
             &tansu.bootstrap(),
@@ -114,7 +112,7 @@ async fn fetch_mid_batch_past_the_end_and_of_unknown_partitions() {
             "lz4",
         ],
     );
-    let want: Vec<Record> = read_produced(&out).into_iter().map(|(_, r)| r).collect();
+    let want: Vec<Record> = read_records(&out).into_iter().map(|(_, r)| r).collect();
     let end = want.len() as i64;
 
     // Starting inside a batch returns only records from that offset on, each exactly as
@@ -167,9 +165,8 @@ async fn fetch_mid_batch_past_the_end_and_of_unknown_partitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_offsets_earliest_latest_and_by_timestamp() {
-    let Some(tools) = tools() else { return };
-    let tansu = Tansu::start(&tools);
-    let client = tansu.client().await;
+    let Some(tansu) = Tansu::start() else { return };
+    let client = client(&tansu).await;
     client.create_topics(&[NewTopic::new("offsets", 2)]).await.unwrap();
     let empty = client
         .list_offsets(&[("offsets", 0, OffsetSpec::Earliest), ("offsets", 0, OffsetSpec::Latest)])
@@ -180,7 +177,6 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("produced.jsonl");
     run_python(
-        &tools,
         "produce.py",
         &[
             &tansu.bootstrap(),
@@ -190,7 +186,7 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
             "fixture",
         ],
     );
-    let want: Vec<Record> = read_produced(&out).into_iter().map(|(_, r)| r).collect();
+    let want: Vec<Record> = read_records(&out).into_iter().map(|(_, r)| r).collect();
     let offsets = client
         .list_offsets(&[
             ("offsets", 0, OffsetSpec::Earliest),
@@ -230,18 +226,16 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_range_leader_changes_and_denied_partitions() {
-    use crate::harness::{free_port, test_config};
     use crate::proxy::{FetchFault, FrontProxy, ProxyOptions};
 
-    let Some(tools) = tools() else { return };
-    let broker_port = free_port();
+    let broker_port = kbs_testkit::free_port();
     let options = ProxyOptions::default();
     let fetch_faults = options.fetch_faults.clone();
     let proxy = FrontProxy::start(broker_port, options).await;
-    let tansu = Tansu::start_advertising(&tools, broker_port, proxy.port);
-    let client = kbs_kafka::KafkaClient::connect(test_config(&tansu.bootstrap()))
-        .await
-        .unwrap();
+    let Some(tansu) = Tansu::start_advertising(broker_port, proxy.port) else {
+        return;
+    };
+    let client = client(&tansu).await;
     client
         .create_topics(&[NewTopic::new("gap", 1), NewTopic::new("cut", 2)])
         .await
@@ -249,7 +243,6 @@ async fn out_of_range_leader_changes_and_denied_partitions() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("produced.jsonl");
     run_python(
-        &tools,
         "produce.py",
         &[&tansu.bootstrap(), "gap", out.to_str().unwrap(), "--mode", "fixture"],
     );
@@ -300,7 +293,6 @@ async fn out_of_range_leader_changes_and_denied_partitions() {
     // is asked again alone, within the same call.
     let out = dir.path().join("cut.jsonl");
     run_python(
-        &tools,
         "produce.py",
         &[&tansu.bootstrap(), "cut", out.to_str().unwrap(), "--mode", "fixture"],
     );

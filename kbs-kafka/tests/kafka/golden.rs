@@ -16,7 +16,9 @@ use kbs_kafka::NewTopic;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Tansu, base64_of, read_produced, run_python, tools};
+use kbs_testkit::Tansu;
+
+use crate::harness::{base64_of, client, read_records, run_python};
 
 /// `(file stem, codec, idempotent)`.
 const FIXTURES: [(&str, &str, bool); 6] = [
@@ -86,8 +88,9 @@ fn count_batches(bytes: &[u8]) -> usize {
     n
 }
 
-fn versions(python: &Path, tansu: &Path) -> (String, String) {
-    let out = Command::new(python)
+/// The versions of confluent-kafka / librdkafka and of tansu (both there once tansu started).
+fn versions() -> (String, String) {
+    let out = Command::new(kbs_testkit::python().expect("the venv python"))
         .args([
             "-c",
             "import confluent_kafka as c; print('confluent-kafka', c.version()[0], '/ librdkafka', c.libversion()[0])",
@@ -95,6 +98,7 @@ fn versions(python: &Path, tansu: &Path) -> (String, String) {
         .output()
         .unwrap();
     let client = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let tansu = kbs_testkit::find_program("tansu").expect("tansu");
     let out = Command::new(tansu).arg("--version").output().unwrap();
     (client, String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -114,10 +118,9 @@ async fn golden_librdkafka_fixtures() {
         }
         return;
     }
-    let Some(tools) = tools() else { return };
-    let tansu = Tansu::start(&tools);
-    let client = tansu.client().await;
-    let (client_version, broker_version) = versions(&tools.python, &tools.tansu);
+    let Some(tansu) = Tansu::start() else { return };
+    let client = client(&tansu).await;
+    let (client_version, broker_version) = versions();
     let dir = tempfile::tempdir().unwrap();
     for (stem, codec, idempotent) in FIXTURES {
         client.create_topics(&[NewTopic::new(stem, 1)]).await.unwrap();
@@ -130,12 +133,8 @@ async fn golden_librdkafka_fixtures() {
         if codec == "lz4" {
             args.push("--big".into());
         }
-        run_python(
-            &tools,
-            "produce.py",
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        let records: Vec<_> = read_produced(&out).into_iter().map(|(_, r)| r).collect();
+        run_python("produce.py", &args.iter().map(String::as_str).collect::<Vec<_>>());
+        let records: Vec<_> = read_records(&out).into_iter().map(|(_, r)| r).collect();
         let bytes = raw_fetch(tansu.port, stem).await;
         let sidecar = json!({
             "description": format!("record bytes of a Fetch v11 response from {broker_version} for batches produced by {client_version}"),

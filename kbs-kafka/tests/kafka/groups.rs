@@ -1,18 +1,19 @@
 //! Consumer-group offsets against tansu, with a librdkafka group member.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kbs_kafka::{CommittedOffset, Error, NewTopic};
 
-use crate::harness::{Tansu, script, tools};
+use kbs_testkit::Tansu;
+
+use crate::harness::{client, script};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_and_fetch_offsets_of_an_inactive_group() {
-    let Some(tools) = tools() else { return };
-    let tansu = Tansu::start(&tools);
-    let client = tansu.client().await;
+    let Some(tansu) = Tansu::start() else { return };
+    let client = client(&tansu).await;
     client
         .create_topics(&[NewTopic::new("orders", 3), NewTopic::new("payments", 1)])
         .await
@@ -62,12 +63,10 @@ async fn commit_and_fetch_offsets_of_an_inactive_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committing_for_a_group_with_active_members_is_refused() {
-    let Some(tools) = tools() else { return };
-    let tansu = Tansu::start(&tools);
-    let client = tansu.client().await;
+    let Some(tansu) = Tansu::start() else { return };
+    let client = client(&tansu).await;
     client.create_topics(&[NewTopic::new("live", 2)]).await.unwrap();
-    let mut member = Command::new(&tools.python)
-        .arg(script("group_member.py"))
+    let mut member = kbs_testkit::python_command(&script("group_member.py"))
         .args([&tansu.bootstrap(), "busy", "live"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -11,7 +11,9 @@ use kbs_kafka::{
     ProducerConfig, Record, RecordHeader, TimestampType,
 };
 
-use crate::harness::{Tansu, free_port, read_consumed, run_python, test_config, tools};
+use kbs_testkit::Tansu;
+
+use crate::harness::{client, consume};
 use crate::proxy::{FrontProxy, ProxyOptions};
 
 const CODECS: [ProducerCompression; 5] = [
@@ -98,9 +100,8 @@ async fn fetch_partition(client: &KafkaClient, topic: &str, partition: i32) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_produce_is_read_back_identically_by_librdkafka() {
-    let Some(tools) = tools() else { return };
-    let tansu = Tansu::start(&tools);
-    let client = tansu.client().await;
+    let Some(tansu) = Tansu::start() else { return };
+    let client = client(&tansu).await;
     client.create_topics(&[NewTopic::new("restored", 5)]).await.unwrap();
     let mut want: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
     for (partition, codec) in (0..).zip(CODECS) {
@@ -125,15 +126,11 @@ async fn idempotent_produce_is_read_back_identically_by_librdkafka() {
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("consumed.jsonl");
-    run_python(
-        &tools,
-        "consume.py",
-        &[&tansu.bootstrap(), "restored", "5", "10000", out.to_str().unwrap()],
-    );
     let mut consumed: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
-    for (partition, record) in read_consumed(&out) {
+    for (partition, record) in consume(&tansu.bootstrap(), "restored", &out) {
         consumed.entry(partition).or_default().push(record);
     }
+    assert!(consumed.keys().eq(want.keys()), "partitions read by librdkafka");
     for (partition, records) in &want {
         let got = &consumed[partition];
         assert_eq!(got.len(), records.len(), "partition {partition}");
@@ -151,16 +148,17 @@ async fn idempotent_produce_is_read_back_identically_by_librdkafka() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_produce_response_is_resent_without_duplicating() {
-    let Some(tools) = tools() else { return };
-    let broker_port = free_port();
+    let broker_port = kbs_testkit::free_port();
     let drops = Arc::new(AtomicUsize::new(1));
     let options = ProxyOptions {
         drop_produce_responses: drops.clone(),
         ..ProxyOptions::default()
     };
     let proxy = FrontProxy::start(broker_port, options).await;
-    let tansu = Tansu::start_advertising(&tools, broker_port, proxy.port);
-    let client = KafkaClient::connect(test_config(&tansu.bootstrap())).await.unwrap();
+    let Some(tansu) = Tansu::start_advertising(broker_port, proxy.port) else {
+        return;
+    };
+    let client = client(&tansu).await;
     client.create_topics(&[NewTopic::new("resend", 1)]).await.unwrap();
     let producer = IdempotentProducer::new(client.clone(), ProducerConfig::default())
         .await
@@ -187,9 +185,8 @@ async fn a_lost_produce_response_is_resent_without_duplicating() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_errors_are_typed_and_fail_the_partition() {
-    let Some(tools) = tools() else { return };
-    let tansu = Tansu::start(&tools);
-    let client = tansu.client().await;
+    let Some(tansu) = Tansu::start() else { return };
+    let client = client(&tansu).await;
     let mut config = ProducerConfig::default();
     config.max_in_flight_per_partition = 6;
     assert!(matches!(

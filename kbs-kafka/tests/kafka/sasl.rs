@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 
 use kbs_kafka::{Error, KafkaClient, Sasl, SaslMechanism, Security, TlsConfig};
 
-use crate::harness::{Tansu, free_port, test_config, tools};
+use kbs_testkit::{Tansu, free_port};
+
+use crate::harness::test_config;
 use crate::proxy::{FrontProxy, ProxyOptions};
 use crate::tls::{pki, round_trip};
 
@@ -22,7 +24,6 @@ fn users() -> Option<Arc<Vec<(String, String)>>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_and_scram_authenticate_and_wrong_passwords_are_refused() {
-    let Some(tools) = tools() else { return };
     let broker_port = free_port();
     let options = ProxyOptions {
         users: users(),
@@ -30,7 +31,9 @@ async fn plain_and_scram_authenticate_and_wrong_passwords_are_refused() {
     };
     let authenticated = options.authenticated.clone();
     let proxy = FrontProxy::start(broker_port, options).await;
-    let tansu = Tansu::start_advertising(&tools, broker_port, proxy.port);
+    let Some(tansu) = Tansu::start_advertising(broker_port, proxy.port) else {
+        return;
+    };
 
     for (i, mechanism) in [
         SaslMechanism::Plain,
@@ -68,7 +71,6 @@ async fn plain_and_scram_authenticate_and_wrong_passwords_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_over_tls() {
-    let Some(tools) = tools() else { return };
     let pki = pki();
     let broker_port = free_port();
     let options = ProxyOptions {
@@ -78,7 +80,9 @@ async fn scram_over_tls() {
     };
     let authenticated = options.authenticated.clone();
     let proxy = FrontProxy::start(broker_port, options).await;
-    let tansu = Tansu::start_advertising(&tools, broker_port, proxy.port);
+    let Some(tansu) = Tansu::start_advertising(broker_port, proxy.port) else {
+        return;
+    };
     let sasl = Sasl::new(SaslMechanism::ScramSha512, "bob", "builder");
     let security = Security::SaslTls(sasl, TlsConfig::with_ca_file(&pki.ca_file));
     let client = KafkaClient::connect(test_config(&tansu.bootstrap()).with_security(security))

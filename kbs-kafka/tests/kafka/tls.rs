@@ -13,7 +13,9 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls;
 
-use crate::harness::{Tansu, Tools, free_port, test_config, tools};
+use kbs_testkit::{Tansu, free_port};
+
+use crate::harness::test_config;
 use crate::proxy::{FrontProxy, ProxyOptions};
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as files and as rustls
@@ -89,8 +91,8 @@ pub(crate) fn pki() -> Pki {
     }
 }
 
-/// tansu behind a TLS proxy using `server`.
-async fn tls_broker(tools: &Tools, server: Arc<rustls::ServerConfig>) -> (FrontProxy, Tansu) {
+/// tansu behind a TLS proxy using `server`; `None` when the test is skipped.
+async fn tls_broker(server: Arc<rustls::ServerConfig>) -> Option<(FrontProxy, Tansu)> {
     let broker_port = free_port();
     let proxy = FrontProxy::start(
         broker_port,
@@ -100,8 +102,8 @@ async fn tls_broker(tools: &Tools, server: Arc<rustls::ServerConfig>) -> (FrontP
         },
     )
     .await;
-    let tansu = Tansu::start_advertising(tools, broker_port, proxy.port);
-    (proxy, tansu)
+    let tansu = Tansu::start_advertising(broker_port, proxy.port)?;
+    Some((proxy, tansu))
 }
 
 fn config(tansu: &Tansu, tls: TlsConfig) -> ClientConfig {
@@ -131,9 +133,10 @@ pub(crate) async fn round_trip(client: &KafkaClient, topic: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_ca_file() {
-    let Some(tools) = tools() else { return };
     let pki = pki();
-    let (_proxy, tansu) = tls_broker(&tools, pki.server.clone()).await;
+    let Some((_proxy, tansu)) = tls_broker(pki.server.clone()).await else {
+        return;
+    };
     let client = KafkaClient::connect(config(&tansu, TlsConfig::with_ca_file(&pki.ca_file)))
         .await
         .unwrap();
@@ -142,10 +145,11 @@ async fn tls_with_a_ca_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_refuses_untrusted_certificates_and_wrong_names() {
-    let Some(tools) = tools() else { return };
     let pki = pki();
     let other = self::pki();
-    let (_proxy, tansu) = tls_broker(&tools, pki.server.clone()).await;
+    let Some((_proxy, tansu)) = tls_broker(pki.server.clone()).await else {
+        return;
+    };
     match KafkaClient::connect(config(&tansu, TlsConfig::with_ca_file(&other.ca_file))).await {
         Err(Error::Tls { reason, .. }) => assert!(reason.to_lowercase().contains("certificate"), "{reason}"),
         other => panic!("{other:?}"),
@@ -164,9 +168,10 @@ async fn tls_refuses_untrusted_certificates_and_wrong_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_with_a_client_certificate() {
-    let Some(tools) = tools() else { return };
     let pki = pki();
-    let (_proxy, tansu) = tls_broker(&tools, pki.server_requiring_client_cert.clone()).await;
+    let Some((_proxy, tansu)) = tls_broker(pki.server_requiring_client_cert.clone()).await else {
+        return;
+    };
     let with_cert = TlsConfig::with_ca_file(&pki.ca_file).with_client_cert(&pki.client_cert_file, &pki.client_key_file);
     let client = KafkaClient::connect(config(&tansu, with_cert)).await.unwrap();
     round_trip(&client, "mutual").await;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kbs_storage::{CapabilitySource, ConditionalWrites, Error, ObjectStorage, ObjectStorageExt, StorageOptions};
 
 use crate::conformance::{self, Profile};
-use crate::servers::{Garage, Moto};
+use crate::servers::{Garage, Moto, S3Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_conformance() {
@@ -91,8 +91,8 @@ async fn moto_conformance() {
 
     // The probe cleaned up after itself (checked with a raw listing: the store hides internal
     // names); the prefix keeps other prefixes out of sight.
-    let (status, raw) = crate::servers::http_request(
-        moto.addr,
+    let (status, raw) = kbs_testkit::http_request(
+        moto.addr(),
         "GET",
         &format!("/{}?list-type=2&prefix=conformance/", moto.bucket),
     )

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use kbs_storage::{Error, ObjectStorage, StorageOptions};
 
 use crate::child;
-use crate::servers::Moto;
+use crate::servers::{Moto, S3Server};
 
 const TASKS: usize = 16;
 
@@ -135,7 +135,7 @@ async fn filesystem_compare_and_swap_across_processes() {
         PROCESSES as u64 * PER_PROCESS,
         "no lost update across processes ({conflicts} conflicts)"
     );
-    crate::servers::note(&format!(
+    kbs_testkit::note(&format!(
         "cross-process CAS: {PROCESSES} processes, {conflicts} conflicts retried"
     ));
 }

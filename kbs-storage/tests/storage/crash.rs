@@ -87,7 +87,7 @@ async fn killed_writers_never_leave_partial_objects() {
     }
     // Stale temporary files are ignored by listings (checked above); count them for the record.
     let leftovers = child::temp_files(&root);
-    crate::servers::note(&format!(
+    kbs_testkit::note(&format!(
         "crash test: {iterations} kills, {objects_checked} object reads verified, {} temporary files left, {:?}",
         leftovers.len(),
         started.elapsed()

@@ -2,7 +2,7 @@
 //! (memory, filesystem, moto, Garage), races, injected faults, network faults against a real S3
 //! server, and crash safety of the filesystem backend with SIGKILLed child processes.
 //!
-//! moto and Garage are started on loopback by the tests (see `servers.rs`); a missing tool
+//! moto and Garage are started on loopback by kbs-testkit (see `servers.rs`); a missing tool
 //! fails the tests unless `KBS_SKIP_MOTO=1` / `KBS_SKIP_GARAGE=1` says to skip.
 
 mod backends;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kbs_storage::{ConditionalWrites, Error, ObjectStorage, ObjectStorageExt, RetryConfig, StorageOptions};
 
-use crate::servers::Moto;
+use crate::servers::{Moto, S3Server};
 
 /// What the proxy does with one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +186,7 @@ fn fast_retries() -> RetryConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_operations_recover_from_resets_throttling_and_timeouts() {
     let Some(moto) = Moto::start() else { return };
-    let proxy = FaultProxy::start(moto.addr);
+    let proxy = FaultProxy::start(moto.addr());
     let store = kbs_storage::open(
         &format!("s3://{}/net", moto.bucket),
         &proxied_options(&moto, &proxy, fast_retries()),
@@ -229,7 +229,7 @@ async fn s3_operations_recover_from_resets_throttling_and_timeouts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_errors_are_classified() {
     let Some(moto) = Moto::start() else { return };
-    let proxy = FaultProxy::start(moto.addr);
+    let proxy = FaultProxy::start(moto.addr());
     let store = kbs_storage::open_without_retries(
         &format!("s3://{}/net", moto.bucket),
         &proxied_options(&moto, &proxy, RetryConfig::no_retries()),

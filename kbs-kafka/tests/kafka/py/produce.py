@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Produces records with confluent-kafka (librdkafka), the independent client of the kbs-kafka
-tests, and writes what was delivered as JSON lines:
+tests, and writes what was delivered as JSON lines in the layout of kbs-testkit's consume.py:
 
-    [partition, offset, timestamp, key, value, [[header_key, header_value], ...]]
+    [topic, partition, offset, timestamp, key, value, [[header_key, header_value], ...], 1]
 
-bytes as base64 strings, null as null; sorted by partition and offset.
+bytes as base64 strings, null as null, 1 for CreateTime; sorted by partition and offset.
 
     produce.py BOOTSTRAP TOPIC OUT --mode fixture --compression gzip [--idempotent]
     produce.py BOOTSTRAP TOPIC OUT --mode bulk --partition-codecs none,gzip,snappy,lz4,zstd --count 20000
@@ -23,6 +23,7 @@ import sys
 from confluent_kafka import Producer
 
 T0 = 1_700_000_000_000
+CREATE_TIME = 1  # confluent_kafka.TIMESTAMP_CREATE_TIME
 
 
 def b64(b):
@@ -97,7 +98,8 @@ def main():
                 errors.append(str(err))
             else:
                 key, value, headers, ts = record
-                delivered.append([partition, msg.offset(), ts, b64(key), b64(value), [[b64(k.encode()), b64(v)] for k, v in headers]])
+                delivered.append([args.topic, partition, msg.offset(), ts, b64(key), b64(value),
+                                  [[b64(k.encode()), b64(v)] for k, v in headers], CREATE_TIME])
         return callback
 
     def producer(codec):
@@ -140,7 +142,7 @@ def main():
 
     if errors:
         sys.exit(f"delivery failed: {errors[:5]}")
-    delivered.sort(key=lambda r: (r[0], r[1]))
+    delivered.sort(key=lambda r: (r[1], r[2]))
     with open(args.out, "w") as f:
         for r in delivered:
             f.write(json.dumps(r) + "\n")

@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of kbs against a real broker: starts tansu (in-memory storage) on a free
+# loopback port, seeds one topic with confluent-kafka, then measures on that topic, in the same
+# run, alternating and repeated:
+#   backup:  a librdkafka consumer (confluent-kafka) reading the whole topic and discarding it
+#            vs `kbs backup --compression lz4` (and zstd, none) to a local folder;
+#   restore: `kbs restore` of the lz4 backup into a new topic vs a confluent-kafka idempotent
+#            producer writing the same records (skipped with a message when this kbs has no
+#            `restore` command).
+# Every run is checked: each tool must move exactly the seeded records, the first lz4 backup
+# must pass `kbs validate --deep`, and each restored topic is read back and counted (untimed).
+# Prints markdown tables of the medians (see benches/README.md, section "End-to-end").
+#
+#   benches/e2e/run.sh
+#
+# Environment (defaults in brackets):
+#   E2E_RECORDS [400000]  E2E_PARTITIONS [4]  E2E_VALUE_BYTES [1024]  records of the seeded topic
+#   E2E_ROUNDS [3]                  rounds of every measurement; the tables show medians
+#   E2E_CODECS ["lz4 zstd none"]    kbs backup codecs measured (lz4 is the one compared)
+#   E2E_SEED_CODEC [none]           producer compression of the seeded topic
+#   E2E_RESTORE_CODEC [lz4]         producer compression of both restore writers (kbs --compression)
+#   E2E_SECTIONS ["backup restore"] which sections to run
+#   E2E_KBS                         a kbs binary to use instead of building the release one
+#   E2E_WORKDIR                     where backups and logs go, a new or empty folder
+#                                   [a fresh folder under $TMPDIR, removed at the end]
+#   E2E_KEEP=1                      keep the fresh work folder (backups, logs, results.jsonl)
+#   KBS_CACHE [~/.cache/kbs]        where scripts/setup.sh put the Python venv
+set -euo pipefail
+export LC_ALL=C # a decimal point in $EPOCHREALTIME and printf, whatever the user's locale
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+
+records="${E2E_RECORDS:-400000}"
+partitions="${E2E_PARTITIONS:-4}"
+value_bytes="${E2E_VALUE_BYTES:-1024}"
+rounds="${E2E_ROUNDS:-3}"
+codecs="${E2E_CODECS:-lz4 zstd none}"
+seed_codec="${E2E_SEED_CODEC:-none}"
+restore_codec="${E2E_RESTORE_CODEC:-lz4}"
+sections="${E2E_SECTIONS:-backup restore}"
+python="${KBS_CACHE:-$HOME/.cache/kbs}/venv/bin/python"
+helper="$here/e2e.py"
+topic="e2e-source"
+
+log() { echo "e2e: $*" >&2; }
+die() {
+    echo "e2e: $*" >&2
+    exit 1
+}
+
+# --- set-up ---------------------------------------------------------------------------------
+
+workdir=""
+made_workdir=""
+tansu_pid=""
+
+cleanup() {
+    if [ -n "$tansu_pid" ] && kill -0 "$tansu_pid" 2>/dev/null; then
+        kill "$tansu_pid" 2>/dev/null || true
+        wait "$tansu_pid" 2>/dev/null || true
+    fi
+    if [ -n "$made_workdir" ] && [ -d "$made_workdir" ]; then
+        if [ "${E2E_KEEP:-0}" = 1 ]; then
+            log "kept $workdir"
+        else
+            rm -rf "$made_workdir"
+        fi
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+find_tools() {
+    [ -x "$python" ] && "$python" -c "import confluent_kafka" 2>/dev/null ||
+        die "no Python venv with confluent-kafka at $python: run scripts/setup.sh"
+    tansu="$(command -v tansu || true)"
+    if [ -z "$tansu" ] && [ -x "$HOME/.cargo/bin/tansu" ]; then
+        tansu="$HOME/.cargo/bin/tansu"
+    fi
+    [ -n "$tansu" ] || die "no tansu on PATH or in ~/.cargo/bin: run scripts/setup.sh"
+    if [ -x /usr/bin/time ] && /usr/bin/time -f %M true 2>/dev/null; then
+        gnu_time=/usr/bin/time
+    else
+        gnu_time=""
+        log "/usr/bin/time (GNU time) missing: $helper measures kbs's peak RSS from /proc instead"
+    fi
+    if [ -n "${E2E_KBS:-}" ]; then
+        kbs="$E2E_KBS"
+    else
+        log "building kbs (cargo build --release --locked -p kbs-cli)"
+        (cd "$root" && cargo build --release --locked -p kbs-cli) >&2
+        kbs="$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+            "$python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/kbs"
+    fi
+    [ -x "$kbs" ] || die "no kbs binary at $kbs"
+}
+
+start_broker() {
+    local port
+    port="$("$python" "$helper" port)"
+    bootstrap="127.0.0.1:$port"
+    log "starting tansu on $bootstrap (log: $workdir/tansu.log)"
+    "$tansu" broker --storage-engine memory://tansu/ \
+        --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" \
+        >"$workdir/tansu.log" 2>&1 &
+    tansu_pid=$!
+    "$python" "$helper" wait "$bootstrap" --timeout 60 ||
+        die "tansu did not answer; its log: $(tail -n 20 "$workdir/tansu.log")"
+    kill -0 "$tansu_pid" 2>/dev/null || die "tansu exited; its log: $(tail -n 20 "$workdir/tansu.log")"
+}
+
+seed_topic() {
+    log "seeding $topic: $records records of $value_bytes-byte values over $partitions partitions (codec $seed_codec)"
+    local out
+    out="$("$python" "$helper" seed "$bootstrap" "$topic" --partitions "$partitions" --records "$records" \
+        --value-bytes "$value_bytes" --codec "$seed_codec")"
+    seed_bytes="$(json_field "$out" bytes)"
+    log "seeded in $(printf %.1f "$(json_field "$out" seconds)") s"
+}
+
+# --- measurement helpers --------------------------------------------------------------------
+
+# json_field JSON NAME: prints one top-level field of a JSON document.
+json_field() {
+    "$python" -c 'import json,sys; v = json.loads(sys.argv[1])[sys.argv[2]]; print("null" if v is None else v)' "$1" "$2"
+}
+
+# run_measured NAME COMMAND...: runs COMMAND with stdout to $workdir/NAME.out and stderr to
+# $workdir/NAME.err; sets m_seconds (wall time of the whole command), m_rss_kb (peak RSS) and
+# m_cpu_s (user + system). Fails the benchmark when the command fails.
+run_measured() {
+    local name="$1"
+    shift
+    local out="$workdir/$name"
+    if [ -n "$gnu_time" ]; then
+        local start end
+        start="$EPOCHREALTIME"
+        if ! "$gnu_time" -o "$out.time" -f '%M %U %S' "$@" >"$out.out" 2>"$out.err"; then
+            die "$name failed: $* (stderr: $(tail -n 20 "$out.err"))"
+        fi
+        end="$EPOCHREALTIME"
+        m_seconds="$("$python" -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$start" "$end")"
+        read -r m_rss_kb user sys < <(tail -n 1 "$out.time")
+        m_cpu_s="$("$python" -c 'import sys; print(float(sys.argv[1]) + float(sys.argv[2]))' "$user" "$sys")"
+    else
+        if ! "$python" "$helper" measure "$out.time" -- "$@" 2>"$out.err"; then
+            die "$name failed: $* (stderr: $(tail -n 20 "$out.err"))"
+        fi
+        mv "$out.time.stdout" "$out.out"
+        local doc
+        doc="$(cat "$out.time")"
+        m_seconds="$(json_field "$doc" seconds)"
+        m_rss_kb="$(json_field "$doc" rss_kb)"
+        m_cpu_s="$(json_field "$doc" cpu_s)"
+    fi
+}
+
+# broker_cpu: CPU seconds tansu has used so far (user + system, from /proc).
+broker_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$tansu_pid/stat"
+}
+
+# seconds_of VALUE: VALUE rounded for the log. mib_of KB: kilobytes as MiB ("?" if unknown).
+seconds_of() { printf '%.2f' "$1"; }
+mib_of() { if [ "$1" = null ]; then echo "?"; else echo $(($1 / 1024)); fi; }
+
+# record SECTION TOOL ROUND SECONDS RECORDS BYTES STORED_BYTES RSS_KB CPU_S: one result line,
+# with the broker's CPU seconds since the last `broker_mark`.
+record() {
+    local broker
+    broker="$(awk -v a="$broker_mark_s" -v b="$(broker_cpu)" 'BEGIN { printf "%.2f", b - a }')"
+    printf '{"section": "%s", "tool": "%s", "round": %s, "seconds": %s, "records": %s, "bytes": %s, "stored_bytes": %s, "rss_kb": %s, "cpu_s": %s, "broker_cpu_s": %s}\n' \
+        "$@" "$broker" >>"$workdir/results.jsonl"
+}
+
+# broker_mark: start counting the broker's CPU time for the next `record`.
+broker_mark() { broker_mark_s="$(broker_cpu)"; }
+
+# expect_records WHAT N: the run must have moved exactly the seeded records.
+expect_records() {
+    [ "$2" = "$records" ] || die "$1 handled $2 records, expected $records"
+}
+
+# --- backup section -------------------------------------------------------------------------
+
+measure_consumer() {
+    local round="$1" out
+    broker_mark
+    out="$("$python" "$helper" consume "$bootstrap" "$topic")"
+    expect_records "librdkafka consumer" "$(json_field "$out" records)"
+    record "backup: read $topic" "librdkafka consumer" "$round" "$(json_field "$out" seconds)" "$records" \
+        "$(json_field "$out" bytes)" null "$(json_field "$out" rss_kb)" "$(json_field "$out" cpu_s)"
+    log "round $round: librdkafka consumer $(seconds_of "$(json_field "$out" seconds)") s"
+}
+
+measure_kbs_backup() {
+    local round="$1" codec="$2"
+    local id="e2e-$codec-r$round"
+    broker_mark
+    run_measured "backup-$id" "$kbs" backup --bootstrap-servers "$bootstrap" --storage "$workdir/backups" \
+        --backup-id "$id" --topics "$topic" --compression "$codec" --output json --quiet
+    local report
+    report="$(cat "$workdir/backup-$id.out")"
+    expect_records "kbs backup $id" "$(json_field "$report" records)"
+    record "backup: read $topic" "kbs backup $codec" "$round" "$m_seconds" "$records" "$seed_bytes" \
+        "$(json_field "$report" bytes_out)" "$m_rss_kb" "$m_cpu_s"
+    log "round $round: kbs backup $codec $(seconds_of "$m_seconds") s, peak RSS $(mib_of "$m_rss_kb") MiB"
+    if [ "$codec" = lz4 ] && [ -z "${restore_backup_id:-}" ]; then
+        restore_backup_id="$id" # kept for validation and the restore section
+    else
+        rm -rf "${workdir:?}/backups/$id"
+    fi
+}
+
+backup_section() {
+    local round i tool
+    local -a tools=(consumer)
+    for codec in $codecs; do tools+=("kbs-$codec"); done
+    for round in $(seq 1 "$rounds"); do
+        # Rotate the order every round, so no tool always runs first (or right after another).
+        for i in "${!tools[@]}"; do
+            tool="${tools[$(((i + round - 1) % ${#tools[@]}))]}"
+            case "$tool" in
+            consumer) measure_consumer "$round" ;;
+            kbs-*) measure_kbs_backup "$round" "${tool#kbs-}" ;;
+            esac
+        done
+    done
+    if [ -n "${restore_backup_id:-}" ]; then
+        log "validating $restore_backup_id (kbs validate --deep, not timed)"
+        "$kbs" validate --storage "$workdir/backups" --backup-id "$restore_backup_id" --deep --quiet >&2 ||
+            die "kbs validate --deep failed on $restore_backup_id"
+    fi
+}
+
+# --- restore section ------------------------------------------------------------------------
+# Skipped with a message when this kbs has no `restore` command. Both writers produce with the
+# same codec ($restore_codec). kbs is timed as a whole command (connecting, InitProducerId and
+# creating its target topic with --create-topics included); the confluent-kafka peer from a
+# ready producer (topic created, records built, idempotent start-up done) to the end of flush.
+
+measure_kbs_restore() {
+    local round="$1"
+    local target="e2e-restored-kbs-r$round"
+    broker_mark
+    run_measured "restore-$target" "$kbs" restore --bootstrap-servers "$bootstrap" --storage "$workdir/backups" \
+        --backup-id "$restore_backup_id" --topic-map "$topic=$target" --create-topics \
+        --compression "$restore_codec" --output json --quiet
+    expect_records "kbs restore into $target (its report)" "$(json_field "$(cat "$workdir/restore-$target.out")" records)"
+    record "restore: write $records records ($restore_codec)" "kbs restore (lz4 backup)" "$round" "$m_seconds" "$records" \
+        "$seed_bytes" null "$m_rss_kb" "$m_cpu_s"
+    local check
+    check="$("$python" "$helper" count "$bootstrap" "$target")" # not timed
+    expect_records "kbs restore into $target" "$(json_field "$check" records)"
+    log "round $round: kbs restore $(seconds_of "$m_seconds") s, peak RSS $(mib_of "$m_rss_kb") MiB"
+}
+
+measure_producer() {
+    local round="$1"
+    local target="e2e-restored-librdkafka-r$round" out
+    broker_mark
+    out="$("$python" "$helper" produce "$bootstrap" "$target" --partitions "$partitions" --records "$records" \
+        --value-bytes "$value_bytes" --codec "$restore_codec")"
+    record "restore: write $records records ($restore_codec)" "librdkafka producer" "$round" "$(json_field "$out" seconds)" \
+        "$records" "$(json_field "$out" bytes)" null "$(json_field "$out" rss_kb)" "$(json_field "$out" cpu_s)"
+    log "round $round: librdkafka producer $(seconds_of "$(json_field "$out" seconds)") s" \
+        "(+ $(seconds_of "$(json_field "$out" startup_seconds)") s start-up, not counted)"
+}
+
+restore_section() {
+    if ! "$kbs" restore --help >/dev/null 2>&1; then
+        log "restore: skipped (this kbs has no 'restore' command yet)"
+        echo "restore: skipped — \`kbs restore --help\` failed (the command does not exist yet)."
+        echo
+        return 0
+    fi
+    if [ -z "${restore_backup_id:-}" ]; then
+        restore_backup_id="e2e-lz4-for-restore"
+        log "restore: making the lz4 backup to restore ($restore_backup_id, not timed)"
+        "$kbs" backup --bootstrap-servers "$bootstrap" --storage "$workdir/backups" --backup-id "$restore_backup_id" \
+            --topics "$topic" --compression lz4 --quiet >&2 || die "kbs backup $restore_backup_id failed"
+    fi
+    local round
+    for round in $(seq 1 "$rounds"); do
+        if [ $((round % 2)) = 1 ]; then
+            measure_producer "$round"
+            measure_kbs_restore "$round"
+        else
+            measure_kbs_restore "$round"
+            measure_producer "$round"
+        fi
+    done
+}
+
+# --- main -----------------------------------------------------------------------------------
+
+main() {
+    find_tools
+    if [ -n "${E2E_WORKDIR:-}" ]; then
+        workdir="$E2E_WORKDIR"
+        mkdir -p "$workdir"
+        [ -z "$(ls -A "$workdir")" ] || die "E2E_WORKDIR $workdir is not empty (backups there would be resumed)"
+    else
+        workdir="$(mktemp -d "${TMPDIR:-/tmp}/kbs-e2e.XXXXXX")"
+        made_workdir="$workdir"
+    fi
+    mkdir -p "$workdir/backups"
+    : >"$workdir/results.jsonl"
+    start_broker
+    seed_topic
+    local section
+    local tables="$workdir/tables.md"
+    : >"$tables"
+    for section in $sections; do
+        case "$section" in
+        backup) backup_section ;;
+        restore) restore_section >>"$tables" ;;
+        *) die "unknown section $section (E2E_SECTIONS: backup, restore)" ;;
+        esac
+    done
+    echo "## kbs end-to-end benchmark ($(date -u +%Y-%m-%d))"
+    echo
+    echo "$records records, $partitions partitions, $value_bytes-byte JSON-ish values (seed codec $seed_codec)," \
+        "$(awk -v b="$seed_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB of keys+values; tansu $("$tansu" --version 2>/dev/null |
+            awk '{print $NF}') (memory storage) on loopback; $rounds rounds, medians; MB = 10^6 bytes;" \
+        "$(nproc) CPUs."
+    echo
+    "$python" "$helper" table "$workdir/results.jsonl"
+    cat "$tables"
+    cat <<'EOF'
+Columns: MB/s (key+value) is the seeded key and value bytes over the wall time; MB/s stored is the
+segment bytes kbs wrote over the same time. Seconds: the whole `kbs` command (start to exit, so
+connecting, the lease, manifest and checkpoint writes included); for confluent-kafka, client
+creation to the last record read (consumer) or from a ready producer (idempotent start-up done,
+about 0.5 s against tansu, logged) to the end of its flush; never the interpreter start.
+Peak RSS: the maximum over rounds, of the kbs process or of the whole Python process. CPU s: user
++ system time of that process (all threads); broker CPU s: tansu's during the measurement.
+EOF
+}
+
+main "$@"

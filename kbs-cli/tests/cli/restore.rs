@@ -1,0 +1,298 @@
+//! `kbs restore`: round trips into renamed topics and another broker, time and offset windows,
+//! SIGKILL and resume, consumer-group translation, topic configs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// A record without its offset, for comparing source and target per partition.
+type Content = (i64, Option<String>, Option<String>, Vec<(String, Option<String>)>);
+
+/// Records per (topic, partition), in offset order, offsets dropped; topics renamed by `rename`.
+fn by_partition(rows: &[Row], rename: impl Fn(&str) -> String) -> BTreeMap<(String, i32), Vec<Content>> {
+    let mut map: BTreeMap<(String, i32), Vec<Content>> = BTreeMap::new();
+    for r in rows {
+        map.entry((rename(&r.0), r.1))
+            .or_default()
+            .push((r.3, r.4.clone(), r.5.clone(), r.6.clone()));
+    }
+    map
+}
+
+fn args(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_string).collect()
+}
+
+fn run_args(text: &str) -> String {
+    let a = args(text);
+    run_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn describe(bootstrap: &str, topic: &str) -> serde_json::Value {
+    let out = kbs_testkit::run_script("groups.py", &["describe", bootstrap, topic]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn varied_dataset_restores_identically_into_renamed_topics_and_a_second_broker() {
+    let Some(source) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let Some(second) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let (a, b) = (source.bootstrap(), second.bootstrap());
+    let seeded = kbs_testkit::run_script("seed.py", &[&a, "varied"]);
+    let seeded: serde_json::Value = serde_json::from_slice(&seeded.stdout).unwrap();
+    let topics: Vec<String> = seeded["topics"].as_object().unwrap().keys().cloned().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let original = consume(&a, dir.path(), &topic_refs);
+    run_args(&format!(
+        "backup --bootstrap-servers {a} --storage {root} --backup-id v --topics v-* --compression lz4 -q"
+    ));
+
+    // Dry run: a plan, and nothing created.
+    let map: Vec<String> = topics.iter().map(|t| format!("{t}=r{t}")).collect();
+    let map = map.join(",");
+    let plan = run_args(&format!(
+        "restore --bootstrap-servers {a} --storage {root} --backup-id v --topic-map {map} --create-topics --dry-run"
+    ));
+    assert!(
+        plan.contains("restore plan") && plan.contains("target topic rv-mixed: needs 4 partitions, does not exist"),
+        "{plan}"
+    );
+    let after_dry_run = describe_missing(&a, "rv-mixed");
+    assert!(after_dry_run, "--dry-run created a topic");
+
+    // Into renamed topics on the same broker.
+    run_args(&format!(
+        "restore --bootstrap-servers {a} --storage {root} --backup-id v --topic-map {map} --create-topics"
+    ));
+    let renamed: Vec<String> = topics.iter().map(|t| format!("r{t}")).collect();
+    let renamed_refs: Vec<&str> = renamed.iter().map(String::as_str).collect();
+    let restored = consume(&a, dir.path(), &renamed_refs);
+    assert_eq!(
+        by_partition(&restored, |t| t.trim_start_matches('r').to_string()),
+        by_partition(&original, str::to_string)
+    );
+
+    // Into a second broker, same names, zstd batches.
+    run_args(&format!(
+        "restore --bootstrap-servers {b} --storage {root} --backup-id v --create-topics --compression zstd"
+    ));
+    let elsewhere = consume(&b, dir.path(), &topic_refs);
+    assert_eq!(
+        by_partition(&elsewhere, str::to_string),
+        by_partition(&original, str::to_string)
+    );
+    // Offsets too: nothing was compacted away, so they are the same.
+    assert_same_records(&elsewhere, &original);
+
+    // Created topics carry the backed-up partition counts and configs.
+    for (topic, config) in [
+        ("v-compacted", "cleanup.policy"),
+        ("v-headers", "retention.ms"),
+        ("v-mixed", "cleanup.policy"),
+    ] {
+        let source_topic = describe(&a, topic);
+        for target in [describe(&b, topic), describe(&a, &format!("r{topic}"))] {
+            assert_eq!(target["partitions"], source_topic["partitions"], "{topic}");
+            assert_eq!(
+                target["configs"][config], source_topic["configs"][config],
+                "{topic} {config}"
+            );
+        }
+    }
+    assert_eq!(describe(&b, "v-compacted")["configs"]["cleanup.policy"], "compact");
+    assert_eq!(describe(&b, "v-empty")["partitions"], 3);
+}
+
+/// True when `topic` does not exist on the broker.
+fn describe_missing(bootstrap: &str, topic: &str) -> bool {
+    let out = std::process::Command::new(kbs_testkit::python().unwrap())
+        .arg(kbs_testkit::script("groups.py"))
+        .args(["describe", bootstrap, topic])
+        .output()
+        .unwrap();
+    !out.status.success()
+}
+
+#[test]
+fn time_and_offset_windows_restore_exactly_the_records_inside() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    let t0: i64 = 1_763_700_000_000;
+    kbs_testkit::run_script(
+        "seed.py",
+        &[
+            &bootstrap,
+            "simple",
+            "pitr",
+            "3000",
+            "3",
+            "--start-ts",
+            &t0.to_string(),
+            "--ts-step",
+            "1000",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id p -q"
+    ));
+    let source = consume(&bootstrap, dir.path(), &["pitr"]);
+
+    // Time window, inclusive, given as RFC 3339 and as Unix ms.
+    let (start, end) = (t0 + 1000 * 1000, t0 + 2000 * 1000);
+    run_args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id p --topic-map pitr=pitr-window --create-topics \
+         --start-time 2025-11-21T04:56:40Z --end-time {end}"
+    ));
+    assert_eq!(
+        start,
+        kbs_cli::options::parse_time("t", "2025-11-21T04:56:40Z").unwrap()
+    );
+    let window = consume(&bootstrap, dir.path(), &["pitr-window"]);
+    let expected: Vec<Row> = source.iter().filter(|r| r.3 >= start && r.3 <= end).cloned().collect();
+    assert_eq!(expected.len(), 1001);
+    assert_eq!(
+        by_partition(&window, |_| "pitr".into()),
+        by_partition(&expected, str::to_string)
+    );
+
+    // Offset range on one partition; the other partitions whole.
+    run_args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id p --topic-map pitr=pitr-offsets --create-topics \
+         --start-offset pitr:0=100 --end-offset pitr:0=199"
+    ));
+    let ranged = consume(&bootstrap, dir.path(), &["pitr-offsets"]);
+    let expected: Vec<Row> = source
+        .iter()
+        .filter(|r| r.1 != 0 || (100..=199).contains(&r.2))
+        .cloned()
+        .collect();
+    assert_eq!(
+        by_partition(&ranged, |_| "pitr".into()),
+        by_partition(&expected, str::to_string)
+    );
+}
+
+#[test]
+fn sigkilled_restores_resume_without_duplicates() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    seed_simple(&bootstrap, "rk", 30_000, 3, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id k --segment-max-records 3000 -q"
+    ));
+    let source = consume(&bootstrap, dir.path(), &["rk"]);
+    // Slowed down so the kills land while records are being produced.
+    let restore = format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id k --topic-map rk=rk-copy --create-topics \
+         --restore-id kill-me --max-bytes-per-sec 1M -q"
+    );
+    let mut rng = 0x9e37_79b9_u64;
+    let mut kills = 0;
+    for _ in 0..40 {
+        if kills >= 12 {
+            break;
+        }
+        let a = args(&restore);
+        let mut child = spawn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(100 + rng % 500));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        if out.status.code().is_some() {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    assert!(kills >= 10, "only {kills} restores were still running when killed");
+    run_args(&restore.replace(" --max-bytes-per-sec 1M", ""));
+    let copy = consume(&bootstrap, dir.path(), &["rk-copy"]);
+    assert_eq!(copy.len(), source.len(), "records duplicated or lost");
+    assert_eq!(
+        by_partition(&copy, |_| "rk".into()),
+        by_partition(&source, str::to_string)
+    );
+}
+
+#[test]
+fn consumer_groups_resume_exactly_where_they_stopped() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    seed_simple(&bootstrap, "grp", 3_000, 3, true);
+    // g1 consumed some of each partition, g2 everything of partition 0, g3 is not restored.
+    kbs_testkit::run_script(
+        "groups.py",
+        &["commit", &bootstrap, "g1", "grp:0=100", "grp:1=999", "grp:2=0"],
+    );
+    kbs_testkit::run_script("groups.py", &["commit", &bootstrap, "g2", "grp:0=1000"]);
+    kbs_testkit::run_script("groups.py", &["commit", &bootstrap, "g3", "grp:0=5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id cg --consumer-groups -q"
+    ));
+    let source = consume(&bootstrap, dir.path(), &["grp"]);
+    let plan = run_args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id cg --topic-map grp=grp-r --create-topics \
+         --consumer-groups g1,g2 --dry-run"
+    ));
+    assert!(plan.contains("group g1: grp/0@100 -> grp-r/0@? planned"), "{plan}");
+    let out = run_args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id cg --topic-map grp=grp-r --create-topics \
+         --consumer-groups g1,g2"
+    ));
+    assert!(out.contains("group g1: grp/0@100 -> grp-r/0@100 committed"), "{out}");
+    // What each group reads from the restored topic is exactly what it had not consumed.
+    for (group, committed) in [("g1", [100, 999, 0]), ("g2", [1000, -1, -1])] {
+        let path = dir.path().join(format!("{group}.jsonl"));
+        kbs_testkit::run_script(
+            "groups.py",
+            &["read", &bootstrap, group, path.to_str().unwrap(), "grp-r"],
+        );
+        let read = read_consumed(&path);
+        let expected: Vec<Row> = source
+            .iter()
+            .filter(|r| match committed[r.1 as usize] {
+                -1 => true, // no committed offset: the group starts from the beginning
+                c => r.2 >= c,
+            })
+            .cloned()
+            .collect();
+        assert_eq!(
+            by_partition(&read, |_| "grp".into()),
+            by_partition(&expected, str::to_string),
+            "group {group}"
+        );
+    }
+    // g3 was not asked for: it has no offsets on the restored topic.
+    let path = dir.path().join("g3.jsonl");
+    kbs_testkit::run_script(
+        "groups.py",
+        &["read", &bootstrap, "g3", path.to_str().unwrap(), "grp-r"],
+    );
+    assert_eq!(read_consumed(&path).len(), source.len());
+}
