@@ -78,6 +78,14 @@ pub enum CliError {
         /// What the broker or decoder reported.
         error: kbs_kafka::PartitionError,
     },
+    /// Spooling a segment to a temporary file failed.
+    #[error("{key}: spooling to a temporary file failed: {source}")]
+    Spool {
+        /// The segment.
+        key: String,
+        /// The error.
+        source: std::io::Error,
+    },
     /// Another process holds the backup's lease.
     #[error("{0}")]
     Locked(String),

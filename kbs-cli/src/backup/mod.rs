@@ -4,6 +4,7 @@
 //! lease fencing, adoption of orphaned segments) is described in `docs/DESIGN.md`.
 
 mod select;
+mod single_writer;
 mod state;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -225,6 +226,16 @@ pub async fn run(
             )
         }
         None => None,
+    };
+    let storage: Arc<dyn ObjectStorage> = if conditional {
+        storage
+    } else {
+        tracing::warn!(
+            "{}: conditional writes are not honoured; --unsafe-single-writer: emulating them with a read before each \
+             write, which cannot stop a second writer",
+            storage.describe()
+        );
+        Arc::new(single_writer::SingleWriter(storage))
     };
     let client = KafkaClient::connect(options.kafka.clone()).await?;
     let lease = Arc::new(Mutex::new(Some(

@@ -758,6 +758,118 @@ fn wire_size(r: &ProduceRecord) -> usize {
             .sum::<usize>()
 }
 
+/// With `--skip-corrupt`, records a segment that failed verification; otherwise the error.
+async fn skip_or_fail(shared: &Shared, key: &str, source: kbs_format::FormatError) -> Result<(), CliError> {
+    if !shared.options.skip_corrupt {
+        return Err(CliError::Segment {
+            key: key.to_string(),
+            source,
+        });
+    }
+    let position = crate::validate::error_position(&source).map_or(String::new(), |p| format!(" (byte {p})"));
+    shared.skipped.lock().await.push(format!("{key}{position}: {source}"));
+    tracing::error!("skipping corrupt segment {key}: {source}");
+    Ok(())
+}
+
+/// Records of a verified in-memory segment, decoded on the blocking pool.
+fn records_from_memory(
+    bytes: Bytes,
+) -> tokio::sync::mpsc::Receiver<Result<kbs_format::Record, kbs_format::FormatError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    tokio::task::spawn_blocking(move || {
+        let reader = match SegmentReader::new(bytes) {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        for record in reader.records() {
+            if tx.blocking_send(record).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Downloads a segment into an anonymous temporary file, chunk by chunk.
+async fn spool(storage: &Arc<dyn ObjectStorage>, key: &str) -> Result<std::fs::File, CliError> {
+    use futures::StreamExt as _;
+    use tokio::io::AsyncWriteExt as _;
+    let spool_error = |e: std::io::Error| CliError::Spool {
+        key: key.to_string(),
+        source: e,
+    };
+    let mut stream = storage.get_stream(key).await?;
+    let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(spool_error)?);
+    while let Some(chunk) = stream.chunks.next().await {
+        file.write_all(&chunk?).await.map_err(spool_error)?;
+    }
+    file.flush().await.map_err(spool_error)?;
+    Ok(file.into_std().await)
+}
+
+/// Reads a spooled segment from the start with the streaming reader.
+fn stream_reader(file: &std::fs::File) -> std::io::Result<std::io::BufReader<std::fs::File>> {
+    use std::io::Seek as _;
+    let mut file = file.try_clone()?;
+    file.rewind()?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, file))
+}
+
+/// Verifies a spooled segment in one streaming pass (every batch, then footer and CRC-64).
+async fn verify_spooled(file: &std::fs::File) -> Result<Result<(), kbs_format::FormatError>, CliError> {
+    let reader = stream_reader(file).map_err(|e| CliError::Spool {
+        key: "spooled segment".into(),
+        source: e,
+    })?;
+    tokio::task::spawn_blocking(move || {
+        let mut segment = kbs_format::SegmentStreamReader::new(reader)?;
+        while segment.next_batch()?.is_some() {}
+        Ok(())
+    })
+    .await
+    .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))
+}
+
+/// Records of a verified spooled segment, read one batch at a time.
+fn records_from_file(
+    file: std::fs::File,
+) -> tokio::sync::mpsc::Receiver<Result<kbs_format::Record, kbs_format::FormatError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    tokio::task::spawn_blocking(move || {
+        let mut segment = match stream_reader(&file)
+            .map_err(kbs_format::FormatError::Io)
+            .and_then(kbs_format::SegmentStreamReader::new)
+        {
+            Ok(segment) => segment,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        loop {
+            match segment.next_batch() {
+                Ok(Some(batch)) => {
+                    for record in batch.into_records() {
+                        if tx.blocking_send(Ok(record)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// A batch on the wire: its source offsets, bytes, and the broker's answer to come.
 struct InFlight {
     sources: Vec<i64>,
@@ -809,45 +921,47 @@ async fn restore_partition(
             continue;
         }
         let segment_key = layout::segment_key(&options.backup_id, &topic, plan.partition, file.name)?;
-        let permits = (file.size_bytes >> 10).clamp(1, shared.memory_permits) as u32;
-        let _memory = shared
-            .memory
-            .acquire_many(permits)
-            .await
-            .map_err(|_| CliError::Locked("memory pool closed".into()))?;
-        let bytes = shared.storage.get(&segment_key).await?.bytes;
-        // Every checksum and invariant, before any record of the segment is produced.
-        let verified = {
-            let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || kbs_format::verify_segment(&bytes, ReadLimits::default()))
+        // Every checksum and invariant is verified before any record of the segment is
+        // produced. A segment that fits this partition's share of the memory budget is held in
+        // memory; a larger one is spooled to a temporary file, verified in one streaming pass
+        // and produced in a second, one batch at a time.
+        let share = options.memory_budget / options.parallelism.max(1) as u64;
+        let (records, _memory) = if file.size_bytes <= share {
+            let permits = (file.size_bytes >> 10).clamp(1, shared.memory_permits) as u32;
+            let memory = shared
+                .memory
+                .clone()
+                .acquire_many_owned(permits)
                 .await
-                .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?
-        };
-        if let Err(source) = verified {
-            if options.skip_corrupt {
-                let position =
-                    crate::validate::error_position(&source).map_or(String::new(), |p| format!(" (byte {p})"));
-                shared
-                    .skipped
-                    .lock()
+                .map_err(|_| CliError::Locked("memory pool closed".into()))?;
+            let bytes = shared.storage.get(&segment_key).await?.bytes;
+            let checked = bytes.clone();
+            let verified =
+                tokio::task::spawn_blocking(move || kbs_format::verify_segment(&checked, ReadLimits::default()))
                     .await
-                    .push(format!("{segment_key}{position}: {source}"));
-                tracing::error!("skipping corrupt segment {segment_key}: {source}");
-                continue;
+                    .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?;
+            match verified {
+                Ok(_) => (records_from_memory(bytes), Some(memory)),
+                Err(source) => {
+                    skip_or_fail(shared, &segment_key, source).await?;
+                    continue;
+                }
             }
-            return Err(CliError::Segment {
-                key: segment_key,
-                source,
-            });
-        }
-        let reader = SegmentReader::new(bytes).map_err(|source| CliError::Segment {
-            key: segment_key.clone(),
-            source,
-        })?;
+        } else {
+            let spooled = spool(&shared.storage, &segment_key).await?;
+            match verify_spooled(&spooled).await? {
+                Ok(()) => (records_from_file(spooled), None),
+                Err(source) => {
+                    skip_or_fail(shared, &segment_key, source).await?;
+                    continue;
+                }
+            }
+        };
+        let mut records = records;
         let mut batch: Vec<ProduceRecord> = Vec::new();
         let mut batch_sources: Vec<i64> = Vec::new();
         let mut batch_size = 0usize;
-        for record in reader.records() {
+        while let Some(record) = records.recv().await {
             let record = record.map_err(|source| CliError::Segment {
                 key: segment_key.clone(),
                 source,

@@ -288,6 +288,7 @@ fn continuous_mode_picks_up_new_topics_and_stops_cleanly_on_sigterm() {
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();
     seed_simple(&bootstrap, "live-a", 3_000, 3, true);
+    let metrics_addr = format!("127.0.0.1:{}", kbs_testkit::free_port());
     let child = spawn(&[
         "backup",
         "--bootstrap-servers",
@@ -303,6 +304,8 @@ fn continuous_mode_picks_up_new_topics_and_stops_cleanly_on_sigterm() {
         "1s",
         "--segment-max-interval",
         "1s",
+        "--metrics-addr",
+        &metrics_addr,
         "-q",
     ]);
     let checkpoint = root.join("live/checkpoints/checkpoint.json");
@@ -326,6 +329,20 @@ fn continuous_mode_picks_up_new_topics_and_stops_cleanly_on_sigterm() {
         let stored: i64 = c.topics.values().flat_map(|p| p.values()).map(|p| p.offset + 1).sum();
         stored as usize >= source.len()
     });
+    // Prometheus metrics while it runs.
+    let (status, body) = kbs_testkit::http_request(metrics_addr.parse().unwrap(), "GET", "/metrics").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let records: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("kbs_backup_records_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no records counter in {body}"));
+    assert_eq!(records as usize, source.len(), "{body}");
+    assert!(
+        body.contains("kbs_backup_partition_lag{topic=\"live-b\",partition=\"1\"} 0"),
+        "{body}"
+    );
+    assert!(body.contains("kbs_storage_write_seconds_count"), "{body}");
     terminate(&child);
     let out = wait_with_deadline(child, Duration::from_secs(60));
     assert!(
@@ -338,4 +355,58 @@ fn continuous_mode_picks_up_new_topics_and_stops_cleanly_on_sigterm() {
     assert!(manifest.is_complete());
     assert_same_records(&stored, &source);
     run_ok(&["validate", "--path", root_str, "--backup-id", "live", "--deep"]);
+}
+
+#[test]
+fn a_store_that_ignores_conditional_writes_is_refused_unless_declared_single_writer() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let Some(garage) = kbs_testkit::Garage::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    seed_simple(&bootstrap, "g", 2_000, 2, true);
+    let endpoint = garage.endpoint();
+    let storage = format!("s3://{}/kbs", garage.bucket);
+    let base = [
+        "--storage",
+        &storage,
+        "--s3-endpoint",
+        &endpoint,
+        "--s3-allow-http",
+        "--s3-path-style",
+        "--s3-region",
+        kbs_testkit::Garage::REGION,
+    ];
+    let run_with = |extra: &[&str]| {
+        let mut args = vec!["backup", "--bootstrap-servers", &bootstrap, "--backup-id", "gar", "-q"];
+        args.extend_from_slice(&base);
+        args.extend_from_slice(extra);
+        kbs()
+            .args(&args)
+            .env("AWS_ACCESS_KEY_ID", &garage.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &garage.secret)
+            .output()
+            .unwrap()
+    };
+    let refused = run_with(&[]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("does not honour conditional writes") && message.contains("--unsafe-single-writer"),
+        "{message}"
+    );
+    let forced = run_with(&["--unsafe-single-writer"]);
+    assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
+    let mut validate = vec!["validate", "--backup-id", "gar", "--deep"];
+    validate.extend_from_slice(&base);
+    let out = kbs()
+        .args(&validate)
+        .env("AWS_ACCESS_KEY_ID", &garage.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &garage.secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2000 records"));
 }

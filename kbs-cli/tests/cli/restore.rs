@@ -168,10 +168,11 @@ fn time_and_offset_windows_restore_exactly_the_records_inside() {
         by_partition(&expected, str::to_string)
     );
 
-    // Offset range on one partition; the other partitions whole.
+    // Offset range on one partition; the other partitions whole. A tiny memory budget makes
+    // every segment go through the spooled, streaming path.
     run_args(&format!(
         "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id p --topic-map pitr=pitr-offsets --create-topics \
-         --start-offset pitr:0=100 --end-offset pitr:0=199"
+         --start-offset pitr:0=100 --end-offset pitr:0=199 --memory-budget 1k --parallelism 1"
     ));
     let ranged = consume(&bootstrap, dir.path(), &["pitr-offsets"]);
     let expected: Vec<Row> = source
@@ -295,4 +296,70 @@ fn consumer_groups_resume_exactly_where_they_stopped() {
         &["read", &bootstrap, "g3", path.to_str().unwrap(), "grp-r"],
     );
     assert_eq!(read_consumed(&path).len(), source.len());
+}
+
+#[test]
+fn corrupt_segments_stop_the_restore_or_are_skipped_and_offset_headers_name_the_source() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    // Two backup runs: two segments per partition.
+    seed_simple(&bootstrap, "cs", 400, 1, true);
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root_str} --backup-id c -q"
+    ));
+    seed_simple(&bootstrap, "cs", 400, 1, false);
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root_str} --backup-id c -q"
+    ));
+    let source = consume(&bootstrap, dir.path(), &["cs"]);
+    let damaged = root.join("c/topics/cs/0/segment-00000001.kbs");
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 1;
+    std::fs::write(&damaged, bytes).unwrap();
+
+    // Without --skip-corrupt: stops, naming the segment and the byte.
+    let a = args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root_str} --backup-id c --topic-map cs=cs-a --create-topics"
+    ));
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("c/topics/cs/0/segment-00000001.kbs") && message.contains("byte"),
+        "{message}"
+    );
+    // Nothing of the damaged segment was produced: only the first segment's 400 records.
+    assert_eq!(consume(&bootstrap, dir.path(), &["cs-a"]).len(), 400);
+
+    // With --skip-corrupt: the rest is restored, the skip reported, exit code 1.
+    let a = args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root_str} --backup-id c --topic-map cs=cs-b --create-topics \
+         --skip-corrupt --include-offset-headers --memory-budget 1k"
+    ));
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SKIPPED corrupt segment c/topics/cs/0/segment-00000001.kbs")
+    );
+    let restored = consume(&bootstrap, dir.path(), &["cs-b"]);
+    assert_eq!(restored.len(), 400);
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for (r, s) in restored.iter().zip(&source) {
+        let extra: Vec<(String, Option<String>)> = vec![
+            (b64("x-kafka-backup-offset"), Some(b64(&s.2.to_string()))),
+            (b64("x-kafka-backup-timestamp"), Some(b64(&s.3.to_string()))),
+            (b64("x-kafka-backup-partition"), Some(b64("0"))),
+        ];
+        let mut expected = s.6.clone();
+        expected.extend(extra);
+        assert_eq!(r.6, expected, "headers of source offset {}", s.2);
+        assert_eq!((r.3, &r.4, &r.5), (s.3, &s.4, &s.5));
+    }
 }
