@@ -107,3 +107,65 @@ pub fn describe_text(manifest: &Manifest) -> String {
     }
     out
 }
+
+/// Restores recorded under a backup (`<backup-id>/restores/<restore-id>/progress.json`).
+pub async fn load_restores(
+    storage: &Arc<dyn ObjectStorage>,
+    backup_id: &BackupId,
+) -> Result<Vec<crate::restore::RestoreProgress>, CliError> {
+    let prefix = format!("{}restores/", layout::backup_prefix(backup_id));
+    let listing = storage.list_with_delimiter(&prefix).await?;
+    let mut restores = Vec::new();
+    for restore in listing.common_prefixes {
+        let key = format!(
+            "{}progress.json",
+            if restore.ends_with('/') {
+                restore.clone()
+            } else {
+                format!("{restore}/")
+            }
+        );
+        match storage.get(&key).await {
+            Ok(got) => match serde_json::from_slice(&got.bytes) {
+                Ok(progress) => restores.push(progress),
+                Err(e) => tracing::warn!("{key}: cannot parse: {e}"),
+            },
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(restores)
+}
+
+/// A text description of the restores of a backup, with their consumer-group translations.
+pub fn restores_text(restores: &[crate::restore::RestoreProgress]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if restores.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\nrestores");
+    for r in restores {
+        let done = r.partitions.values().filter(|p| p.done).count();
+        let records: u64 = r.partitions.values().map(|p| p.records).sum();
+        let _ = writeln!(
+            out,
+            "  {}: {done}/{} partitions done, {records} records",
+            r.restore_id,
+            r.partitions.len()
+        );
+        for (source, p) in &r.partitions {
+            let _ = writeln!(
+                out,
+                "    {source} -> {}/{}: {} records, next target offset {}",
+                p.target_topic, p.target_partition, p.records, p.next_target_offset
+            );
+        }
+        for (group, offsets) in &r.groups {
+            for (target, offset) in offsets {
+                let _ = writeln!(out, "    group {group}: committed {target}@{offset}");
+            }
+        }
+    }
+    out
+}

@@ -343,9 +343,13 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             let manifest = describe::load_manifest(&storage, &backup_id(&args.backup_id)?).await?;
             match format {
                 OutputFormat::Json => out.write_all(&manifest.to_json_pretty()).map_err(io)?,
-                OutputFormat::Text => out
-                    .write_all(describe::describe_text(&manifest).as_bytes())
-                    .map_err(io)?,
+                OutputFormat::Text => {
+                    out.write_all(describe::describe_text(&manifest).as_bytes())
+                        .map_err(io)?;
+                    let restores = describe::load_restores(&storage, &manifest.backup_id).await?;
+                    out.write_all(describe::restores_text(&restores).as_bytes())
+                        .map_err(io)?;
+                }
             }
             Ok(Outcome::Success)
         }

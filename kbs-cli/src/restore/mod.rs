@@ -381,6 +381,23 @@ pub async fn run(storage: Arc<dyn ObjectStorage>, options: RestoreOptions) -> Re
         partitions: plans.clone(),
         ..Default::default()
     };
+    // One source partition per target partition: resuming without duplicates relies on each
+    // target partition being written by one ordered stream.
+    let mut targets_seen = BTreeMap::new();
+    for p in &plans {
+        if let Some(other) = targets_seen.insert(
+            (p.target_topic.clone(), p.target_partition),
+            (p.topic.clone(), p.partition),
+        ) {
+            return Err(CliError::InvalidArgument {
+                flag: "partition-map",
+                message: format!(
+                    "{}/{} and {}/{} would both be restored into {}/{}; map them to different partitions",
+                    other.0, other.1, p.topic, p.partition, p.target_topic, p.target_partition
+                ),
+            });
+        }
+    }
     for (topic, partition) in options.start_offsets.keys().chain(options.end_offsets.keys()) {
         if manifest.topic(topic).and_then(|t| t.partition(*partition)).is_none() {
             return Err(CliError::InvalidArgument {

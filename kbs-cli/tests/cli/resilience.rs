@@ -410,3 +410,42 @@ fn a_store_that_ignores_conditional_writes_is_refused_unless_declared_single_wri
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("2000 records"));
 }
+
+#[test]
+fn an_unparsable_manifest_or_checkpoint_is_never_overwritten() {
+    let Some(tansu) = kbs_testkit::Tansu::start() else {
+        return;
+    };
+    let bootstrap = tansu.bootstrap();
+    seed_simple(&bootstrap, "u", 500, 1, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    let backup = [
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "u",
+        "-q",
+    ];
+    run_ok(&backup);
+    for file in ["u/manifest.json", "u/checkpoints/checkpoint.json"] {
+        let path = root.join(file);
+        let original = std::fs::read(&path).unwrap();
+        std::fs::write(&path, b"{ this is not json").unwrap();
+        let out = run(&backup);
+        assert!(!out.status.success());
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            message.contains(file) && message.contains("will not overwrite"),
+            "{message}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"{ this is not json");
+        std::fs::write(&path, original).unwrap();
+    }
+    run_ok(&backup);
+    run_ok(&["validate", "--path", root_str, "--backup-id", "u", "--deep"]);
+}

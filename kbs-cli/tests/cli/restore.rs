@@ -184,6 +184,33 @@ fn time_and_offset_windows_restore_exactly_the_records_inside() {
         by_partition(&ranged, |_| "pitr".into()),
         by_partition(&expected, str::to_string)
     );
+
+    // Partitions swapped; two sources into one target partition is refused.
+    run_args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id p --topic-map pitr=pitr-swapped --create-topics \
+         --partition-map pitr:0=1,pitr:1=0"
+    ));
+    let swapped = consume(&bootstrap, dir.path(), &["pitr-swapped"]);
+    let swap = |p: i32| match p {
+        0 => 1,
+        1 => 0,
+        other => other,
+    };
+    let expected: Vec<Row> = source
+        .iter()
+        .map(|r| (r.0.clone(), swap(r.1), r.2, r.3, r.4.clone(), r.5.clone(), r.6.clone()))
+        .collect();
+    assert_eq!(
+        by_partition(&swapped, |_| "pitr".into()),
+        by_partition(&expected, str::to_string)
+    );
+    let a = args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id p --topic-map pitr=pitr-merged --create-topics \
+         --partition-map pitr:0=1"
+    ));
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would both be restored into pitr-merged/1"));
 }
 
 #[test]
@@ -267,6 +294,9 @@ fn consumer_groups_resume_exactly_where_they_stopped() {
          --consumer-groups g1,g2"
     ));
     assert!(out.contains("group g1: grp/0@100 -> grp-r/0@100 committed"), "{out}");
+    // `kbs describe` shows the restore and the translated group offsets.
+    let described = run_args(&format!("describe --storage {root} --backup-id cg"));
+    assert!(described.contains("group g1: committed grp-r/1@999"), "{described}");
     // What each group reads from the restored topic is exactly what it had not consumed.
     for (group, committed) in [("g1", [100, 999, 0]), ("g2", [1000, -1, -1])] {
         let path = dir.path().join(format!("{group}.jsonl"));
