@@ -118,12 +118,16 @@ pub async fn serve(addr: &str, metrics: std::sync::Arc<BackupMetrics>) -> std::i
             };
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                let mut request = [0u8; 2048];
-                let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut request)).await {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let line = String::from_utf8_lossy(&request[..n]);
+                // Read the request head (it may arrive in several segments), at most 8 KiB.
+                let mut request = Vec::with_capacity(1024);
+                let mut chunk = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                    match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut chunk)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                        Ok(Ok(n)) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&request);
                 let path = line.split_whitespace().nth(1).unwrap_or("");
                 let response = if path == "/metrics" || path == "/" {
                     let body = metrics.render();
