@@ -164,7 +164,15 @@ impl BackupState {
             segment_offset: file.size_bytes,
         };
         self.builder.add_segment(topic, partition, file)?;
-        self.checkpoint.record(topic, partition, position)?;
+        // An adopted segment may be one the checkpoint already covers (the checkpoint is
+        // written more often than the manifest): it never moves the checkpoint back.
+        let behind = self
+            .checkpoint
+            .position(topic.as_str(), partition)
+            .is_some_and(|current| current.offset >= position.offset);
+        if !behind {
+            self.checkpoint.record(topic, partition, position)?;
+        }
         Ok(())
     }
 
