@@ -518,6 +518,7 @@ impl Engine {
         let names: Vec<&str> = new.iter().map(|t| t.name.as_str()).collect();
         let configs = self.client.describe_topic_configs(&names).await?;
         let mut starts = Vec::new();
+        let mut manifest = None;
         for topic in new {
             let name = TopicName::new(&topic.name)?;
             let count = topic.partitions.len() as u32;
@@ -530,7 +531,8 @@ impl Engine {
                 if self.partitions.contains_key(&(name.clone(), p.partition)) {
                     continue;
                 }
-                let (resume, next_sequence) = self.state.resume_point(&name, p.partition);
+                let manifest = manifest.get_or_insert_with(|| self.state.builder.build_in_progress());
+                let (resume, next_sequence) = BackupState::resume_point(manifest, &name, p.partition);
                 starts.push((name.clone(), p.partition, resume, next_sequence));
             }
         }

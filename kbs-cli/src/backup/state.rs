@@ -105,19 +105,18 @@ impl BackupState {
     /// segment or gap, and the next segment sequence number. Segments made durable after the
     /// manifest was last written are found by probing the following sequence numbers (see
     /// `adopt_orphans`); the checkpoint is then checked against the result.
-    pub(crate) fn resume_point(&self, topic: &TopicName, partition: i32) -> (Option<i64>, u64) {
+    ///
+    /// `manifest` is this state's manifest (`builder.build_in_progress()`), built once by the
+    /// caller for all the partitions it resumes.
+    pub(crate) fn resume_point(manifest: &Manifest, topic: &TopicName, partition: i32) -> (Option<i64>, u64) {
         let mut covered: Option<i64> = None;
         let mut next_sequence = 0;
-        if let Some(last) = self.builder.last_segment(topic.as_str(), partition) {
+        let entry = manifest.topic(topic.as_str()).and_then(|t| t.partition(partition));
+        if let Some(last) = entry.and_then(|p| p.segment_files.last()) {
             covered = Some(last.last_offset);
             next_sequence = last.name.sequence() + 1;
         }
-        let manifest = self.builder.build_in_progress();
-        if let Some(gap) = manifest
-            .topic(topic.as_str())
-            .and_then(|t| t.partition(partition))
-            .and_then(|p| p.gaps.last())
-        {
+        if let Some(gap) = entry.and_then(|p| p.gaps.last()) {
             covered = Some(covered.map_or(gap.to_offset, |c| c.max(gap.to_offset)));
         }
         (covered.map(|c| c + 1), next_sequence)
