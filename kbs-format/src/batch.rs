@@ -304,6 +304,11 @@ impl BatchDecoder {
 
     /// Checks the payload's CRC-32 and decompresses it into `scratch`, returning the
     /// uncompressed bytes (`compressed` itself when the codec is none).
+    ///
+    /// The payload is decompressed before its checksum is computed, so the checksum reads
+    /// bytes the decompressor just pulled into cache (the decompressors are safe on any
+    /// input and bounded by the declared size). A checksum mismatch is still reported in
+    /// preference to a decompression error, as if the checksum had been checked first.
     pub(crate) fn decompress<'s>(
         &mut self,
         header: &BatchHeader,
@@ -311,24 +316,30 @@ impl BatchDecoder {
         position: u64,
         scratch: &'s mut Vec<u8>,
     ) -> Result<&'s [u8], FormatError> {
-        let computed = crc32fast::hash(compressed);
-        if computed != header.crc32 {
-            return Err(FormatError::BatchChecksumMismatch {
-                position,
-                stored: header.crc32,
-                computed,
-            });
-        }
+        let checksum = |computed: u32| {
+            if computed != header.crc32 {
+                Err(FormatError::BatchChecksumMismatch {
+                    position,
+                    stored: header.crc32,
+                    computed,
+                })
+            } else {
+                Ok(())
+            }
+        };
         if self.header.compression == Compression::None {
+            checksum(crc32fast::hash(compressed))?;
             return Ok(compressed);
         }
-        self.decompressor.decompress(
+        let decompressed = self.decompressor.decompress(
             self.header.compression,
             compressed,
             header.uncompressed_size,
             position,
             scratch,
-        )?;
+        );
+        checksum(crc32fast::hash(compressed))?;
+        decompressed?;
         Ok(scratch)
     }
 

@@ -45,4 +45,7 @@ pub use error::{BatchFault, FormatError, RecordFault};
 pub use layout::{BatchHeader, Compression, SegmentFooter, SegmentHeader, decode_header_and_footer};
 pub use reader::{Batches, SegmentReader, SegmentRecords, SegmentStreamReader, verify_segment};
 pub use record::{Header, HeaderView, HeaderViews, Record, RecordView};
-pub use writer::{DEFAULT_TARGET_BATCH_BYTES, DEFAULT_ZSTD_LEVEL, SegmentWriter, WriterOptions, encode_segment};
+pub use writer::{
+    DEFAULT_LZ4_TARGET_BATCH_BYTES, DEFAULT_TARGET_BATCH_BYTES, DEFAULT_ZSTD_LEVEL, SegmentWriter, WriterOptions,
+    encode_segment,
+};

@@ -37,8 +37,14 @@ pub(crate) fn put_varlong(out: &mut Vec<u8>, n: i64) {
 
 #[inline]
 fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
+    // One- and two-byte encodings (nearly every length and delta) are fixed-size stores
+    // rather than a variable-length copy.
     if v < 0x80 {
         out.push(v as u8);
+        return;
+    }
+    if v < 0x4000 {
+        out.extend_from_slice(&[(v as u8) | 0x80, (v >> 7) as u8]);
         return;
     }
     let mut buf = [0u8; MAX_VARLONG_LEN];

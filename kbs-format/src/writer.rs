@@ -9,8 +9,12 @@ use crate::error::FormatError;
 use crate::layout::{BatchHeader, SEGMENT_HEADER_LEN, SegmentFooter, SegmentHeader};
 use crate::record::{Record, encode_record, encoded_len_bound};
 
-/// Default target size of a batch's uncompressed payload: 1 MiB.
+/// Default target size of a batch's uncompressed payload for zstd and none: 1 MiB.
 pub const DEFAULT_TARGET_BATCH_BYTES: usize = 1 << 20;
+/// Default target size of a batch's uncompressed payload for LZ4: 64 KiB, LZ4's match window.
+/// Larger LZ4 batches compress no better, and a batch this size stays in the CPU's cache
+/// between decompression and record validation.
+pub const DEFAULT_LZ4_TARGET_BATCH_BYTES: usize = 64 << 10;
 /// Default zstd level.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
@@ -19,7 +23,8 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 pub struct WriterOptions {
     compression: Compression,
     zstd_level: i32,
-    target_batch_bytes: usize,
+    /// `None` = the codec's default.
+    target_batch_bytes: Option<usize>,
     per_record_crc: bool,
 }
 
@@ -28,7 +33,7 @@ impl Default for WriterOptions {
         WriterOptions {
             compression: Compression::Zstd,
             zstd_level: DEFAULT_ZSTD_LEVEL,
-            target_batch_bytes: DEFAULT_TARGET_BATCH_BYTES,
+            target_batch_bytes: None,
             per_record_crc: false,
         }
     }
@@ -49,11 +54,20 @@ impl WriterOptions {
         self
     }
 
-    /// Sets the uncompressed size at which a batch is closed (default 1 MiB). A batch exceeds
-    /// it only by its last record; values above the 256 MiB batch limit are capped.
+    /// Sets the uncompressed size at which a batch is closed (default
+    /// [`DEFAULT_LZ4_TARGET_BATCH_BYTES`] for LZ4, [`DEFAULT_TARGET_BATCH_BYTES`] otherwise). A
+    /// batch exceeds it only by its last record; values above the 256 MiB batch limit are capped.
     pub fn target_batch_bytes(mut self, bytes: usize) -> Self {
-        self.target_batch_bytes = bytes;
+        self.target_batch_bytes = Some(bytes);
         self
+    }
+
+    /// The uncompressed size at which a batch is closed.
+    pub fn batch_bytes(&self) -> usize {
+        self.target_batch_bytes.unwrap_or(match self.compression {
+            Compression::Lz4 => DEFAULT_LZ4_TARGET_BATCH_BYTES,
+            _ => DEFAULT_TARGET_BATCH_BYTES,
+        })
     }
 
     /// Follows every record with its own CRC-32 (header flag bit 0).
@@ -74,7 +88,7 @@ impl WriterOptions {
                 self.zstd_level
             )));
         }
-        if self.target_batch_bytes == 0 {
+        if self.batch_bytes() == 0 {
             return Err(FormatError::InvalidOption(
                 "target batch bytes must be at least 1".into(),
             ));
@@ -140,7 +154,7 @@ impl<W: Write + Seek> SegmentWriter<W> {
             out,
             start,
             options,
-            target_batch_bytes: options.target_batch_bytes.min(DEFAULT_MAX_BATCH_BYTES as usize),
+            target_batch_bytes: options.batch_bytes().min(DEFAULT_MAX_BATCH_BYTES as usize),
             compressor,
             batch: OpenBatch {
                 records: Vec::new(),
