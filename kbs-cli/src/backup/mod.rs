@@ -353,6 +353,23 @@ struct Partition {
     upload_chain: Option<oneshot::Receiver<bool>>,
     /// When `position` last moved (or the last stall warning was logged).
     last_progress: Instant,
+    /// The fetch lane this partition is read on (see [`FETCH_LANES`]).
+    lane: usize,
+}
+
+/// Fetches kept in flight at once, each for its own share of the partitions ("lane").
+///
+/// A broker answers one connection's requests in order; with a single fetch in flight it sits
+/// idle while the client decodes and checks each response. With two lanes the next request is
+/// already queued, so the broker prepares one lane's response while the other is decoded.
+const FETCH_LANES: usize = 2;
+
+/// A fetch in flight for the partitions of one lane.
+struct InflightFetch {
+    lane: usize,
+    /// Most bytes the response may hold (counted against the memory budget).
+    bytes: u64,
+    handle: JoinHandle<kbs_kafka::Result<Vec<PartitionFetch>>>,
 }
 
 impl Partition {
@@ -391,8 +408,9 @@ struct Engine {
     manifest_dirty: bool,
     /// The last fetch returned no records (continuous mode then waits longer per fetch).
     idle: bool,
-    /// A fetch started while the previous response was being encoded.
-    prefetch: Option<JoinHandle<kbs_kafka::Result<Vec<PartitionFetch>>>>,
+    /// Fetches in flight, oldest first: at most one per lane, started while earlier
+    /// responses are decoded and encoded.
+    inflight: VecDeque<InflightFetch>,
     metrics: Arc<BackupMetrics>,
 }
 
@@ -487,7 +505,7 @@ impl Engine {
             checkpoint_dirty: false,
             manifest_dirty: false,
             idle: false,
-            prefetch: None,
+            inflight: VecDeque::new(),
             metrics,
         }
     }
@@ -567,6 +585,7 @@ impl Engine {
                 queue: VecDeque::new(),
                 upload_chain: None,
                 last_progress: Instant::now(),
+                lane: self.partitions.len() % FETCH_LANES,
             };
             self.adopt_orphans(&mut part).await?;
             let covered = if part.next_sequence > 0 || resume.is_some() {
@@ -768,8 +787,8 @@ impl Engine {
             self.check_lease()?;
             if !stopping && *shutdown.borrow() {
                 stopping = true;
-                if let Some(prefetch) = self.prefetch.take() {
-                    prefetch.abort();
+                for fetch in self.inflight.drain(..) {
+                    fetch.handle.abort();
                 }
                 tracing::info!("shutdown requested: finishing open segments");
                 for part in self.partitions.values_mut() {
@@ -823,10 +842,10 @@ impl Engine {
                     break;
                 }
             } else {
-                let fetched = match self.prefetch.take() {
-                    // The fetch started while the previous response was being encoded.
-                    Some(handle) => tokio::select! {
-                        fetched = handle => Some(fetched.map_err(|e| CliError::Locked(format!("fetch task failed: {e}")))??),
+                let fetched = match self.inflight.pop_front() {
+                    // A lane's fetch, started while earlier responses were being handled.
+                    Some(fetch) => tokio::select! {
+                        fetched = fetch.handle => Some(fetched.map_err(|e| CliError::Locked(format!("fetch task failed: {e}")))??),
                         _ = shutdown.changed(), if self.options.continuous => None,
                     },
                     None => {
@@ -1050,7 +1069,7 @@ impl Engine {
         }
         // The next offsets are known: fetch again while this response is encoded.
         if prefetch {
-            self.start_prefetch(encoding);
+            self.start_prefetches(encoding);
         }
         for (key, job) in jobs {
             let (open, full, bytes) = job
@@ -1080,22 +1099,33 @@ impl Engine {
         request
     }
 
-    /// Starts the next fetch in the background if the memory budget has room for it (besides
-    /// `encoding` bytes of records being encoded now); otherwise the loop makes room first.
-    fn start_prefetch(&mut self, encoding: u64) {
-        let active: Vec<FetchPosition> = self
-            .partitions
-            .values()
-            .filter(|p| !p.done)
-            .map(|p| FetchPosition::new(p.topic.as_str(), p.partition, p.position))
-            .collect();
-        let want = (self.options.memory_budget / 4).clamp(1 << 20, 64 << 20);
-        if active.is_empty() || self.held_bytes() + encoding + want > self.options.memory_budget {
-            return;
+    /// Starts a fetch in the background for every lane that has none in flight, as far as the
+    /// memory budget has room for them (besides `encoding` bytes of records being encoded now
+    /// and what fetches in flight may return); otherwise the loop makes room first.
+    fn start_prefetches(&mut self, encoding: u64) {
+        let want = ((self.options.memory_budget / 4) / FETCH_LANES as u64).clamp(1 << 20, 64 << 20);
+        for lane in 0..FETCH_LANES {
+            if self.inflight.iter().any(|f| f.lane == lane) {
+                continue;
+            }
+            let active: Vec<FetchPosition> = self
+                .partitions
+                .values()
+                .filter(|p| !p.done && p.lane == lane)
+                .map(|p| FetchPosition::new(p.topic.as_str(), p.partition, p.position))
+                .collect();
+            let inflight: u64 = self.inflight.iter().map(|f| f.bytes).sum();
+            if active.is_empty() || self.held_bytes() + encoding + inflight + want > self.options.memory_budget {
+                continue;
+            }
+            let request = self.fetch_request(active, want);
+            let client = self.client.clone();
+            self.inflight.push_back(InflightFetch {
+                lane,
+                bytes: want,
+                handle: tokio::spawn(async move { client.fetch(&request).await }),
+            });
         }
-        let request = self.fetch_request(active, want);
-        let client = self.client.clone();
-        self.prefetch = Some(tokio::spawn(async move { client.fetch(&request).await }));
     }
 
     /// Closes the open segment of `key` and starts its upload.
