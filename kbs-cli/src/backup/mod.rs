@@ -355,18 +355,42 @@ struct Partition {
     last_progress: Instant,
     /// The fetch lane this partition is read on (see [`FETCH_LANES`]).
     lane: usize,
+    /// A fetch in flight covers this partition.
+    fetching: bool,
 }
 
-/// Fetches kept in flight at once, each for its own share of the partitions ("lane").
+/// Fetches kept in flight at once while catching up, each for its own share of the partitions
+/// ("lane").
 ///
 /// A broker answers one connection's requests in order; with a single fetch in flight it sits
 /// idle while the client decodes and checks each response. With two lanes the next request is
 /// already queued, so the broker prepares one lane's response while the other is decoded.
+///
+/// The same ordering makes lanes harmful once a lane has nothing to read: its fetch waits up
+/// to the max-wait for data, and the other lane's fetch waits behind it. So in continuous mode
+/// a lane whose last response was empty switches the engine to one fetch for all partitions
+/// until every lane returns records again.
 const FETCH_LANES: usize = 2;
 
-/// A fetch in flight for the partitions of one lane.
+/// Which fetches to start: `Some(lane)` for each lane with no fetch in flight, or `None` for
+/// one fetch of every partition not in flight when continuous mode has an idle lane (and
+/// nothing is in flight: one fetch at a time then).
+fn lanes_to_fetch(continuous: bool, lane_idle: &[bool; FETCH_LANES], inflight: &[Option<usize>]) -> Vec<Option<usize>> {
+    if continuous && lane_idle.iter().any(|&idle| idle) {
+        return if inflight.is_empty() { vec![None] } else { Vec::new() };
+    }
+    (0..FETCH_LANES)
+        .map(Some)
+        .filter(|lane| !inflight.contains(lane))
+        .collect()
+}
+
+/// A fetch in flight.
 struct InflightFetch {
-    lane: usize,
+    /// The lane it reads, or `None` for a fetch of every lane.
+    lane: Option<usize>,
+    /// The partitions it covers.
+    keys: Vec<(TopicName, i32)>,
     /// Most bytes the response may hold (counted against the memory budget).
     bytes: u64,
     handle: JoinHandle<kbs_kafka::Result<Vec<PartitionFetch>>>,
@@ -411,6 +435,8 @@ struct Engine {
     /// Fetches in flight, oldest first: at most one per lane, started while earlier
     /// responses are decoded and encoded.
     inflight: VecDeque<InflightFetch>,
+    /// Per lane: the last response covering the lane's partitions held no records.
+    lane_idle: [bool; FETCH_LANES],
     metrics: Arc<BackupMetrics>,
 }
 
@@ -506,6 +532,7 @@ impl Engine {
             manifest_dirty: false,
             idle: false,
             inflight: VecDeque::new(),
+            lane_idle: [false; FETCH_LANES],
             metrics,
         }
     }
@@ -586,6 +613,7 @@ impl Engine {
                 upload_chain: None,
                 last_progress: Instant::now(),
                 lane: self.partitions.len() % FETCH_LANES,
+                fetching: false,
             };
             self.adopt_orphans(&mut part).await?;
             let covered = if part.next_sequence > 0 || resume.is_some() {
@@ -843,11 +871,18 @@ impl Engine {
                 }
             } else {
                 let fetched = match self.inflight.pop_front() {
-                    // A lane's fetch, started while earlier responses were being handled.
-                    Some(fetch) => tokio::select! {
-                        fetched = fetch.handle => Some(fetched.map_err(|e| CliError::Locked(format!("fetch task failed: {e}")))??),
-                        _ = shutdown.changed(), if self.options.continuous => None,
-                    },
+                    // A fetch started while earlier responses were being handled.
+                    Some(fetch) => {
+                        for key in &fetch.keys {
+                            if let Some(part) = self.partitions.get_mut(key) {
+                                part.fetching = false;
+                            }
+                        }
+                        tokio::select! {
+                            fetched = fetch.handle => Some(fetched.map_err(|e| CliError::Locked(format!("fetch task failed: {e}")))??),
+                            _ = shutdown.changed(), if self.options.continuous => None,
+                        }
+                    }
                     None => {
                         let budget = self.make_room().await?;
                         let request = self.fetch_request(active, budget);
@@ -859,6 +894,7 @@ impl Engine {
                 };
                 if let Some(fetched) = fetched {
                     self.idle = fetched.iter().all(|pf| pf.records.is_empty());
+                    self.note_lane_activity(&fetched);
                     self.absorb(fetched, !stopping && !*shutdown.borrow()).await?;
                 }
             }
@@ -1099,29 +1135,58 @@ impl Engine {
         request
     }
 
-    /// Starts a fetch in the background for every lane that has none in flight, as far as the
-    /// memory budget has room for them (besides `encoding` bytes of records being encoded now
-    /// and what fetches in flight may return); otherwise the loop makes room first.
-    fn start_prefetches(&mut self, encoding: u64) {
-        let want = ((self.options.memory_budget / 4) / FETCH_LANES as u64).clamp(1 << 20, 64 << 20);
-        for lane in 0..FETCH_LANES {
-            if self.inflight.iter().any(|f| f.lane == lane) {
-                continue;
+    /// Records, per lane, whether a response held records for the lane's partitions.
+    fn note_lane_activity(&mut self, fetched: &[PartitionFetch]) {
+        let mut seen = [false; FETCH_LANES];
+        let mut records = [false; FETCH_LANES];
+        for pf in fetched {
+            let Ok(topic) = TopicName::new(&pf.topic) else { continue };
+            if let Some(part) = self.partitions.get(&(topic, pf.partition)) {
+                seen[part.lane] = true;
+                records[part.lane] |= !pf.records.is_empty();
             }
-            let active: Vec<FetchPosition> = self
+        }
+        for lane in 0..FETCH_LANES {
+            if seen[lane] {
+                self.lane_idle[lane] = !records[lane];
+            }
+        }
+    }
+
+    /// Starts fetches in the background while the current response is encoded: one per lane
+    /// that has none in flight or, in continuous mode with an idle lane, one for every
+    /// partition (see [`FETCH_LANES`]). Only as far as the memory budget has room for them
+    /// besides `encoding` bytes of records being encoded now and what fetches in flight may
+    /// return; otherwise the loop makes room first.
+    fn start_prefetches(&mut self, encoding: u64) {
+        let inflight_lanes: Vec<Option<usize>> = self.inflight.iter().map(|f| f.lane).collect();
+        let lanes = lanes_to_fetch(self.options.continuous, &self.lane_idle, &inflight_lanes);
+        let share = if lanes == [None] { 1 } else { FETCH_LANES as u64 };
+        let want = ((self.options.memory_budget / 4) / share).clamp(1 << 20, 64 << 20);
+        for lane in lanes {
+            let keys: Vec<(TopicName, i32)> = self
                 .partitions
-                .values()
-                .filter(|p| !p.done && p.lane == lane)
-                .map(|p| FetchPosition::new(p.topic.as_str(), p.partition, p.position))
+                .iter()
+                .filter(|(_, p)| !p.done && !p.fetching && lane.is_none_or(|l| p.lane == l))
+                .map(|(k, _)| k.clone())
                 .collect();
             let inflight: u64 = self.inflight.iter().map(|f| f.bytes).sum();
-            if active.is_empty() || self.held_bytes() + encoding + inflight + want > self.options.memory_budget {
+            if keys.is_empty() || self.held_bytes() + encoding + inflight + want > self.options.memory_budget {
                 continue;
             }
+            let active: Vec<FetchPosition> = keys
+                .iter()
+                .map(|k| {
+                    let p = self.partitions.get_mut(k).expect("present");
+                    p.fetching = true;
+                    FetchPosition::new(p.topic.as_str(), p.partition, p.position)
+                })
+                .collect();
             let request = self.fetch_request(active, want);
             let client = self.client.clone();
             self.inflight.push_back(InflightFetch {
                 lane,
+                keys,
                 bytes: want,
                 handle: tokio::spawn(async move { client.fetch(&request).await }),
             });
@@ -1342,4 +1407,28 @@ fn encode_records(
         None
     };
     Ok((open, full, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_keeps_every_lane_busy() {
+        assert_eq!(lanes_to_fetch(false, &[false, false], &[]), vec![Some(0), Some(1)]);
+        assert_eq!(lanes_to_fetch(false, &[false, false], &[Some(0)]), vec![Some(1)]);
+        assert_eq!(lanes_to_fetch(false, &[false, false], &[Some(1), Some(0)]), vec![]);
+        // Idle lanes do not matter in a snapshot: partitions past their end are not fetched.
+        assert_eq!(lanes_to_fetch(false, &[true, false], &[Some(1)]), vec![Some(0)]);
+    }
+
+    #[test]
+    fn continuous_mode_with_an_idle_lane_fetches_everything_at_once() {
+        assert_eq!(lanes_to_fetch(true, &[false, false], &[Some(0)]), vec![Some(1)]);
+        assert_eq!(lanes_to_fetch(true, &[true, false], &[]), vec![None]);
+        assert_eq!(lanes_to_fetch(true, &[false, true], &[]), vec![None]);
+        // A lane's fetch still in flight finishes first: no fetch queues behind a long poll.
+        assert_eq!(lanes_to_fetch(true, &[true, false], &[Some(1)]), vec![]);
+        assert_eq!(lanes_to_fetch(true, &[true, true], &[None]), vec![]);
+    }
 }
