@@ -316,31 +316,28 @@ impl BatchDecoder {
         position: u64,
         scratch: &'s mut Vec<u8>,
     ) -> Result<&'s [u8], FormatError> {
-        let checksum = |computed: u32| {
-            if computed != header.crc32 {
-                Err(FormatError::BatchChecksumMismatch {
-                    position,
-                    stored: header.crc32,
-                    computed,
-                })
-            } else {
-                Ok(())
-            }
+        let none = self.header.compression == Compression::None;
+        let decompressed = if none {
+            Ok(())
+        } else {
+            self.decompressor.decompress(
+                self.header.compression,
+                compressed,
+                header.uncompressed_size,
+                position,
+                scratch,
+            )
         };
-        if self.header.compression == Compression::None {
-            checksum(crc32fast::hash(compressed))?;
-            return Ok(compressed);
+        let computed = crc32fast::hash(compressed);
+        if computed != header.crc32 {
+            return Err(FormatError::BatchChecksumMismatch {
+                position,
+                stored: header.crc32,
+                computed,
+            });
         }
-        let decompressed = self.decompressor.decompress(
-            self.header.compression,
-            compressed,
-            header.uncompressed_size,
-            position,
-            scratch,
-        );
-        checksum(crc32fast::hash(compressed))?;
         decompressed?;
-        Ok(scratch)
+        Ok(if none { compressed } else { scratch })
     }
 
     /// Parses every record of an uncompressed payload, checking structure, canonical varints,

@@ -62,8 +62,8 @@ impl WriterOptions {
         self
     }
 
-    /// The uncompressed size at which a batch is closed.
-    pub fn batch_bytes(&self) -> usize {
+    /// The uncompressed size at which a batch is closed: the one set, or the codec's default.
+    fn batch_bytes(&self) -> usize {
         self.target_batch_bytes.unwrap_or(match self.compression {
             Compression::Lz4 => DEFAULT_LZ4_TARGET_BATCH_BYTES,
             _ => DEFAULT_TARGET_BATCH_BYTES,

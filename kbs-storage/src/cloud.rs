@@ -257,6 +257,20 @@ impl Shared {
         Context::new(&self.description, operation, key)
     }
 
+    /// Starts reading a whole object: its metadata and the response whose body is still to
+    /// be read.
+    async fn get_whole(&self, operation: Operation, key: &str) -> Result<(ObjectMeta, object_store::GetResult)> {
+        validate_key(key)?;
+        let cx = self.cx(operation, key);
+        let path = self.path(key)?;
+        let result = self
+            .store
+            .get_opts(&path, GetOptions::default())
+            .await
+            .map_err(|e| self.map_err(&cx, e))?;
+        Ok((self.meta(key.to_owned(), result.meta.clone()), result))
+    }
+
     async fn raw_put(
         &self,
         cx: &Context<'_>,
@@ -671,16 +685,8 @@ impl ObjectStorage for CloudStore {
     }
 
     async fn get(&self, key: &str) -> Result<GetOutcome> {
-        validate_key(key)?;
+        let (meta, result) = self.shared.get_whole(Operation::Get, key).await?;
         let cx = self.shared.cx(Operation::Get, key);
-        let path = self.shared.path(key)?;
-        let result = self
-            .shared
-            .store
-            .get_opts(&path, GetOptions::default())
-            .await
-            .map_err(|e| self.shared.map_err(&cx, e))?;
-        let meta = self.shared.meta(key.to_owned(), result.meta.clone());
         let bytes = result.bytes().await.map_err(|e| self.shared.map_err(&cx, e))?;
         Ok(GetOutcome { meta, bytes })
     }
@@ -724,16 +730,7 @@ impl ObjectStorage for CloudStore {
     }
 
     async fn get_stream(&self, key: &str) -> Result<ObjectStream> {
-        validate_key(key)?;
-        let cx = self.shared.cx(Operation::GetStream, key);
-        let path = self.shared.path(key)?;
-        let result = self
-            .shared
-            .store
-            .get_opts(&path, GetOptions::default())
-            .await
-            .map_err(|e| self.shared.map_err(&cx, e))?;
-        let meta = self.shared.meta(key.to_owned(), result.meta.clone());
+        let (meta, result) = self.shared.get_whole(Operation::GetStream, key).await?;
         let shared = Arc::clone(&self.shared);
         let key = key.to_owned();
         let chunks = result

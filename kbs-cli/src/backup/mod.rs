@@ -7,7 +7,7 @@ mod select;
 mod single_writer;
 mod state;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Cursor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -355,8 +355,6 @@ struct Partition {
     last_progress: Instant,
     /// The fetch lane this partition is read on (see [`FETCH_LANES`]).
     lane: usize,
-    /// A fetch in flight covers this partition.
-    fetching: bool,
 }
 
 /// Fetches kept in flight at once while catching up, each for its own share of the partitions
@@ -613,7 +611,6 @@ impl Engine {
                 upload_chain: None,
                 last_progress: Instant::now(),
                 lane: self.partitions.len() % FETCH_LANES,
-                fetching: false,
             };
             self.adopt_orphans(&mut part).await?;
             let covered = if part.next_sequence > 0 || resume.is_some() {
@@ -872,17 +869,10 @@ impl Engine {
             } else {
                 let fetched = match self.inflight.pop_front() {
                     // A fetch started while earlier responses were being handled.
-                    Some(fetch) => {
-                        for key in &fetch.keys {
-                            if let Some(part) = self.partitions.get_mut(key) {
-                                part.fetching = false;
-                            }
-                        }
-                        tokio::select! {
-                            fetched = fetch.handle => Some(fetched.map_err(|e| CliError::Locked(format!("fetch task failed: {e}")))??),
-                            _ = shutdown.changed(), if self.options.continuous => None,
-                        }
-                    }
+                    Some(fetch) => tokio::select! {
+                        fetched = fetch.handle => Some(fetched.map_err(|e| CliError::Locked(format!("fetch task failed: {e}")))??),
+                        _ = shutdown.changed(), if self.options.continuous => None,
+                    },
                     None => {
                         let budget = self.make_room().await?;
                         let request = self.fetch_request(active, budget);
@@ -1164,10 +1154,11 @@ impl Engine {
         let share = if lanes == [None] { 1 } else { FETCH_LANES as u64 };
         let want = ((self.options.memory_budget / 4) / share).clamp(1 << 20, 64 << 20);
         for lane in lanes {
+            let busy: HashSet<&(TopicName, i32)> = self.inflight.iter().flat_map(|f| &f.keys).collect();
             let keys: Vec<(TopicName, i32)> = self
                 .partitions
                 .iter()
-                .filter(|(_, p)| !p.done && !p.fetching && lane.is_none_or(|l| p.lane == l))
+                .filter(|(k, p)| !p.done && !busy.contains(k) && lane.is_none_or(|l| p.lane == l))
                 .map(|(k, _)| k.clone())
                 .collect();
             let inflight: u64 = self.inflight.iter().map(|f| f.bytes).sum();
@@ -1176,11 +1167,7 @@ impl Engine {
             }
             let active: Vec<FetchPosition> = keys
                 .iter()
-                .map(|k| {
-                    let p = self.partitions.get_mut(k).expect("present");
-                    p.fetching = true;
-                    FetchPosition::new(p.topic.as_str(), p.partition, p.position)
-                })
+                .map(|k| FetchPosition::new(k.0.as_str(), k.1, self.partitions[k].position))
                 .collect();
             let request = self.fetch_request(active, want);
             let client = self.client.clone();

@@ -2,13 +2,6 @@
 
 use crate::harness::*;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn varied_dataset_round_trips_to_filesystem_and_s3_byte_for_byte() {
     let Some(tansu) = kbs_testkit::Tansu::start() else {

@@ -22,6 +22,14 @@ pub(crate) type Row = (
     Vec<(String, Option<String>)>,
 );
 
+/// A multi-threaded runtime for the async storage helpers below.
+pub(crate) fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A `kbs` command.
 pub(crate) fn kbs() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kbs"));
@@ -215,4 +223,45 @@ pub(crate) fn seed_simple(bootstrap: &str, topic: &str, count: usize, partitions
         args.push("--no-create");
     }
     kbs_testkit::run_script("seed.py", &args);
+}
+
+/// Runs a last, uninterrupted snapshot backup of `topic` into backup `id` under the
+/// filesystem `root`, checks it with `validate --deep`, and asserts it holds exactly the
+/// records an independent consumer reads from the topic. Returns the manifest.
+pub(crate) fn complete_and_compare(bootstrap: &str, dir: &Path, root: &str, id: &str, topic: &str) -> Manifest {
+    run_ok(&[
+        "backup",
+        "--bootstrap-servers",
+        bootstrap,
+        "--storage",
+        root,
+        "--backup-id",
+        id,
+        "--topics",
+        topic,
+        "-q",
+    ]);
+    run_ok(&["validate", "--path", root, "--backup-id", id, "--deep"]);
+    let source = consume(bootstrap, dir, &[topic]);
+    let (manifest, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, id).await });
+    assert_same_records(&stored, &source);
+    manifest
+}
+
+/// Number of segment files anywhere under `dir` (0 if it does not exist).
+pub(crate) fn segment_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                segment_files(&path)
+            } else {
+                usize::from(path.extension().is_some_and(|x| x == "kbs"))
+            }
+        })
+        .sum()
 }

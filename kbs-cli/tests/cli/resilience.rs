@@ -5,13 +5,6 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A small deterministic generator for kill moments.
 struct Rng(u64);
 
@@ -78,23 +71,7 @@ fn sigkill_at_random_moments_then_rerun_stores_every_record_exactly_once() {
         }
     }
     // A last, uninterrupted run completes the backup.
-    run_ok(&[
-        "backup",
-        "--bootstrap-servers",
-        &bootstrap,
-        "--storage",
-        root,
-        "--backup-id",
-        "crashy",
-        "--topics",
-        "crash",
-        "-q",
-    ]);
-    run_ok(&["validate", "--path", root, "--backup-id", "crashy", "--deep"]);
-    let source = consume(&bootstrap, dir.path(), &["crash"]);
-    let storage = rt().block_on(open_storage(root, None));
-    let (manifest, stored) = rt().block_on(read_backup(&storage, "crashy"));
-    assert_same_records(&stored, &source);
+    let manifest = complete_and_compare(&bootstrap, dir.path(), root, "crashy", "crash");
     assert!(manifest.statistics.segments > 20, "{:?}", manifest.statistics);
 }
 
@@ -167,27 +144,16 @@ fn a_second_writer_fails_fast_and_a_fenced_writer_cannot_commit() {
     );
 
     // The new writer finishes cleanly on SIGTERM and the backup is intact and complete.
+    let segments = std::path::Path::new(root).join("f");
+    let before = segment_files(&segments);
     seed_simple(&bootstrap, "fence", 1_000, 3, false);
-    std::thread::sleep(Duration::from_millis(300));
+    eventually("a segment from the new writer", Duration::from_secs(30), || {
+        segment_files(&segments) > before
+    });
     terminate(&third);
     let out = wait_with_deadline(third, Duration::from_secs(60));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    run_ok(&[
-        "backup",
-        "--bootstrap-servers",
-        &bootstrap,
-        "--storage",
-        root,
-        "--backup-id",
-        "f",
-        "--topics",
-        "fence",
-        "-q",
-    ]);
-    run_ok(&["validate", "--path", root, "--backup-id", "f", "--deep"]);
-    let source = consume(&bootstrap, dir.path(), &["fence"]);
-    let (_, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "f").await });
-    assert_same_records(&stored, &source);
+    complete_and_compare(&bootstrap, dir.path(), root, "f", "fence");
 }
 
 #[test]
