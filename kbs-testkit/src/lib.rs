@@ -5,7 +5,8 @@
 //!
 //! | item | what |
 //! | --- | --- |
-//! | [`Tansu`] | a Kafka broker (tansu, in-memory), optionally advertising a front proxy's port |
+//! | [`KafkaCluster`] | Apache Kafka in KRaft mode: one node, or several with per-node stop, SIGKILL and restart; PLAINTEXT, SSL, mTLS, SASL (PLAIN, SCRAM, OAUTHBEARER) |
+//! | [`Pki`] | a test CA with server and client certificates, as PEM files |
 //! | [`Moto`] | an S3 server with AWS conditional-write semantics, with a bucket |
 //! | [`Garage`] | a single-node Garage S3 cluster (ignores conditional headers), with a bucket and a key |
 //! | [`find_program`], [`python`], [`cache_dir`] | where set-up installed the tools |
@@ -13,22 +14,33 @@
 //! | [`run_script`], [`run_python`], [`python_command`], [`script`] | running Python scripts with the venv |
 //! | [`free_port`], [`wait_until`], [`http_request`], [`kafka_answers`], [`Server`] | building blocks |
 //!
+//! ```no_run
+//! let Some(kafka) = kbs_testkit::KafkaCluster::start() else { return }; // skipped: see below
+//! let bootstrap = kafka.bootstrap(); // 127.0.0.1:PORT, for the code under test
+//! kbs_testkit::run_script("seed.py", &[&kafka.internal_bootstrap(), "simple", "t", "100", "2"]);
+//! ```
+//!
 //! A missing tool fails the test with a message naming `scripts/setup.sh`, unless its skip
-//! variable is `1`: `KBS_SKIP_KAFKA` (tansu or the venv's Python), `KBS_SKIP_MOTO` (moto_server),
-//! `KBS_SKIP_GARAGE` (garage). The variable only skips when the tool really is missing, and
-//! says so on stderr: tests are never skipped silently, and never skipped when they can run.
+//! variable is `1`: `KBS_SKIP_KAFKA` (Kafka's jars, Java or the venv's Python),
+//! `KBS_SKIP_MOTO` (moto_server), `KBS_SKIP_GARAGE` (garage). The variable only skips when the
+//! tool really is missing, and says so on stderr: tests are never skipped silently, and never
+//! skipped when they can run.
 //!
 //! Python scripts used by more than one test suite live in `kbs-testkit/py` (see [`script`]),
 //! e.g. `seed.py` (produces datasets) and `consume.py` (reads whole topics as JSON lines); a
 //! suite's own scripts stay with the suite and run with [`run_python`].
 
 mod kafka;
+mod pki;
 mod python;
 mod s3;
 mod server;
 mod tools;
 
-pub use kafka::{Tansu, kafka_answers};
+pub use kafka::{
+    KAFKA_VERSION, KafkaCluster, KafkaNode, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER, kafka_answers,
+};
+pub use pki::Pki;
 pub use python::{python_command, run_python, run_script, script};
 pub use s3::{Garage, Moto, http_request};
 pub use server::{Server, free_port, wait_until};

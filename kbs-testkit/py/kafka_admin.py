@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Administration of the test Kafka cluster through confluent-kafka's AdminClient.
+
+    kafka_admin.py scram-users INTERNAL_BOOTSTRAP USER PASSWORD PROTOCOL CLIENT_ADDRS [CA_FILE]
+    kafka_admin.py describe BOOTSTRAP                  JSON: cluster id, broker ids, partition leaders
+    kafka_admin.py create-topic BOOTSTRAP TOPIC PARTITIONS REPLICAS [KEY=VALUE ...]
+    kafka_admin.py wait-leaders BOOTSTRAP TOPIC IDS    until every partition is led by one of IDS
+    kafka_admin.py try-login BOOTSTRAP PROTOCOL MECHANISM USER PASSWORD [CA_FILE]
+                                                       prints "admitted" or "refused: ERROR"
+
+Creates USER's SCRAM-SHA-256 and SCRAM-SHA-512 credentials through the admin API
+(AlterUserScramCredentials) on the PLAINTEXT INTERNAL listener, then waits (30 s at most) until
+USER authenticates with PLAIN, both SCRAM mechanisms and OAUTHBEARER (unsecured JWS) on every
+CLIENT address (comma-separated), which use PROTOCOL (SASL_PLAINTEXT or SASL_SSL, with CA_FILE).
+"""
+import json
+import sys
+import time
+
+from confluent_kafka.admin import (AdminClient, NewTopic, ScramCredentialInfo, ScramMechanism,
+                                   UserScramCredentialUpsertion)
+
+
+def scram_users(internal, user, password, protocol, addrs, ca_file=None):
+    admin = AdminClient({"bootstrap.servers": internal})
+    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(mechanism, 4096), password.encode())
+               for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
+    for upsert in upserts:  # one request each: Kafka refuses two changes of one user in one request
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result()
+    deadline = time.time() + 30
+    for addr in addrs.split(","):
+        for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"):
+            config = {"bootstrap.servers": addr, "security.protocol": protocol, "sasl.mechanism": mechanism}
+            if mechanism == "OAUTHBEARER":
+                config["enable.sasl.oauthbearer.unsecure.jwt"] = True
+                config["sasl.oauthbearer.config"] = f"principal={user}"
+            else:
+                config["sasl.username"] = user
+                config["sasl.password"] = password
+            if ca_file:
+                config["ssl.ca.location"] = ca_file
+            while True:
+                try:
+                    AdminClient(config).list_topics(timeout=5)
+                    break
+                except Exception as e:  # credentials not yet propagated to this broker
+                    if time.time() > deadline:
+                        sys.exit(f"{user} cannot authenticate with {mechanism} on {addr}: {e}")
+                    time.sleep(0.2)
+
+
+def describe(bootstrap):
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=20)
+    print(json.dumps({
+        "cluster_id": metadata.cluster_id,
+        "brokers": sorted(metadata.brokers),
+        "topics": {name: [p.leader for _, p in sorted(t.partitions.items())]
+                   for name, t in metadata.topics.items() if not name.startswith("__")},
+    }))
+
+
+def create_topic(bootstrap, topic, partitions, replicas, *configs):
+    config = dict(c.split("=", 1) for c in configs)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = NewTopic(topic, num_partitions=int(partitions), replication_factor=int(replicas), config=config)
+    for future in admin.create_topics([new]).values():
+        future.result()
+    wait_leaders(bootstrap, topic, None)
+
+
+def wait_leaders(bootstrap, topic, ids):
+    wanted = None if ids is None else {int(i) for i in ids.split(",")}
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.time() + 60
+    while True:
+        topics = admin.list_topics(topic, timeout=10).topics
+        leaders = [p.leader for p in topics[topic].partitions.values()] if topic in topics else []
+        if leaders and all(l >= 0 and (wanted is None or l in wanted) for l in leaders):
+            return
+        if time.time() > deadline:
+            sys.exit(f"partitions of {topic} not led by {ids or 'any broker'} within 60 s: {leaders}")
+        time.sleep(0.1)
+
+
+def try_login(bootstrap, protocol, mechanism, user, password, ca_file=None):
+    config = {"bootstrap.servers": bootstrap, "security.protocol": protocol, "sasl.mechanism": mechanism,
+              "sasl.username": user, "sasl.password": password}
+    if ca_file:
+        config["ssl.ca.location"] = ca_file
+    errors = []
+    config["error_cb"] = lambda e: errors.append(str(e))
+    admin = AdminClient(config)
+    try:
+        admin.list_topics(timeout=5)
+        print("admitted")
+    except Exception as e:
+        deadline = time.time() + 5
+        while not errors and time.time() < deadline:  # error callbacks are served by poll
+            admin.poll(0.1)
+        print(f"refused: {'; '.join(errors) or e}")
+
+
+def main():
+    command, *args = sys.argv[1:]
+    commands = {"scram-users": scram_users, "describe": describe, "create-topic": create_topic,
+                "wait-leaders": wait_leaders, "try-login": try_login}
+    if command not in commands:
+        sys.exit(f"unknown command {command}")
+    commands[command](*args)
+
+
+if __name__ == "__main__":
+    main()
