@@ -20,16 +20,20 @@ import argparse
 import json
 import random
 import sys
+import time
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-T0 = 1_763_700_000_000
+# The datasets' CreateTime base: the start of the hour one day ago, so that topics with a
+# retention.ms of days (v-headers has 7) keep every record on a real broker, before and after a
+# restore. (A fixed date would age past the retention and the broker would delete the records.)
+T0 = (int(time.time()) // 3600 - 24) * 3600 * 1000
 
 
 def create(bootstrap, topics):
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(name, num_partitions=parts, replication_factor=1, config=config)
+    futures = admin.create_topics([NewTopic(name, num_partitions=parts, replication_factor=-1, config=config)
                                    for name, parts, config in topics])
     for name, future in futures.items():
         try:

@@ -99,7 +99,8 @@ pub struct KafkaOptions {
     /// Whether the JVM runs with its full JIT and a larger young generation, for benchmarks;
     /// the default (false) starts faster on two cores (C1 only, serial GC).
     pub tuned_for_throughput: bool,
-    /// Further broker settings, appended to every node's `server.properties`.
+    /// Further broker settings, appended to every node's `server.properties` (a key given here
+    /// overrides the kit's own setting of it).
     pub broker_configs: Vec<(String, String)>,
 }
 
@@ -122,6 +123,16 @@ impl KafkaOptions {
     pub fn nodes(nodes: usize) -> KafkaOptions {
         KafkaOptions {
             nodes,
+            ..KafkaOptions::default()
+        }
+    }
+
+    /// One node whose `CLIENT` listener listens on `port` and advertises `advertised_port`,
+    /// where a front proxy relaying to `port` listens.
+    pub fn behind_proxy(port: u16, advertised_port: u16) -> KafkaOptions {
+        KafkaOptions {
+            client_ports: vec![port],
+            advertised_client_ports: vec![advertised_port],
             ..KafkaOptions::default()
         }
     }
@@ -398,7 +409,9 @@ impl KafkaCluster {
         if let Some(pki) = &self.pki {
             command.arg(&pki.ca_file);
         }
-        let output = command.output().map_err(|e| format!("cannot run kafka_admin.py: {e}"))?;
+        let output = command
+            .output()
+            .map_err(|e| format!("cannot run kafka_admin.py: {e}"))?;
         if output.status.success() {
             Ok(())
         } else {
@@ -475,7 +488,10 @@ impl KafkaCluster {
     pub fn restart_node(&mut self, id: i32) {
         let index = self.nodes.iter().position(|n| n.id == id).expect("node id");
         let mut node = self.nodes.remove(index);
-        assert!(node.child.is_none(), "node {id} is still running: stop or kill it first");
+        assert!(
+            node.child.is_none(),
+            "node {id} is still running: stop or kill it first"
+        );
         let spawned = self.spawn(&mut node, false);
         self.nodes.insert(index, node);
         spawned.unwrap_or_else(|e| panic!("{e}"));
@@ -580,9 +596,17 @@ fn server_properties(options: &KafkaOptions, node: &KafkaNode, voters: &str, dir
     set("transaction.state.log.replication.factor", &replicas.to_string());
     set("transaction.state.log.min.isr", &replicas.min(2).to_string());
     set("transaction.state.log.num.partitions", "4");
-    set("share.coordinator.state.topic.replication.factor", &replicas.to_string());
+    set(
+        "share.coordinator.state.topic.replication.factor",
+        &replicas.to_string(),
+    );
     set("share.coordinator.state.topic.min.isr", &replicas.min(2).to_string());
     set("group.initial.rebalance.delay.ms", "0");
+    // The datasets carry fixed CreateTime timestamps (reproducible, and often older than
+    // Kafka's 7-day default retention), so time-based retention is off: a broker would
+    // otherwise delete restored records 30 s after it started. Tests of retention set it per
+    // topic.
+    set("log.retention.ms", "-1");
     set("num.network.threads", "2");
     set("num.io.threads", "4");
     set("num.recovery.threads.per.data.dir", "1");
@@ -595,9 +619,15 @@ fn server_properties(options: &KafkaOptions, node: &KafkaNode, voters: &str, dir
             &pki.server_keystore_file.display().to_string(),
         );
         set("listener.name.client.ssl.truststore.type", "PEM");
-        set("listener.name.client.ssl.truststore.location", &pki.ca_file.display().to_string());
+        set(
+            "listener.name.client.ssl.truststore.location",
+            &pki.ca_file.display().to_string(),
+        );
         let required = matches!(listener, Listener::Ssl { client_auth: true });
-        set("listener.name.client.ssl.client.auth", if required { "required" } else { "none" });
+        set(
+            "listener.name.client.ssl.client.auth",
+            if required { "required" } else { "none" },
+        );
     }
     if listener.sasl() {
         set(
@@ -750,7 +780,10 @@ mod tests {
     fn cluster_ids_are_22_base64url_characters_and_differ() {
         let (a, b) = (new_cluster_id(), new_cluster_id());
         assert_eq!(a.len(), 22);
-        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{a}");
+        assert!(
+            a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+            "{a}"
+        );
         assert_ne!(a, b);
     }
 }

@@ -53,12 +53,32 @@ fn sasl_ssl_admits_the_test_user_and_refuses_a_wrong_password() {
     let Some(kafka) = KafkaCluster::start_with(KafkaOptions::default().with_listener(Listener::SaslSsl)) else {
         return;
     };
-    note(&format!("one Kafka node with SASL_SSL and SCRAM users ready in {:?}", started.elapsed()));
-    let ca = kafka.pki().expect("TLS certificates").ca_file.to_str().unwrap().to_owned();
+    note(&format!(
+        "one Kafka node with SASL_SSL and SCRAM users ready in {:?}",
+        started.elapsed()
+    ));
+    let ca = kafka
+        .pki()
+        .expect("TLS certificates")
+        .ca_file
+        .to_str()
+        .unwrap()
+        .to_owned();
     let out = run_script(
         "kafka_admin.py",
-        &["try-login", &kafka.bootstrap(), "SASL_SSL", "SCRAM-SHA-512", "kbs", "wrong", &ca],
+        &[
+            "try-login",
+            &kafka.bootstrap(),
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+            "kbs",
+            "wrong",
+            &ca,
+        ],
     );
     let answer = String::from_utf8_lossy(&out.stdout);
-    assert!(answer.contains("refused") && answer.contains("uthentication"), "{answer}");
+    assert!(
+        answer.contains("refused") && answer.contains("uthentication"),
+        "{answer}"
+    );
 }

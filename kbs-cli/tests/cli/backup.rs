@@ -4,12 +4,12 @@ use crate::harness::*;
 
 #[test]
 fn varied_dataset_round_trips_to_filesystem_and_s3_byte_for_byte() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
     let Some(moto) = kbs_testkit::Moto::start() else { return };
     moto.create_bucket("backups");
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     let seeded = kbs_testkit::run_script("seed.py", &[&bootstrap, "varied"]);
     let seeded: serde_json::Value = serde_json::from_slice(&seeded.stdout).unwrap();
     let topics: Vec<String> = seeded["topics"].as_object().unwrap().keys().cloned().collect();

@@ -1,4 +1,4 @@
-//! Integration tests of the `kbs` binary against a real broker (tansu), real storage
+//! Integration tests of the `kbs` binary against a real broker (Apache Kafka in KRaft mode), real storage
 //! (filesystem, moto's S3) and an independent client (confluent-kafka).
 
 mod backup;

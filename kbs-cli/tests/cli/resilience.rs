@@ -19,10 +19,10 @@ impl Rng {
 
 #[test]
 fn sigkill_at_random_moments_then_rerun_stores_every_record_exactly_once() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root = root.to_str().unwrap();
@@ -77,10 +77,10 @@ fn sigkill_at_random_moments_then_rerun_stores_every_record_exactly_once() {
 
 #[test]
 fn a_second_writer_fails_fast_and_a_fenced_writer_cannot_commit() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root = root.to_str().unwrap();
@@ -158,10 +158,10 @@ fn a_second_writer_fails_fast_and_a_fenced_writer_cannot_commit() {
 
 #[test]
 fn validate_names_every_kind_of_damage() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();
@@ -246,10 +246,10 @@ fn validate_names_every_kind_of_damage() {
 
 #[test]
 fn continuous_mode_picks_up_new_topics_and_stops_cleanly_on_sigterm() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();
@@ -325,13 +325,13 @@ fn continuous_mode_picks_up_new_topics_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn a_store_that_ignores_conditional_writes_is_refused_unless_declared_single_writer() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
     let Some(garage) = kbs_testkit::Garage::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     seed_simple(&bootstrap, "g", 2_000, 2, true);
     let endpoint = garage.endpoint();
     let storage = format!("s3://{}/kbs", garage.bucket);
@@ -379,10 +379,10 @@ fn a_store_that_ignores_conditional_writes_is_refused_unless_declared_single_wri
 
 #[test]
 fn an_unparsable_manifest_or_checkpoint_is_never_overwritten() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     seed_simple(&bootstrap, "u", 500, 1, true);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");

@@ -20,6 +20,19 @@ fn by_partition(rows: &[Row], rename: impl Fn(&str) -> String) -> BTreeMap<(Stri
     map
 }
 
+/// Asserts two [`by_partition`] maps are equal, naming the first partition and position that
+/// differ (the whole maps are too large to print).
+fn assert_same_partitions(got: &BTreeMap<(String, i32), Vec<Content>>, want: &BTreeMap<(String, i32), Vec<Content>>) {
+    let counts =
+        |m: &BTreeMap<(String, i32), Vec<Content>>| m.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>();
+    assert_eq!(counts(got), counts(want), "records per partition (restored vs source)");
+    for (key, records) in want {
+        for (i, (g, w)) in got[key].iter().zip(records).enumerate() {
+            assert_eq!(g, w, "{key:?}: record {i} differs (restored vs source)");
+        }
+    }
+}
+
 fn args(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
 }
@@ -36,10 +49,10 @@ fn describe(bootstrap: &str, topic: &str) -> serde_json::Value {
 
 #[test]
 fn varied_dataset_restores_identically_into_renamed_topics_and_a_second_broker() {
-    let Some(source) = kbs_testkit::Tansu::start() else {
+    let Some(source) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let Some(second) = kbs_testkit::Tansu::start() else {
+    let Some(second) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
     let (a, b) = (source.bootstrap(), second.bootstrap());
@@ -75,9 +88,9 @@ fn varied_dataset_restores_identically_into_renamed_topics_and_a_second_broker()
     let renamed: Vec<String> = topics.iter().map(|t| format!("r{t}")).collect();
     let renamed_refs: Vec<&str> = renamed.iter().map(String::as_str).collect();
     let restored = consume(&a, dir.path(), &renamed_refs);
-    assert_eq!(
-        by_partition(&restored, |t| t.trim_start_matches('r').to_string()),
-        by_partition(&original, str::to_string)
+    assert_same_partitions(
+        &by_partition(&restored, |t| t.trim_start_matches('r').to_string()),
+        &by_partition(&original, str::to_string),
     );
 
     // Into a second broker, same names, zstd batches.
@@ -85,9 +98,9 @@ fn varied_dataset_restores_identically_into_renamed_topics_and_a_second_broker()
         "restore --bootstrap-servers {b} --storage {root} --backup-id v --create-topics --compression zstd"
     ));
     let elsewhere = consume(&b, dir.path(), &topic_refs);
-    assert_eq!(
-        by_partition(&elsewhere, str::to_string),
-        by_partition(&original, str::to_string)
+    assert_same_partitions(
+        &by_partition(&elsewhere, str::to_string),
+        &by_partition(&original, str::to_string),
     );
     // Offsets too: nothing was compacted away, so they are the same.
     assert_same_records(&elsewhere, &original);
@@ -123,10 +136,10 @@ fn describe_missing(bootstrap: &str, topic: &str) -> bool {
 
 #[test]
 fn time_and_offset_windows_restore_exactly_the_records_inside() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     let t0: i64 = 1_763_700_000_000;
     kbs_testkit::run_script(
         "seed.py",
@@ -163,9 +176,9 @@ fn time_and_offset_windows_restore_exactly_the_records_inside() {
     let window = consume(&bootstrap, dir.path(), &["pitr-window"]);
     let expected: Vec<Row> = source.iter().filter(|r| r.3 >= start && r.3 <= end).cloned().collect();
     assert_eq!(expected.len(), 1001);
-    assert_eq!(
-        by_partition(&window, |_| "pitr".into()),
-        by_partition(&expected, str::to_string)
+    assert_same_partitions(
+        &by_partition(&window, |_| "pitr".into()),
+        &by_partition(&expected, str::to_string),
     );
 
     // Offset range on one partition; the other partitions whole. A tiny memory budget makes
@@ -180,9 +193,9 @@ fn time_and_offset_windows_restore_exactly_the_records_inside() {
         .filter(|r| r.1 != 0 || (100..=199).contains(&r.2))
         .cloned()
         .collect();
-    assert_eq!(
-        by_partition(&ranged, |_| "pitr".into()),
-        by_partition(&expected, str::to_string)
+    assert_same_partitions(
+        &by_partition(&ranged, |_| "pitr".into()),
+        &by_partition(&expected, str::to_string),
     );
 
     // Partitions swapped; two sources into one target partition is refused.
@@ -200,9 +213,9 @@ fn time_and_offset_windows_restore_exactly_the_records_inside() {
         .iter()
         .map(|r| (r.0.clone(), swap(r.1), r.2, r.3, r.4.clone(), r.5.clone(), r.6.clone()))
         .collect();
-    assert_eq!(
-        by_partition(&swapped, |_| "pitr".into()),
-        by_partition(&expected, str::to_string)
+    assert_same_partitions(
+        &by_partition(&swapped, |_| "pitr".into()),
+        &by_partition(&expected, str::to_string),
     );
     let a = args(&format!(
         "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id p --topic-map pitr=pitr-merged --create-topics \
@@ -215,10 +228,10 @@ fn time_and_offset_windows_restore_exactly_the_records_inside() {
 
 #[test]
 fn sigkilled_restores_resume_without_duplicates() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     seed_simple(&bootstrap, "rk", 30_000, 3, true);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
@@ -257,18 +270,18 @@ fn sigkilled_restores_resume_without_duplicates() {
     run_args(&restore.replace(" --max-bytes-per-sec 1M", ""));
     let copy = consume(&bootstrap, dir.path(), &["rk-copy"]);
     assert_eq!(copy.len(), source.len(), "records duplicated or lost");
-    assert_eq!(
-        by_partition(&copy, |_| "rk".into()),
-        by_partition(&source, str::to_string)
+    assert_same_partitions(
+        &by_partition(&copy, |_| "rk".into()),
+        &by_partition(&source, str::to_string),
     );
 }
 
 #[test]
 fn consumer_groups_resume_exactly_where_they_stopped() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     seed_simple(&bootstrap, "grp", 3_000, 3, true);
     // g1 consumed some of each partition, g2 everything of partition 0, g3 is not restored.
     kbs_testkit::run_script(
@@ -330,10 +343,10 @@ fn consumer_groups_resume_exactly_where_they_stopped() {
 
 #[test]
 fn corrupt_segments_stop_the_restore_or_are_skipped_and_offset_headers_name_the_source() {
-    let Some(tansu) = kbs_testkit::Tansu::start() else {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
-    let bootstrap = tansu.bootstrap();
+    let bootstrap = kafka.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();

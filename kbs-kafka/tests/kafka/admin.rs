@@ -1,15 +1,15 @@
-//! Metadata and topic administration against tansu.
+//! Metadata and topic administration against Apache Kafka.
 
 use kbs_kafka::{Error, ErrorCode, NewTopic};
 
-use kbs_testkit::{Tansu, free_port};
+use kbs_testkit::{KafkaCluster, free_port};
 
 use crate::harness::{client, test_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_describe_and_delete_topics_with_configs() {
-    let Some(tansu) = Tansu::start() else { return };
-    let client = client(&tansu).await;
+    let Some(kafka) = KafkaCluster::start() else { return };
+    let client = client(&kafka).await;
     let compacted = NewTopic::new("compacted", 3)
         .with_config("cleanup.policy", "compact")
         .with_config("retention.ms", "86400000")
@@ -18,9 +18,12 @@ async fn create_describe_and_delete_topics_with_configs() {
     client.create_topics(&[compacted.clone(), plain]).await.unwrap();
 
     let metadata = client.metadata(Some(&["compacted", "plain"])).await.unwrap();
-    assert_eq!(metadata.cluster_id.as_deref(), Some("tansu_cluster"));
+    assert_eq!(metadata.cluster_id.as_deref(), Some(kafka.cluster_id()));
     assert_eq!(metadata.brokers.len(), 1);
-    assert_eq!(metadata.brokers[0].port, i32::from(tansu.advertised_port));
+    assert_eq!(
+        metadata.brokers[0].port,
+        i32::from(kafka.nodes()[0].advertised_client_port)
+    );
     let names: Vec<&str> = metadata.topics.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["compacted", "plain"]);
     let partitions = &metadata.topics[0].partitions;

@@ -1,11 +1,11 @@
-//! The read path against tansu, with data written by librdkafka.
+//! The read path against Apache Kafka, with data written by librdkafka.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kbs_kafka::{ErrorCode, FetchPosition, FetchRequest, IsolationLevel, NewTopic, OffsetSpec, PartitionError, Record};
 
-use kbs_testkit::Tansu;
+use kbs_testkit::{KafkaCluster, KafkaOptions};
 
 use crate::harness::{client, read_records, run_python};
 
@@ -50,15 +50,15 @@ fn assert_same(partition: i32, got: &[Record], want: &[Record]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_partition_fetch_reproduces_100k_librdkafka_records_with_every_codec() {
-    let Some(tansu) = Tansu::start() else { return };
-    let client = client(&tansu).await;
+    let Some(kafka) = KafkaCluster::start() else { return };
+    let client = client(&kafka).await;
     client.create_topics(&[NewTopic::new("bulk", 5)]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("produced.jsonl");
     run_python(
         "produce.py",
         &[
-            &tansu.bootstrap(),
+            &kafka.bootstrap(),
             "bulk",
             out.to_str().unwrap(),
             "--mode",
@@ -95,15 +95,15 @@ async fn multi_partition_fetch_reproduces_100k_librdkafka_records_with_every_cod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_mid_batch_past_the_end_and_of_unknown_partitions() {
-    let Some(tansu) = Tansu::start() else { return };
-    let client = client(&tansu).await;
+    let Some(kafka) = KafkaCluster::start() else { return };
+    let client = client(&kafka).await;
     client.create_topics(&[NewTopic::new("small", 1)]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("produced.jsonl");
     run_python(
         "produce.py",
         &[
-            &tansu.bootstrap(),
+            &kafka.bootstrap(),
             "small",
             out.to_str().unwrap(),
             "--mode",
@@ -116,9 +116,8 @@ async fn fetch_mid_batch_past_the_end_and_of_unknown_partitions() {
     let end = want.len() as i64;
 
     // Starting inside a batch returns only records from that offset on, each exactly as
-    // written. (tansu 0.6 serves the batches whose *base* offset is at or after the fetch
-    // offset, skipping the rest of the batch holding it; Kafka serves that batch, and the
-    // decoder drops its records before the fetch offset — see the unit tests.)
+    // written: Kafka serves the whole batch holding the fetch offset, and the decoder drops
+    // its records before that offset.
     let request = FetchRequest::new(vec![FetchPosition::new("small", 0, 3)]).with_max_wait(Duration::from_millis(10));
     let fetched = client.fetch(&request).await.unwrap().remove(0);
     assert!(!fetched.records.is_empty());
@@ -141,9 +140,8 @@ async fn fetch_mid_batch_past_the_end_and_of_unknown_partitions() {
         (end, end, None)
     );
 
-    // Past the end (tansu 0.6 answers with no records where Kafka says OFFSET_OUT_OF_RANGE;
-    // that path is tested through the fault-injecting proxy), an unknown topic and an unknown
-    // partition, in one call.
+    // Past the end (OFFSET_OUT_OF_RANGE, with the log start and high watermark looked up), an
+    // unknown topic and an unknown partition, in one call.
     let request = FetchRequest::new(vec![
         FetchPosition::new("small", 0, end + 1000),
         FetchPosition::new("no-such-topic", 0, 0),
@@ -153,6 +151,14 @@ async fn fetch_mid_batch_past_the_end_and_of_unknown_partitions() {
     let results = client.fetch(&request).await.unwrap();
     assert!(results[0].records.is_empty());
     assert_eq!(results[0].next_offset, end + 1000);
+    assert_eq!(
+        results[0].error,
+        Some(PartitionError::OffsetOutOfRange {
+            requested: end + 1000,
+            log_start_offset: 0,
+            high_watermark: end
+        })
+    );
     for unknown in &results[1..] {
         assert_eq!(
             unknown.error,
@@ -165,8 +171,8 @@ async fn fetch_mid_batch_past_the_end_and_of_unknown_partitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_offsets_earliest_latest_and_by_timestamp() {
-    let Some(tansu) = Tansu::start() else { return };
-    let client = client(&tansu).await;
+    let Some(kafka) = KafkaCluster::start() else { return };
+    let client = client(&kafka).await;
     client.create_topics(&[NewTopic::new("offsets", 2)]).await.unwrap();
     let empty = client
         .list_offsets(&[("offsets", 0, OffsetSpec::Earliest), ("offsets", 0, OffsetSpec::Latest)])
@@ -179,7 +185,7 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
     run_python(
         "produce.py",
         &[
-            &tansu.bootstrap(),
+            &kafka.bootstrap(),
             "offsets",
             out.to_str().unwrap(),
             "--mode",
@@ -196,10 +202,8 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
         .await
         .unwrap();
     assert_eq!(offsets[0].offset, Some(0));
-    // tansu 0.6 answers Latest with the last batch's base offset + 1 (see the crate docs);
-    // real Kafka answers the high watermark. Accept either, and check the fetch's watermark.
-    let latest = offsets[1].offset.unwrap();
-    assert!(latest > 0 && latest <= want.len() as i64, "{latest}");
+    // Latest is the high watermark.
+    assert_eq!(offsets[1].offset, Some(want.len() as i64));
     assert_eq!(offsets[2].offset, Some(0));
     let request = FetchRequest::new(vec![FetchPosition::new("offsets", 0, 0)]).with_max_wait(Duration::from_millis(10));
     assert_eq!(
@@ -207,21 +211,22 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
         want.len() as i64
     );
 
-    // tansu 0.6 looks timestamps up by its own append time and answers 0 when nothing
-    // matches, so only the shape of the answer is checked here.
+    // By timestamp: the first offset whose timestamp is at or after the one asked for (the
+    // records' own CreateTime), none past the last.
+    let middle = &want[want.len() / 2];
+    let expected = want.iter().find(|r| r.timestamp >= middle.timestamp).unwrap().offset;
     let by_time = client
         .list_offsets(&[
             ("offsets", 0, OffsetSpec::Timestamp(1_000)),
+            ("offsets", 0, OffsetSpec::Timestamp(middle.timestamp)),
             ("offsets", 0, OffsetSpec::Timestamp(i64::MAX / 2)),
         ])
         .await
         .unwrap();
-    for answer in by_time {
-        assert!(
-            answer.offset.is_none_or(|o| (0..=want.len() as i64).contains(&o)),
-            "{answer:?}"
-        );
-    }
+    let first_at_or_after_1000 = want.iter().find(|r| r.timestamp >= 1_000).map(|r| r.offset);
+    assert_eq!(by_time[0].offset, first_at_or_after_1000, "{:?}", by_time[0]);
+    assert_eq!(by_time[1].offset, Some(expected), "{:?}", by_time[1]);
+    assert_eq!(by_time[2].offset, None, "{:?}", by_time[2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,10 +237,10 @@ async fn out_of_range_leader_changes_and_denied_partitions() {
     let options = ProxyOptions::default();
     let fetch_faults = options.fetch_faults.clone();
     let proxy = FrontProxy::start(broker_port, options).await;
-    let Some(tansu) = Tansu::start_advertising(broker_port, proxy.port) else {
+    let Some(kafka) = KafkaCluster::start_with(KafkaOptions::behind_proxy(broker_port, proxy.port)) else {
         return;
     };
-    let client = client(&tansu).await;
+    let client = client(&kafka).await;
     client
         .create_topics(&[NewTopic::new("gap", 1), NewTopic::new("cut", 2)])
         .await
@@ -244,7 +249,7 @@ async fn out_of_range_leader_changes_and_denied_partitions() {
     let out = dir.path().join("produced.jsonl");
     run_python(
         "produce.py",
-        &[&tansu.bootstrap(), "gap", out.to_str().unwrap(), "--mode", "fixture"],
+        &[&kafka.bootstrap(), "gap", out.to_str().unwrap(), "--mode", "fixture"],
     );
 
     // Kafka answers a fetch below the log start with OFFSET_OUT_OF_RANGE and -1 for the log
@@ -294,7 +299,7 @@ async fn out_of_range_leader_changes_and_denied_partitions() {
     let out = dir.path().join("cut.jsonl");
     run_python(
         "produce.py",
-        &[&tansu.bootstrap(), "cut", out.to_str().unwrap(), "--mode", "fixture"],
+        &[&kafka.bootstrap(), "cut", out.to_str().unwrap(), "--mode", "fixture"],
     );
     fetch_faults.lock().unwrap().push_back(FetchFault::CutAllButFirst);
     let both = FetchRequest::new(vec![FetchPosition::new("gap", 0, 0), FetchPosition::new("cut", 0, 0)])

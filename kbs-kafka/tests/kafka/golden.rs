@@ -1,5 +1,5 @@
 //! Captures the librdkafka golden fixtures (`KBS_BLESS=1 cargo test -p kbs-kafka --test kafka
-//! golden`): confluent-kafka produces edge-case batches with each codec to tansu, a raw Fetch
+//! golden`): confluent-kafka produces edge-case batches with each codec to Apache Kafka, a raw Fetch
 //! (kafka-protocol messages over a plain socket, not the client under test) reads the record
 //! bytes back, and they are written to `tests/data/librdkafka-<codec>.bin` with a JSON sidecar of
 //! the records librdkafka reported writing. The unit tests (`src/golden_tests.rs`) decode them.
@@ -16,7 +16,7 @@ use kbs_kafka::NewTopic;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use kbs_testkit::Tansu;
+use kbs_testkit::KafkaCluster;
 
 use crate::harness::{base64_of, client, read_records, run_python};
 
@@ -88,7 +88,7 @@ fn count_batches(bytes: &[u8]) -> usize {
     n
 }
 
-/// The versions of confluent-kafka / librdkafka and of tansu (both there once tansu started).
+/// The versions of confluent-kafka / librdkafka and of the broker.
 fn versions() -> (String, String) {
     let out = Command::new(kbs_testkit::python().expect("the venv python"))
         .args([
@@ -98,9 +98,7 @@ fn versions() -> (String, String) {
         .output()
         .unwrap();
     let client = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let tansu = kbs_testkit::find_program("tansu").expect("tansu");
-    let out = Command::new(tansu).arg("--version").output().unwrap();
-    (client, String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    (client, format!("Apache Kafka {}", kbs_testkit::KAFKA_VERSION))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,14 +116,14 @@ async fn golden_librdkafka_fixtures() {
         }
         return;
     }
-    let Some(tansu) = Tansu::start() else { return };
-    let client = client(&tansu).await;
+    let Some(kafka) = KafkaCluster::start() else { return };
+    let client = client(&kafka).await;
     let (client_version, broker_version) = versions();
     let dir = tempfile::tempdir().unwrap();
     for (stem, codec, idempotent) in FIXTURES {
         client.create_topics(&[NewTopic::new(stem, 1)]).await.unwrap();
         let out = dir.path().join(format!("{stem}.jsonl"));
-        let mut args = vec![tansu.bootstrap(), stem.to_owned(), out.to_str().unwrap().to_owned()];
+        let mut args = vec![kafka.bootstrap(), stem.to_owned(), out.to_str().unwrap().to_owned()];
         args.extend(["--mode", "fixture", "--compression", codec].map(str::to_owned));
         if idempotent {
             args.push("--idempotent".into());
@@ -135,7 +133,7 @@ async fn golden_librdkafka_fixtures() {
         }
         run_python("produce.py", &args.iter().map(String::as_str).collect::<Vec<_>>());
         let records: Vec<_> = read_records(&out).into_iter().map(|(_, r)| r).collect();
-        let bytes = raw_fetch(tansu.port, stem).await;
+        let bytes = raw_fetch(kafka.nodes()[0].client_port, stem).await;
         let sidecar = json!({
             "description": format!("record bytes of a Fetch v11 response from {broker_version} for batches produced by {client_version}"),
             "source": {"client": client_version, "broker": broker_version, "compression": codec, "idempotent": idempotent},

@@ -1,4 +1,4 @@
-//! Consumer-group offsets against tansu, with a librdkafka group member.
+//! Consumer-group offsets against Apache Kafka, with a librdkafka group member.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use kbs_kafka::{CommittedOffset, Error, NewTopic};
 
-use kbs_testkit::Tansu;
+use kbs_testkit::KafkaCluster;
 
 use crate::harness::{client, script};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_and_fetch_offsets_of_an_inactive_group() {
-    let Some(tansu) = Tansu::start() else { return };
-    let client = client(&tansu).await;
+    let Some(kafka) = KafkaCluster::start() else { return };
+    let client = client(&kafka).await;
     client
         .create_topics(&[NewTopic::new("orders", 3), NewTopic::new("payments", 1)])
         .await
@@ -40,12 +40,9 @@ async fn commit_and_fetch_offsets_of_an_inactive_group() {
         all.iter().map(key).collect::<Vec<_>>(),
         offsets.iter().map(key).collect::<Vec<_>>()
     );
-    // tansu 0.6 keeps the commit metadata but never returns it (Kafka does).
-    assert!(all.iter().all(|o| {
-        o.metadata
-            .as_deref()
-            .is_none_or(|m| m.is_empty() || m == "restored by kbs")
-    }));
+    // Kafka keeps the commit metadata and returns it; no metadata comes back as "".
+    let metadata: Vec<Option<&str>> = all.iter().map(|o| o.metadata.as_deref()).collect();
+    assert_eq!(metadata, [Some(""), Some("restored by kbs"), Some("")]);
     let orders = client
         .fetch_committed_offsets("restore", Some(&["orders"]))
         .await
@@ -63,11 +60,11 @@ async fn commit_and_fetch_offsets_of_an_inactive_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committing_for_a_group_with_active_members_is_refused() {
-    let Some(tansu) = Tansu::start() else { return };
-    let client = client(&tansu).await;
+    let Some(kafka) = KafkaCluster::start() else { return };
+    let client = client(&kafka).await;
     client.create_topics(&[NewTopic::new("live", 2)]).await.unwrap();
     let mut member = kbs_testkit::python_command(&script("group_member.py"))
-        .args([&tansu.bootstrap(), "busy", "live"])
+        .args([&kafka.bootstrap(), "busy", "live"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -80,8 +77,8 @@ async fn committing_for_a_group_with_active_members_is_refused() {
     assert_eq!(
         line.trim(),
         "assigned",
-        "the librdkafka member did not join (tansu log: {})",
-        tansu.log_text()
+        "the librdkafka member did not join (broker log: {})",
+        kafka.log_text()
     );
 
     let described = client.describe_groups(&["busy"]).await.unwrap();

@@ -1,4 +1,4 @@
-//! What the kbs-kafka tests add to kbs-testkit (which starts tansu and runs the Python
+//! What the kbs-kafka tests add to kbs-testkit (which starts Apache Kafka and runs the Python
 //! scripts): client settings for tests, this suite's own confluent-kafka scripts under
 //! `tests/kafka/py`, and reading records from the scripts' JSON lines.
 
@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use kbs_kafka::{ClientConfig, KafkaClient, Record, RecordHeader, RetryConfig, TimestampType};
-use kbs_testkit::Tansu;
+use kbs_testkit::KafkaCluster;
 
 /// Client settings for tests: short timeouts, quick retries.
 pub(crate) fn test_config(bootstrap: &str) -> ClientConfig {
@@ -21,9 +21,9 @@ pub(crate) fn test_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
-/// A client of `tansu` with [`test_config`].
-pub(crate) async fn client(tansu: &Tansu) -> KafkaClient {
-    KafkaClient::connect(test_config(&tansu.bootstrap())).await.unwrap()
+/// A client of `kafka` with [`test_config`].
+pub(crate) async fn client(kafka: &KafkaCluster) -> KafkaClient {
+    KafkaClient::connect(test_config(&kafka.bootstrap())).await.unwrap()
 }
 
 /// Path of a script of this suite, under `tests/kafka/py`.

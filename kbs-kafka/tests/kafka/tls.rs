@@ -1,116 +1,32 @@
-//! TLS against tansu behind a TLS-terminating front proxy (tansu 0.6 parses `--cert/--key`
-//! but never wraps its connections), with certificates made by rcgen for the test.
+//! TLS against Apache Kafka's own SSL listener, with certificates made by rcgen for the test
+//! (kbs-testkit's `Pki`): a CA file, refusals of an untrusted CA and a wrong name, and mutual
+//! TLS with a client certificate.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kbs_kafka::{
     ClientConfig, Error, FetchPosition, FetchRequest, IdempotentProducer, KafkaClient, NewTopic, ProduceRecord,
     ProducerConfig, Security, TlsConfig,
 };
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls;
-
-use kbs_testkit::{Tansu, free_port};
+use kbs_testkit::{KafkaCluster, KafkaOptions, Listener, Pki};
 
 use crate::harness::test_config;
-use crate::proxy::{FrontProxy, ProxyOptions};
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as files and as rustls
-/// server configurations.
-pub(crate) struct Pki {
-    _dir: tempfile::TempDir,
-    pub(crate) ca_file: PathBuf,
-    pub(crate) client_cert_file: PathBuf,
-    pub(crate) client_key_file: PathBuf,
-    pub(crate) server: Arc<rustls::ServerConfig>,
-    pub(crate) server_requiring_client_cert: Arc<rustls::ServerConfig>,
+/// One Kafka node whose client listener is SSL (requiring client certificates when
+/// `client_auth`); `None` when the test is skipped.
+pub(crate) fn tls_broker(client_auth: bool) -> Option<KafkaCluster> {
+    KafkaCluster::start_with(KafkaOptions::default().with_listener(Listener::Ssl { client_auth }))
 }
 
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+fn config(kafka: &KafkaCluster, tls: TlsConfig) -> ClientConfig {
+    test_config(&kafka.bootstrap()).with_security(Security::Tls(tls))
 }
 
-pub(crate) fn pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = ca("kbs test CA");
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params.distinguished_name.push(DnType::CommonName, "kbs-client");
-    let client_cert = client_params.signed_by(&client_key, &ca).unwrap();
-
-    let ca_file = dir.path().join("ca.pem");
-    let client_cert_file = dir.path().join("client.pem");
-    let client_key_file = dir.path().join("client.key");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    std::fs::write(&client_cert_file, client_cert.pem()).unwrap();
-    std::fs::write(&client_key_file, client_key.serialize_pem()).unwrap();
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = vec![server_cert.der().clone()];
-    let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain.clone(), key())
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(ca.der().to_vec())).unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .unwrap();
-    let server_requiring_client_cert = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key())
-        .unwrap();
-    Pki {
-        _dir: dir,
-        ca_file,
-        client_cert_file,
-        client_key_file,
-        server: Arc::new(server),
-        server_requiring_client_cert: Arc::new(server_requiring_client_cert),
-    }
+fn pki(kafka: &KafkaCluster) -> &Pki {
+    kafka.pki().expect("an SSL listener has certificates")
 }
 
-/// tansu behind a TLS proxy using `server`; `None` when the test is skipped.
-async fn tls_broker(server: Arc<rustls::ServerConfig>) -> Option<(FrontProxy, Tansu)> {
-    let broker_port = free_port();
-    let proxy = FrontProxy::start(
-        broker_port,
-        ProxyOptions {
-            tls: Some(server),
-            ..ProxyOptions::default()
-        },
-    )
-    .await;
-    let tansu = Tansu::start_advertising(broker_port, proxy.port)?;
-    Some((proxy, tansu))
-}
-
-fn config(tansu: &Tansu, tls: TlsConfig) -> ClientConfig {
-    test_config(&tansu.bootstrap()).with_security(Security::Tls(tls))
-}
-
-/// Creates a topic, produces a record and reads it back: every kind of request over TLS.
+/// Creates a topic, produces a record and reads it back: every kind of request kbs makes.
 pub(crate) async fn round_trip(client: &KafkaClient, topic: &str) {
     client.create_topics(&[NewTopic::new(topic, 1)]).await.unwrap();
     let producer = IdempotentProducer::new(client.clone(), ProducerConfig::default())
@@ -132,55 +48,44 @@ pub(crate) async fn round_trip(client: &KafkaClient, topic: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_with_a_ca_file() {
-    let pki = pki();
-    let Some((_proxy, tansu)) = tls_broker(pki.server.clone()).await else {
-        return;
-    };
-    let client = KafkaClient::connect(config(&tansu, TlsConfig::with_ca_file(&pki.ca_file)))
+async fn tls_with_a_ca_file_and_refusals_of_untrusted_certificates_and_wrong_names() {
+    let Some(kafka) = tls_broker(false) else { return };
+    let client = KafkaClient::connect(config(&kafka, TlsConfig::with_ca_file(&pki(&kafka).ca_file)))
         .await
         .unwrap();
     round_trip(&client, "secure").await;
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_refuses_untrusted_certificates_and_wrong_names() {
-    let pki = pki();
-    let other = self::pki();
-    let Some((_proxy, tansu)) = tls_broker(pki.server.clone()).await else {
-        return;
-    };
-    match KafkaClient::connect(config(&tansu, TlsConfig::with_ca_file(&other.ca_file))).await {
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Pki::new(other_dir.path());
+    match KafkaClient::connect(config(&kafka, TlsConfig::with_ca_file(&other.ca_file))).await {
         Err(Error::Tls { reason, .. }) => assert!(reason.to_lowercase().contains("certificate"), "{reason}"),
         other => panic!("{other:?}"),
     }
-    let wrong_name = TlsConfig::with_ca_file(&pki.ca_file).with_server_name("kafka.example.com");
-    match KafkaClient::connect(config(&tansu, wrong_name)).await {
+    let wrong_name = TlsConfig::with_ca_file(&pki(&kafka).ca_file).with_server_name("kafka.example.com");
+    match KafkaClient::connect(config(&kafka, wrong_name)).await {
         Err(Error::Tls { reason, .. }) => assert!(reason.to_lowercase().contains("certificate"), "{reason}"),
         other => panic!("{other:?}"),
     }
     let missing = TlsConfig::with_ca_file("/nonexistent/ca.pem");
     assert!(matches!(
-        KafkaClient::connect(config(&tansu, missing)).await,
+        KafkaClient::connect(config(&kafka, missing)).await,
         Err(Error::Tls { .. })
     ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_with_a_client_certificate() {
-    let pki = pki();
-    let Some((_proxy, tansu)) = tls_broker(pki.server_requiring_client_cert.clone()).await else {
-        return;
-    };
+    let Some(kafka) = tls_broker(true) else { return };
+    let pki = pki(&kafka);
     let with_cert = TlsConfig::with_ca_file(&pki.ca_file).with_client_cert(&pki.client_cert_file, &pki.client_key_file);
-    let client = KafkaClient::connect(config(&tansu, with_cert)).await.unwrap();
+    let client = KafkaClient::connect(config(&kafka, with_cert)).await.unwrap();
     round_trip(&client, "mutual").await;
 
-    let mut without = config(&tansu, TlsConfig::with_ca_file(&pki.ca_file));
+    let mut without = config(&kafka, TlsConfig::with_ca_file(&pki.ca_file));
     without.retry = kbs_kafka::RetryConfig::new(2, Duration::from_millis(10), Duration::from_millis(10));
     let refused = KafkaClient::connect(without).await.unwrap_err();
     assert!(
         matches!(&refused, Error::Tls { .. } | Error::RetriesExhausted { .. }),
-        "the server requires a client certificate: {refused}"
+        "the broker requires a client certificate: {refused}"
     );
 }
