@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The kbs quickstart: on a fresh machine, sets up what it needs, builds kbs, starts a local
-# Kafka-compatible broker (tansu, in memory) with sample data, backs it up to a local folder,
+# The kbs quickstart: on a fresh machine, sets up what it needs (Apache Kafka's jars and the
+# Python venv only), builds kbs, starts a local Apache Kafka node (KRaft) with sample data,
+# backs it up to a local folder,
 # validates the backup, restores it into renamed topics, and checks the copy against the
 # original with an independent client (confluent-kafka). Prints what it did at each step.
 #
@@ -12,10 +13,9 @@ root="$(pwd)"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "set-up (tools are installed once, outside this folder)"
-scripts/setup.sh
+step "set-up (Apache Kafka and the Python venv, installed once, outside this folder)"
+KBS_SETUP_ONLY="kafka python" scripts/setup.sh
 python="${KBS_CACHE:-$HOME/.cache/kbs}/venv/bin/python"
-tansu="$(command -v tansu || echo "$HOME/.cargo/bin/tansu")"
 
 step "building kbs (release)"
 cargo build --release --locked -p kbs-cli
@@ -29,20 +29,13 @@ fi
 port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 bootstrap="127.0.0.1:$port"
 
-step "starting a local broker (tansu) on $bootstrap"
-"$tansu" broker --storage-engine memory://tansu/ --listener-url "tcp://$bootstrap" \
-    --advertised-listener-url "tcp://$bootstrap" > "$work/tansu.log" 2>&1 &
-tansu_pid=$!
+step "starting a local Apache Kafka node (KRaft) on $bootstrap (log: $work/kafka/kafka.log)"
 cleanup() {
-    kill "$tansu_pid" 2>/dev/null || true
+    scripts/kafka/single-node.sh stop "$work/kafka" || true
     if [ -z "${KBS_QUICKSTART_DIR:-}" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
-for _ in $(seq 1 150); do
-    if "$python" -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
-    kill -0 "$tansu_pid" 2>/dev/null || { cat "$work/tansu.log"; exit 1; }
-    sleep 0.2
-done
+scripts/kafka/single-node.sh start "$work/kafka" "$port" 512 >/dev/null
 
 step "producing sample data with confluent-kafka: orders (3 partitions), payments (2 partitions)"
 "$python" kbs-testkit/py/seed.py "$bootstrap" simple orders 20000 3 --value-size 300 --codec lz4

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the build and the tests need, once, outside the clone (~/.cargo/bin, ~/.cache/kbs)
+# Installs what the build and the tests need (Apache Kafka's jars, Garage, GNU time, the Python
+# venv of test peers), once, outside the clone (~/.cargo/bin, ~/.cache/kbs)
 # so later clones reuse it. Safe to run repeatedly: every step is skipped when its tool is present.
 # Each piece of the project that needs a tool adds a fragment under scripts/setup.d/.
 set -euo pipefail
@@ -22,8 +23,12 @@ done
 
 export KBS_CACHE="${KBS_CACHE:-$HOME/.cache/kbs}"
 mkdir -p "$KBS_CACHE"
+# KBS_SETUP_ONLY="kafka python" runs only those fragments (the quickstart needs no more).
 for fragment in "$here"/setup.d/*.sh; do
     [ -e "$fragment" ] || continue
+    if [ -n "${KBS_SETUP_ONLY:-}" ] && ! [[ " $KBS_SETUP_ONLY " == *" $(basename "$fragment" .sh) "* ]]; then
+        continue
+    fi
     # shellcheck source=/dev/null
     bash "$fragment"
 done

@@ -1,7 +1,8 @@
-//! Kafka throughput of kbs-kafka beside librdkafka (confluent-kafka), on the same tansu broker in
-//! the same run: `cargo bench -p kbs-benches --bench kafka`.
+//! Kafka throughput of kbs-kafka beside librdkafka (confluent-kafka), on the same Apache Kafka
+//! broker in the same run: `cargo bench -p kbs-benches --bench kafka`.
 //!
-//! Starts tansu (in-memory storage) on a free loopback port, seeds a 4-partition topic with
+//! Starts one Apache Kafka node (KRaft, kbs-testkit's `KafkaCluster`, 1 GiB heap, full JIT) on
+//! free loopback ports, seeds a 4-partition topic with
 //! 200,000 records of 1 KiB values using librdkafka, then measures, best of three runs each:
 //!
 //! * fetch: a librdkafka consumer (`fetch.wait.max.ms=10`) reading the whole topic, and
@@ -11,19 +12,19 @@
 //!   partition) writing the same records to fresh 4-partition topics.
 //!
 //! Prints a markdown table of records/s, MB/s (key + value bytes, 10^6) and kbs/librdkafka
-//! ratios. Needs tansu and the venv from `scripts/setup.sh`; `KBS_SKIP_KAFKA=1` skips.
+//! ratios. Needs Kafka's jars and the venv from `scripts/setup.sh`; `KBS_SKIP_KAFKA=1` skips.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::VecDeque;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kbs_kafka::{
     ClientConfig, FetchPosition, FetchRequest, IdempotentProducer, KafkaClient, NewTopic, ProduceRecord, ProducerConfig,
 };
+use kbs_testkit::{KAFKA_VERSION, KafkaCluster, KafkaOptions};
 
 const PARTITIONS: i32 = 4;
 const RECORDS: usize = 200_000;
@@ -44,31 +45,6 @@ impl Measurement {
 
     fn megabytes_per_second(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.seconds
-    }
-}
-
-struct Tansu(Child);
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tools() -> Option<(PathBuf, PathBuf)> {
-    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
-    let on_path =
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).find(|p| p.is_file()));
-    let tansu = on_path.or_else(|| Some(home.join(".cargo/bin/tansu")).filter(|p| p.is_file()));
-    let cache = std::env::var_os("KBS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".cache/kbs"));
-    let python = Some(cache.join("venv/bin/python")).filter(|p| p.is_file());
-    match (tansu, python) {
-        (Some(t), Some(p)) => Some((t, p)),
-        _ if std::env::var("KBS_SKIP_KAFKA").as_deref() == Ok("1") => None,
-        _ => panic!("the kafka bench needs tansu and the venv: run scripts/setup.sh (or set KBS_SKIP_KAFKA=1)"),
     }
 }
 
@@ -188,23 +164,17 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let Some((tansu, python)) = tools() else {
+    let options = KafkaOptions {
+        heap_mib: 1024,
+        tuned_for_throughput: true,
+        ..KafkaOptions::default()
+    };
+    let Some(broker) = KafkaCluster::start_with(options) else {
         eprintln!("KBS_SKIP_KAFKA=1: skipping the kafka bench");
         return;
     };
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let bootstrap = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{bootstrap}");
-    let _broker = Tansu(
-        Command::new(&tansu)
-            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let python = kbs_testkit::python().expect("checked by KafkaCluster::start_with");
+    let bootstrap = broker.bootstrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -222,10 +192,10 @@ fn main() {
                     break;
                 }
                 Err(e) if Instant::now() < deadline => {
-                    eprintln!("waiting for tansu: {e}");
+                    eprintln!("waiting for Kafka: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => panic!("tansu did not start: {e}"),
+                Err(e) => panic!("Kafka did not answer: {e}"),
             }
         }
     });
@@ -291,7 +261,7 @@ fn main() {
         ));
     }
     println!(
-        "\n{RECORDS} records, {VALUE_BYTES}-byte values, {PARTITIONS} partitions, tansu (memory), best of {RUNS}\n"
+        "\n{RECORDS} records, {VALUE_BYTES}-byte values, {PARTITIONS} partitions, Apache Kafka {KAFKA_VERSION} (one KRaft node), best of {RUNS}\n"
     );
     println!("| workload | client | records/s | MB/s | kbs / librdkafka |");
     println!("|---|---|---:|---:|---:|");

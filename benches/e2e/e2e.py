@@ -105,7 +105,7 @@ def produce(bootstrap, topic, partitions, count, value_bytes, codec, idempotent,
 
     With `warmup_topic` (the restore peer), the records are built and the producer is made ready
     before the clock starts: one record written to `warmup_topic` and flushed, which waits out
-    librdkafka's idempotent start-up (about 0.5 s against tansu before the first delivery, a
+    librdkafka's idempotent start-up (InitProducerId and metadata before the first delivery, a
     constant that would swamp smaller runs); `startup_seconds` reports that wait."""
     gen = Records(value_bytes)
     created = time.perf_counter()
@@ -159,8 +159,8 @@ def consume(bootstrap, topic, timeout=600):
     """Reads every partition of `topic` from its start to its true end and discards the data.
 
     The end is the high watermark of the latest fetch response (librdkafka's cached
-    watermark): tansu answers ListOffsets(latest) with the last batch's base offset + 1, which
-    is short of the end. The clock covers client creation, metadata and the read."""
+    watermark), so no ListOffsets round trip is timed. The clock covers client creation,
+    metadata and the read."""
     start, cpu_start = time.perf_counter(), cpu_s()
     consumer = Consumer({
         "bootstrap.servers": bootstrap,

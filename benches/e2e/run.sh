@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end benchmark of kbs against a real broker: starts tansu (in-memory storage) on a free
-# loopback port, seeds one topic with confluent-kafka, then measures on that topic, in the same
+# End-to-end benchmark of kbs against a real broker: starts one Apache Kafka node (KRaft,
+# scripts/kafka/single-node.sh, 1 GiB heap) on a free loopback port, seeds one topic with confluent-kafka, then measures on that topic, in the same
 # run, alternating and repeated:
 #   backup:  a librdkafka consumer (confluent-kafka) reading the whole topic and discarding it
 #            vs `kbs backup --compression lz4` (and zstd, none) to a local folder;
@@ -53,12 +53,11 @@ die() {
 
 workdir=""
 made_workdir=""
-tansu_pid=""
+broker_pid=""
 
 cleanup() {
-    if [ -n "$tansu_pid" ] && kill -0 "$tansu_pid" 2>/dev/null; then
-        kill "$tansu_pid" 2>/dev/null || true
-        wait "$tansu_pid" 2>/dev/null || true
+    if [ -n "$broker_pid" ]; then
+        "$root/scripts/kafka/single-node.sh" stop "$workdir/kafka" || true
     fi
     if [ -n "$made_workdir" ] && [ -d "$made_workdir" ]; then
         if [ "${E2E_KEEP:-0}" = 1 ]; then
@@ -74,11 +73,9 @@ trap 'exit 130' INT TERM
 find_tools() {
     [ -x "$python" ] && "$python" -c "import confluent_kafka" 2>/dev/null ||
         die "no Python venv with confluent-kafka at $python: run scripts/setup.sh"
-    tansu="$(command -v tansu || true)"
-    if [ -z "$tansu" ] && [ -x "$HOME/.cargo/bin/tansu" ]; then
-        tansu="$HOME/.cargo/bin/tansu"
-    fi
-    [ -n "$tansu" ] || die "no tansu on PATH or in ~/.cargo/bin: run scripts/setup.sh"
+    kafka_version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$root/scripts/kafka/pom.xml")"
+    [ -f "${KBS_CACHE:-$HOME/.cache/kbs}/kafka-$kafka_version/.complete" ] ||
+        die "no Apache Kafka $kafka_version under ${KBS_CACHE:-$HOME/.cache/kbs}: run scripts/setup.sh"
     if [ -x /usr/bin/time ] && /usr/bin/time -f %M true 2>/dev/null; then
         gnu_time=/usr/bin/time
     else
@@ -100,14 +97,9 @@ start_broker() {
     local port
     port="$("$python" "$helper" port)"
     bootstrap="127.0.0.1:$port"
-    log "starting tansu on $bootstrap (log: $workdir/tansu.log)"
-    "$tansu" broker --storage-engine memory://tansu/ \
-        --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" \
-        >"$workdir/tansu.log" 2>&1 &
-    tansu_pid=$!
-    "$python" "$helper" wait "$bootstrap" --timeout 60 ||
-        die "tansu did not answer; its log: $(tail -n 20 "$workdir/tansu.log")"
-    kill -0 "$tansu_pid" 2>/dev/null || die "tansu exited; its log: $(tail -n 20 "$workdir/tansu.log")"
+    log "starting Apache Kafka $kafka_version on $bootstrap (log: $workdir/kafka/kafka.log)"
+    broker_pid="$("$root/scripts/kafka/single-node.sh" start "$workdir/kafka" "$port" 1024)" ||
+        die "Kafka did not start"
 }
 
 seed_topic() {
@@ -156,9 +148,9 @@ run_measured() {
     fi
 }
 
-# broker_cpu: CPU seconds tansu has used so far (user + system, from /proc).
+# broker_cpu: CPU seconds the broker has used so far (user + system, from /proc).
 broker_cpu() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$tansu_pid/stat"
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$broker_pid/stat"
 }
 
 # seconds_of VALUE: VALUE rounded for the log. mib_of KB: kilobytes as MiB ("?" if unknown).
@@ -322,8 +314,7 @@ main() {
     echo "## kbs end-to-end benchmark ($(date -u +%Y-%m-%d))"
     echo
     echo "$records records, $partitions partitions, $value_bytes-byte JSON-ish values (seed codec $seed_codec)," \
-        "$(awk -v b="$seed_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB of keys+values; tansu $("$tansu" --version 2>/dev/null |
-            awk '{print $NF}') (memory storage) on loopback; $rounds rounds, medians; MB = 10^6 bytes;" \
+        "$(awk -v b="$seed_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB of keys+values; Apache Kafka $kafka_version (one KRaft node, 1 GiB heap) on loopback; $rounds rounds, medians; MB = 10^6 bytes;" \
         "$(nproc) CPUs."
     echo
     "$python" "$helper" table "$workdir/results.jsonl"
@@ -333,9 +324,9 @@ Columns: MB/s (key+value) is the seeded key and value bytes over the wall time; 
 segment bytes kbs wrote over the same time. Seconds: the whole `kbs` command (start to exit, so
 connecting, the lease, manifest and checkpoint writes included); for confluent-kafka, client
 creation to the last record read (consumer) or from a ready producer (idempotent start-up done,
-about 0.5 s against tansu, logged) to the end of its flush; never the interpreter start.
+logged) to the end of its flush; never the interpreter start.
 Peak RSS: the maximum over rounds, of the kbs process or of the whole Python process. CPU s: user
-+ system time of that process (all threads); broker CPU s: tansu's during the measurement.
++ system time of that process (all threads); broker CPU s: the Kafka JVM's during the measurement.
 EOF
 }
 

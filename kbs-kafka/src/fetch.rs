@@ -132,6 +132,10 @@ pub enum OffsetSpec {
     Earliest,
     /// The end of the log (the high watermark; the next offset to be written).
     Latest,
+    /// The end of the log as a `read_committed` consumer sees it: the last stable offset, below
+    /// the first record of any transaction still open (equal to [`OffsetSpec::Latest`] when
+    /// none is). Asked with ListOffsets' `isolation_level` 1 (READ_COMMITTED, version 2+).
+    LastStable,
     /// The first offset whose timestamp is at or after this one (milliseconds).
     Timestamp(i64),
 }
@@ -404,9 +408,8 @@ impl KafkaClient {
     /// Looks up offsets: earliest, latest (the high watermark) or by timestamp, for many
     /// partitions at once (one request per leader). Retriable errors are retried; a
     /// partition that keeps failing fails the call with [`Error::Partition`].
-    ///
-    /// Note: tansu 0.6 answers `Latest` with the last batch's base offset + 1, not the end of
-    /// the log; [`PartitionFetch::high_watermark`] is right there.
+    /// Some Kafka-compatible brokers (tansu 0.6) answer `Latest` with the last batch's base
+    /// offset + 1, not the end of the log; [`PartitionFetch::high_watermark`] is right there.
     pub async fn list_offsets(&self, queries: &[(&str, i32, OffsetSpec)]) -> Result<Vec<PartitionOffset>> {
         self.retry("ListOffsets", |_| self.list_offsets_once(queries)).await
     }
@@ -419,13 +422,16 @@ impl KafkaClient {
         }
         let mut results: Vec<Option<PartitionOffset>> = vec![None; queries.len()];
         for (node, indexes) in by_broker {
-            // ListOffsets accepts each partition once per request: split repeated partitions.
+            // ListOffsets accepts each partition once per request, and one isolation level per
+            // request: split repeated partitions, and LastStable from the others.
+            let committed = |spec: OffsetSpec| spec == OffsetSpec::LastStable;
             let mut rounds: Vec<Vec<usize>> = Vec::new();
             for index in indexes {
-                let (topic, partition, _) = queries[index];
-                let round = rounds
-                    .iter_mut()
-                    .find(|r| !r.iter().any(|&i| queries[i].0 == topic && queries[i].1 == partition));
+                let (topic, partition, spec) = queries[index];
+                let round = rounds.iter_mut().find(|r| {
+                    committed(queries[r[0]].2) == committed(spec)
+                        && !r.iter().any(|&i| queries[i].0 == topic && queries[i].1 == partition)
+                });
                 match round {
                     Some(r) => r.push(index),
                     None => rounds.push(vec![index]),
@@ -436,6 +442,18 @@ impl KafkaClient {
             for round in rounds {
                 let mut request = ListOffsetsRequest::default();
                 request.replica_id = (-1).into();
+                if committed(queries[round[0]].2) {
+                    if version < 2 {
+                        return Err(Error::UnsupportedVersion {
+                            broker: connection.broker().to_owned(),
+                            api: "ListOffsets (READ_COMMITTED)",
+                            broker_versions: format!("up to {version}"),
+                            client_min: 2,
+                            client_max: 9,
+                        });
+                    }
+                    request.isolation_level = 1;
+                }
                 let mut topics: Vec<ListOffsetsTopic> = Vec::new();
                 for &index in &round {
                     let (topic, partition, spec) = queries[index];
@@ -443,7 +461,7 @@ impl KafkaClient {
                     p.partition_index = partition;
                     p.timestamp = match spec {
                         OffsetSpec::Earliest => -2,
-                        OffsetSpec::Latest => -1,
+                        OffsetSpec::Latest | OffsetSpec::LastStable => -1,
                         OffsetSpec::Timestamp(ts) => ts,
                     };
                     if version >= 4 {

@@ -17,17 +17,15 @@
 //! connection negotiates API versions (the highest both sides speak; none in common is
 //! [`Error::UnsupportedVersion`] naming the API).
 //!
-//! # tansu 0.6
+//! # Brokers
 //!
-//! The tests run against tansu. The client is written for Kafka and copes with what tansu does
-//! differently: it holds every Fetch for its full `max_wait` (keep [`FetchRequest::max_wait`]
-//! small while catching up), caps a Fetch response at 5 MiB, answers `ListOffsets(Latest)`
-//! with the last batch's base offset + 1 (use [`PartitionFetch::high_watermark`]) and
-//! timestamp queries by its own append time, serves only batches whose base offset is at or
-//! after the fetch offset (a fetch from the middle of a batch skips the rest of it), answers a
-//! fetch past the end with no records instead of `OFFSET_OUT_OF_RANGE`, labels a topic's own
-//! configs `DEFAULT_CONFIG` (recognised, see [`KafkaClient::describe_topic_configs`]), does not
-//! return committed offset metadata, and drops the connection on DeleteRecords (not used).
+//! The integration tests run against Apache Kafka 4.1 in KRaft mode (one node, and three for
+//! failover), over PLAINTEXT, TLS, mTLS and SASL (PLAIN, SCRAM-SHA-256/512). Kafka 4 removed
+//! old request versions (KIP-896); the versions this client negotiates are at or above
+//! Kafka 4's minimums. The client also copes with what some Kafka-compatible brokers do
+//! differently (e.g. labelling a topic's own configs `DEFAULT_CONFIG`, serving a batch twice in
+//! one response, holding every Fetch for its full `max_wait`), from the first releases' tests
+//! against tansu 0.6.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -48,9 +48,9 @@ def main():
     rows = []
     if assignments:
         c.assign(assignments)
-        # ListOffsets(latest) can be wrong (tansu answers the last batch's base offset + 1), so a
-        # partition is finished when the consumer's position reaches the high watermark of the
-        # latest fetch response (librdkafka's cached watermark), which is right.
+        # A partition is finished when the consumer's position reaches the high watermark of the
+        # latest fetch response (librdkafka's cached watermark): records written while it reads
+        # are read too, and transaction markers at the end are stepped over.
         pending = dict(ends)
         deadline = time.monotonic() + DEADLINE_S
         while pending:

@@ -5,6 +5,9 @@
     kafka_admin.py describe BOOTSTRAP                  JSON: cluster id, broker ids, partition leaders
     kafka_admin.py create-topic BOOTSTRAP TOPIC PARTITIONS REPLICAS [KEY=VALUE ...]
     kafka_admin.py wait-leaders BOOTSTRAP TOPIC IDS    until every partition is led by one of IDS
+    kafka_admin.py offsets BOOTSTRAP TOPIC             JSON: {partition: [log start, high watermark]}
+    kafka_admin.py delete-records BOOTSTRAP TOPIC PARTITION=OFFSET ...
+                                                       DeleteRecords before OFFSET (-1: the high watermark)
     kafka_admin.py try-login BOOTSTRAP PROTOCOL MECHANISM USER PASSWORD [CA_FILE]
                                                        prints "admitted" or "refused: ERROR"
 
@@ -83,6 +86,22 @@ def wait_leaders(bootstrap, topic, ids):
         time.sleep(0.1)
 
 
+def offsets(bootstrap, topic):
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbs-test-offsets"})
+    partitions = c.list_topics(topic, timeout=30).topics[topic].partitions
+    print(json.dumps({p: list(c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)) for p in partitions}))
+    c.close()
+
+
+def delete_records(bootstrap, topic, *cuts):
+    from confluent_kafka import TopicPartition
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    partitions = [TopicPartition(topic, int(p), int(o)) for p, o in (c.split("=") for c in cuts)]
+    for future in admin.delete_records(partitions).values():
+        future.result()
+
+
 def try_login(bootstrap, protocol, mechanism, user, password, ca_file=None):
     config = {"bootstrap.servers": bootstrap, "security.protocol": protocol, "sasl.mechanism": mechanism,
               "sasl.username": user, "sasl.password": password}
@@ -104,7 +123,8 @@ def try_login(bootstrap, protocol, mechanism, user, password, ca_file=None):
 def main():
     command, *args = sys.argv[1:]
     commands = {"scram-users": scram_users, "describe": describe, "create-topic": create_topic,
-                "wait-leaders": wait_leaders, "try-login": try_login}
+                "wait-leaders": wait_leaders, "try-login": try_login,
+                "delete-records": delete_records, "offsets": offsets}
     if command not in commands:
         sys.exit(f"unknown command {command}")
     commands[command](*args)

@@ -3,6 +3,10 @@
 
     seed.py BOOTSTRAP varied [--scale N]     the varied dataset of the backup/restore tests
     seed.py BOOTSTRAP simple TOPIC COUNT PARTITIONS [--value-size N] [--codec lz4] [--start-ts MS] [--ts-step MS]
+    seed.py BOOTSTRAP compacted TOPIC COUNT PARTITIONS [--keys N] [--round R] [--no-create]
+        a compacted topic (cleanup.policy=compact, segments rolled after 100 ms, min.cleanable.dirty.ratio
+        0.01, tombstones kept 1 s): COUNT records over N keys (key-<i % N>), every seventh a tombstone;
+        values name the round R so that later rounds supersede earlier ones
 
 varied: 12 topics, every one with 3 or more partitions, over 200k records at --scale 1:
   v-none, v-gzip, v-snappy, v-lz4, v-zstd  one producer codec each
@@ -164,6 +168,20 @@ def simple(bootstrap, topic, count, partitions, value_size, codec, start_ts, ts_
     print(json.dumps({"topic": topic, "records": count}))
 
 
+def compacted(bootstrap, topic, count, partitions, keys, round_, create_topic):
+    if create_topic:
+        create(bootstrap, [(topic, partitions, {"cleanup.policy": "compact", "segment.ms": "100",
+                                                "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "1000",
+                                                "min.compaction.lag.ms": "0"})])
+    s = Sender(producer(bootstrap, "lz4"))
+    for i in range(count):
+        key = f"key-{i % keys}".encode()
+        value = None if i % 7 == 3 else f"round {round_} record {i}".encode() * 4
+        s.send(topic, i % partitions, key, value, [("round", str(round_).encode())])
+    s.finish()
+    print(json.dumps({"topic": topic, "records": count}))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("bootstrap")
@@ -179,9 +197,18 @@ def main():
     s.add_argument("--start-ts", type=int)
     s.add_argument("--ts-step", type=int, default=1)
     s.add_argument("--no-create", action="store_true")
+    c = sub.add_parser("compacted")
+    c.add_argument("topic")
+    c.add_argument("count", type=int)
+    c.add_argument("partitions", type=int)
+    c.add_argument("--keys", type=int, default=500)
+    c.add_argument("--round", type=int, default=0)
+    c.add_argument("--no-create", action="store_true")
     args = p.parse_args()
     if args.mode == "varied":
         varied(args.bootstrap, args.scale)
+    elif args.mode == "compacted":
+        compacted(args.bootstrap, args.topic, args.count, args.partitions, args.keys, args.round, not args.no_create)
     else:
         simple(args.bootstrap, args.topic, args.count, args.partitions, args.value_size, args.codec, args.start_ts,
                args.ts_step, not args.no_create)

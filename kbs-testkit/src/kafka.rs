@@ -525,13 +525,28 @@ impl Drop for KafkaCluster {
         if std::thread::panicking() {
             for node in &self.nodes {
                 note(&format!(
-                    "the test failed; last lines of Kafka node {}'s log:\n{}",
+                    "the test failed; Kafka node {}'s warnings and errors, then its last lines (whole log: \
+                     KafkaCluster::log_text):\n{}",
                     node.id,
-                    tail(&node.log, 60)
+                    log_summary(&node.log)
                 ));
             }
         }
     }
+}
+
+/// A node's WARN and ERROR lines (the last 30) and its last 10 lines.
+fn log_summary(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("] WARN ") || l.contains("] ERROR "))
+        .collect();
+    format!(
+        "{}\n...\n{}",
+        warnings[warnings.len().saturating_sub(30)..].join("\n"),
+        tail(path, 10)
+    )
 }
 
 /// The last `lines` lines of a file.

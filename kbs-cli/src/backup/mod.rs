@@ -590,7 +590,23 @@ impl Engine {
         } else {
             self.client.list_offsets(&queries).await?
         };
+        // A snapshot ends where a read_committed consumer's log ends now: the last stable
+        // offset (the high watermark when no transaction is open). Records written after this
+        // moment, and an open transaction's records, are left for the next backup.
+        let snapshot_ends = if self.options.continuous || starts.is_empty() {
+            Vec::new()
+        } else {
+            let queries: Vec<(&str, i32, OffsetSpec)> = starts
+                .iter()
+                .map(|(t, p, _, _)| (t.as_str(), *p, OffsetSpec::LastStable))
+                .collect();
+            self.client.list_offsets(&queries).await?
+        };
         for (topic, partition, resume, next_sequence) in starts {
+            let end = snapshot_ends
+                .iter()
+                .find(|o| o.topic == topic.as_str() && o.partition == partition)
+                .and_then(|o| o.offset);
             let position = match resume {
                 Some(offset) => offset,
                 None => earliest
@@ -603,8 +619,8 @@ impl Engine {
                 topic: topic.clone(),
                 partition,
                 position,
-                end: None,
-                done: false,
+                end,
+                done: end.is_some_and(|end| position >= end),
                 next_sequence,
                 open: None,
                 queue: VecDeque::new(),

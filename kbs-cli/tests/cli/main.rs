@@ -1,7 +1,9 @@
 //! Integration tests of the `kbs` binary against a real broker (Apache Kafka in KRaft mode), real storage
 //! (filesystem, moto's S3) and an independent client (confluent-kafka).
 
+mod auth;
 mod backup;
 mod harness;
+mod kafka_semantics;
 mod resilience;
 mod restore;

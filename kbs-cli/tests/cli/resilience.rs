@@ -415,3 +415,123 @@ fn an_unparsable_manifest_or_checkpoint_is_never_overwritten() {
     run_ok(&backup);
     run_ok(&["validate", "--path", root_str, "--backup-id", "u", "--deep"]);
 }
+
+#[test]
+fn compacted_topic_after_the_cleaner_ran_survives_sigkills_exactly_once() {
+    let options = kbs_testkit::KafkaOptions::default()
+        .with_config("log.cleaner.backoff.ms", "100")
+        .with_config("log.segment.delete.delay.ms", "100");
+    let Some(kafka) = kbs_testkit::KafkaCluster::start_with(options) else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    let seed = |round: usize, create: bool| {
+        let round = round.to_string();
+        let mut args = vec![
+            bootstrap.as_str(),
+            "compacted",
+            "compact",
+            "6000",
+            "3",
+            "--round",
+            &round,
+        ];
+        if !create {
+            args.push("--no-create");
+        }
+        kbs_testkit::run_script("seed.py", &args);
+    };
+    seed(0, true);
+    seed(1, false);
+    // The cleaner really ran: the log has offset holes (fewer records than offsets).
+    let holes = |rows: &[Row]| {
+        let mut last: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+        for r in rows {
+            last.insert(r.1, r.2);
+        }
+        last.values().map(|o| o + 1).sum::<i64>() - rows.len() as i64
+    };
+    eventually("the log cleaner compacted the topic", Duration::from_secs(60), || {
+        seed(2, false); // a new record rolls the active segment (segment.ms) so it can be cleaned
+        holes(&consume(&bootstrap, dir.path(), &["compact"])) > 6_000
+    });
+    let mut rng = Rng(0xc0ff_ee00_5eed_0002);
+    let mut kills = 0;
+    let mut iteration = 0;
+    while kills < 12 {
+        iteration += 1;
+        assert!(iteration <= 40, "only {kills} runs were still going when killed");
+        // More rounds while the backup runs, so the cleaner keeps compacting behind it.
+        seed(3 + iteration, false);
+        let mut child = spawn(&[
+            "backup",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--storage",
+            root,
+            "--backup-id",
+            "compacted",
+            "--topics",
+            "compact",
+            "--segment-max-records",
+            "500",
+            "-q",
+        ]);
+        std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        if out.status.code().is_some() {
+            assert!(
+                out.status.success(),
+                "run {iteration} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // The last run completes; every record the consumer sees is there once, holes and all.
+    // (Records the cleaner removed after an earlier run stored them stay in the backup: it
+    // keeps what was read. So the backup holds the consumer's view plus, possibly, records
+    // compacted away since; both are compared offset for offset where they overlap.)
+    run_ok(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root,
+        "--backup-id",
+        "compacted",
+        "--topics",
+        "compact",
+        "-q",
+    ]);
+    run_ok(&["validate", "--path", root, "--backup-id", "compacted", "--deep"]);
+    let source = consume(&bootstrap, dir.path(), &["compact"]);
+    let (_, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "compacted").await });
+    let mut offsets = std::collections::BTreeSet::new();
+    for r in &stored {
+        assert!(offsets.insert((r.1, r.2)), "offset {}/{} stored twice", r.1, r.2);
+    }
+    let stored_by_offset: std::collections::BTreeMap<(i32, i64), &Row> =
+        stored.iter().map(|r| ((r.1, r.2), r)).collect();
+    let mut present = 0;
+    for r in &source {
+        // Everything the consumer reads at or past the previous runs' reach is in the backup;
+        // below it, a record may have been read before it was superseded, never the other way.
+        if let Some(s) = stored_by_offset.get(&(r.1, r.2)) {
+            assert_eq!(*s, r, "offset {}/{} differs", r.1, r.2);
+            present += 1;
+        }
+    }
+    assert_eq!(
+        present,
+        source.len(),
+        "every record the consumer reads is in the backup"
+    );
+    assert!(holes(&stored) > 0, "the backup keeps the offset holes of compaction");
+}

@@ -1,8 +1,8 @@
 //! Test-only builders that write record batches and Fetch responses byte by byte, straight
 //! from the Kafka protocol guide (https://kafka.apache.org/documentation/#recordbatch and the
 //! FetchResponse v11 schema) — independent of the codec under test. They build the
-//! transactional fixtures (commit/abort markers, aborted-transaction lists), which tansu cannot
-//! produce (it has no EndTxn).
+//! transactional fixtures (commit/abort markers, aborted-transaction lists) byte by byte; the
+//! integration tests check the same against real transactions on Apache Kafka.
 
 /// One record of a [`SpecBatch`].
 #[derive(Debug, Clone, Default)]

@@ -9,6 +9,7 @@ mod golden;
 mod groups;
 mod harness;
 mod produce;
+mod protocol;
 mod proxy;
 mod sasl;
 mod tls;

@@ -21,6 +21,8 @@ pub(crate) struct ProxyOptions {
     pub(crate) drop_produce_responses: Arc<AtomicUsize>,
     /// Faults for the next Fetch responses, one per relayed Fetch.
     pub(crate) fetch_faults: Arc<std::sync::Mutex<std::collections::VecDeque<FetchFault>>>,
+    /// Every (API key, version) the client sent, as the wire shows them.
+    pub(crate) seen: Arc<std::sync::Mutex<std::collections::BTreeSet<(i16, i16)>>>,
 }
 
 /// How the proxy alters one Fetch response.
@@ -87,6 +89,7 @@ async fn serve(mut client: TcpStream, upstream_port: u16, options: ProxyOptions)
         let mut buf = frame.clone();
         let header: RequestHeader = decode_request_header_from_buffer(&mut buf).map_err(bad)?;
         let (api, version) = (header.request_api_key, header.request_api_version);
+        options.seen.lock().unwrap().insert((api, version));
         write_frame(&mut upstream, &frame).await?;
         let answer = read_frame(&mut upstream).await?;
         if api == ApiKey::Produce as i16 && take(&options.drop_produce_responses) {

@@ -1,0 +1,135 @@
+//! `kbs` against Apache Kafka's own authentication: SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
+//! over plaintext and over TLS, and mutual TLS. Every backup is compared with an independent
+//! consumer; a wrong password fails with an error that names the mechanism and never the
+//! secret (in stdout, stderr or the JSON error).
+
+use kbs_testkit::{KafkaCluster, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER};
+
+use crate::harness::*;
+
+/// The `kbs` flags that reach `kafka`'s client listener with `mechanism` and `password`.
+fn flags(kafka: &KafkaCluster, mechanism: &str, password: &str) -> Vec<String> {
+    let mut flags = vec!["--bootstrap-servers".to_owned(), kafka.bootstrap()];
+    let tls = kafka.pki().map(|pki| pki.ca_file.to_str().unwrap().to_owned());
+    let protocol = match (tls.is_some(), mechanism.is_empty()) {
+        (true, true) => "SSL",
+        (true, false) => "SASL_SSL",
+        (false, _) => "SASL_PLAINTEXT",
+    };
+    flags.extend(["--security-protocol".to_owned(), protocol.to_owned()]);
+    if let Some(ca) = tls {
+        flags.extend(["--ssl-ca-location".to_owned(), ca]);
+    }
+    if !mechanism.is_empty() {
+        flags.extend(
+            [
+                "--sasl-mechanism",
+                mechanism,
+                "--sasl-username",
+                SASL_USER,
+                "--sasl-password",
+                password,
+            ]
+            .map(str::to_owned),
+        );
+    }
+    flags
+}
+
+fn backup_with(kafka: &KafkaCluster, flags: &[String], root: &str, id: &str) -> std::process::Output {
+    let mut args: Vec<&str> = vec!["backup", "--storage", root, "--backup-id", id, "--topics", "auth", "-q"];
+    args.extend(flags.iter().map(String::as_str));
+    let _ = kafka;
+    run(&args)
+}
+
+fn every_mechanism_backs_up_and_a_wrong_password_is_named_without_the_secret(listener: Listener) {
+    let Some(kafka) = KafkaCluster::start_with(KafkaOptions::default().with_listener(listener)) else {
+        return;
+    };
+    let internal = kafka.internal_bootstrap();
+    seed_simple(&internal, "auth", 2_000, 2, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    let source = consume(&internal, dir.path(), &["auth"]);
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let id = format!("auth-{}", mechanism.to_lowercase());
+        let out = backup_with(&kafka, &flags(&kafka, mechanism, SASL_PASSWORD), root, &id);
+        assert!(
+            out.status.success(),
+            "{mechanism}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (_, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, &id).await });
+        assert_same_records(&stored, &source);
+
+        let secret = "Wr0ng-and-SECRET";
+        for output in ["text", "json"] {
+            let mut wrong = flags(&kafka, mechanism, secret);
+            wrong.extend(["--output".to_owned(), output.to_owned()]);
+            let out = backup_with(&kafka, &wrong, root, &format!("{id}-wrong"));
+            assert!(!out.status.success(), "{mechanism}: a wrong password was accepted");
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert!(
+                stderr.contains(mechanism) && stderr.contains("SASL_AUTHENTICATION_FAILED"),
+                "{mechanism}: {stderr}"
+            );
+            assert!(
+                !stderr.contains(secret) && !stdout.contains(secret),
+                "the password leaked: {stdout}{stderr}"
+            );
+        }
+    }
+    // Restore through the same listener.
+    let mut args: Vec<String> = ["restore", "--storage", root, "--backup-id", "auth-scram-sha-512"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(["--topic-map", "auth=auth-restored", "--create-topics", "-q"].map(str::to_owned));
+    args.extend(flags(&kafka, "SCRAM-SHA-512", SASL_PASSWORD));
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let restored = consume(&internal, dir.path(), &["auth-restored"]);
+    assert_eq!(restored.len(), source.len());
+}
+
+#[test]
+fn sasl_plaintext_plain_and_scram_through_the_binary() {
+    every_mechanism_backs_up_and_a_wrong_password_is_named_without_the_secret(Listener::SaslPlaintext);
+}
+
+#[test]
+fn sasl_ssl_plain_and_scram_through_the_binary() {
+    every_mechanism_backs_up_and_a_wrong_password_is_named_without_the_secret(Listener::SaslSsl);
+}
+
+#[test]
+fn mutual_tls_through_the_binary() {
+    let Some(kafka) =
+        KafkaCluster::start_with(KafkaOptions::default().with_listener(Listener::Ssl { client_auth: true }))
+    else {
+        return;
+    };
+    let pki = kafka.pki().unwrap();
+    let internal = kafka.internal_bootstrap();
+    seed_simple(&internal, "auth", 1_000, 2, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    let mut with_cert = flags(&kafka, "", "");
+    with_cert.extend([
+        "--ssl-certificate-location".to_owned(),
+        pki.client_cert_file.to_str().unwrap().to_owned(),
+        "--ssl-key-location".to_owned(),
+        pki.client_key_file.to_str().unwrap().to_owned(),
+    ]);
+    let out = backup_with(&kafka, &with_cert, root, "mtls");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "mtls").await });
+    assert_same_records(&stored, &consume(&internal, dir.path(), &["auth"]));
+    // Without a client certificate the broker refuses the connection.
+    let out = backup_with(&kafka, &flags(&kafka, "", ""), root, "mtls-none");
+    assert!(!out.status.success());
+}
