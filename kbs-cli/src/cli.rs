@@ -131,8 +131,35 @@ pub struct KafkaArgs {
     pub sasl_username: Option<String>,
 
     /// SASL password (prefer the KBS_SASL_PASSWORD environment variable).
-    #[arg(long, env = "KBS_SASL_PASSWORD", hide_env_values = true)]
-    pub sasl_password: Option<String>,
+    #[arg(long, env = "KBS_SASL_PASSWORD", hide_env_values = true, hide_default_value = true)]
+    pub sasl_password: Option<Secret>,
+}
+
+/// A secret flag's value (a password): never shown by `Debug`, `--help` or an error. Secret
+/// flags are declared with `hide_env_values = true`, which is also how the config file's
+/// defaults know to stay hidden (see `config`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
 }
 
 /// `kbs backup`.
@@ -347,6 +374,10 @@ pub struct RestoreArgs {
     /// Allow target partitions that already hold records.
     #[arg(long, env = "KBS_ALLOW_NON_EMPTY")]
     pub allow_non_empty: bool,
+    /// Restore a backup that is not complete (an interrupted snapshot, or a continuous backup
+    /// still running): only what it holds so far.
+    #[arg(long, env = "KBS_ALLOW_INCOMPLETE")]
+    pub allow_incomplete: bool,
     /// Memory budget for segments being restored (suffixes k, M, G).
     #[arg(long, env = "KBS_MEMORY_BUDGET", default_value = "256M")]
     pub memory_budget: String,

@@ -11,7 +11,8 @@
 //!
 //! Keys are flag long names with `-` or `_`. A key that no subcommand knows is an error, so a
 //! typo does not silently fall back to a default. Flags and `KBS_*` environment variables win
-//! over the file.
+//! over the file. A secret flag's value from the file (a flag declared with hidden environment
+//! values, e.g. `sasl-password`) is never shown by `--help`, as its environment value is not.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -87,6 +88,12 @@ fn arg_id(key: &str) -> String {
     key.replace('-', "_")
 }
 
+/// Makes `text` the default of `arg`; a secret arg (hidden environment values) never shows it.
+fn set_default(arg: clap::Arg, text: &str) -> clap::Arg {
+    let secret = arg.is_hide_env_values_set();
+    arg.default_value(text.to_owned()).hide_default_value(secret)
+}
+
 /// Sets config values as defaults of the matching args of the root command and of every
 /// subcommand (a `[name]` table applies to subcommand `name` only).
 fn apply(mut command: clap::Command, table: &toml::Table, path: &Path) -> Result<clap::Command, CliError> {
@@ -115,7 +122,7 @@ fn apply(mut command: clap::Command, table: &toml::Table, path: &Path) -> Result
                             message: format!("[{key}] {inner}: `kbs {key}` has no such flag"),
                         });
                     }
-                    command = command.mut_subcommand(key, |s| s.mut_arg(id.clone(), |a| a.default_value(text.clone())));
+                    command = command.mut_subcommand(key, |s| s.mut_arg(id.clone(), |a| set_default(a, &text)));
                 }
             }
             other => flat.push((key.clone(), value_string(other).expect("not a table"))),
@@ -124,7 +131,7 @@ fn apply(mut command: clap::Command, table: &toml::Table, path: &Path) -> Result
     for (key, text) in flat {
         let id = arg_id(&key);
         if command.get_arguments().any(|a| a.get_id() == id.as_str()) {
-            command = command.mut_arg(id.clone(), |a| a.default_value(text.clone()));
+            command = command.mut_arg(id.clone(), |a| set_default(a, &text));
             used.insert(key.clone());
         }
         for name in &subcommands {
@@ -132,7 +139,7 @@ fn apply(mut command: clap::Command, table: &toml::Table, path: &Path) -> Result
                 .find_subcommand(name)
                 .is_some_and(|s| s.get_arguments().any(|a| a.get_id() == id.as_str()));
             if has {
-                command = command.mut_subcommand(name, |s| s.mut_arg(id.clone(), |a| a.default_value(text.clone())));
+                command = command.mut_subcommand(name, |s| s.mut_arg(id.clone(), |a| set_default(a, &text)));
                 used.insert(key.clone());
             }
         }
@@ -144,4 +151,52 @@ fn apply(mut command: clap::Command, table: &toml::Table, path: &Path) -> Result
         }
     }
     Ok(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag of every subcommand whose name says it holds a secret is declared secret
+    /// (hidden environment values), which hides its config-file default from `--help` too.
+    #[test]
+    fn flags_named_like_secrets_are_declared_secret() {
+        let command = Cli::command();
+        let mut secret = BTreeSet::new();
+        for sub in std::iter::once(&command).chain(command.get_subcommands()) {
+            for arg in sub.get_arguments() {
+                let name = arg.get_id().as_str().to_lowercase();
+                let looks_secret = ["password", "secret", "token", "credential", "passphrase"]
+                    .iter()
+                    .any(|w| name.contains(w));
+                assert_eq!(
+                    looks_secret,
+                    arg.is_hide_env_values_set(),
+                    "--{name} of `kbs {}`: a secret flag must hide its values, and only a secret flag does",
+                    sub.get_name()
+                );
+                if looks_secret {
+                    secret.insert(name.replace('_', "-"));
+                }
+            }
+        }
+        // kbs-cli/tests/cli/secrets.rs checks each of these through the binary.
+        assert_eq!(secret.into_iter().collect::<Vec<_>>(), ["sasl-password"]);
+    }
+
+    #[test]
+    fn a_secret_default_from_the_config_file_is_not_shown_by_help() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kbs.toml");
+        std::fs::write(&path, "sasl-password = \"TOPSECRET\"\nstorage = \"/data/backups\"\n").unwrap();
+        let table = load(&path).unwrap();
+        let mut command = apply(Cli::command(), &table, &path).unwrap();
+        let help = command
+            .find_subcommand_mut("backup")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("TOPSECRET"), "{help}");
+        assert!(help.contains("/data/backups"), "a plain default is still shown: {help}");
+    }
 }

@@ -33,7 +33,16 @@ pub fn describe_text(manifest: &Manifest) -> String {
     let mut out = String::new();
     let s = &manifest.statistics;
     let _ = writeln!(out, "backup      {}", manifest.backup_id);
-    let _ = writeln!(out, "status      {}", crate::list::status_name(manifest));
+    let status = crate::list::status_name(manifest);
+    if status == "in_progress" {
+        let _ = writeln!(
+            out,
+            "status      in_progress: INCOMPLETE (interrupted, or a continuous backup still running; rerun its \
+             backup command to finish it)"
+        );
+    } else {
+        let _ = writeln!(out, "status      {status}");
+    }
     let _ = writeln!(out, "created     {}", manifest.created_at.as_str());
     if let Some(done) = &manifest.completed_at {
         let _ = writeln!(out, "completed   {}", done.as_str());

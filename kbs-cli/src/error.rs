@@ -89,4 +89,70 @@ pub enum CliError {
     /// Another process holds the backup's lease.
     #[error("{0}")]
     Locked(String),
+    /// A snapshot backup was stopped (SIGINT/SIGTERM) before every partition reached its end:
+    /// what was read is stored and checkpointed, the manifest stays `in_progress`.
+    #[error(
+        "backup {backup_id} is INCOMPLETE: stopped before {partitions} of {total_partitions} partitions reached \
+         their snapshot end ({records_left} records left to read). What was read is stored and checkpointed and \
+         the backup is marked in_progress; run the same command again to resume it"
+    )]
+    Interrupted {
+        /// The backup id.
+        backup_id: String,
+        /// Partitions that did not reach their end.
+        partitions: usize,
+        /// Partitions in the backup.
+        total_partitions: usize,
+        /// Offsets between the stopped partitions' positions and their ends (an upper bound of
+        /// the records left).
+        records_left: u64,
+    },
+    /// A restore was asked of a backup that is not complete.
+    #[error(
+        "backup {backup_id} is not complete (status {status}): it may lack records of its snapshot. Finish it by \
+         rerunning its backup command, or pass --allow-incomplete to restore what it holds so far"
+    )]
+    Incomplete {
+        /// The backup id.
+        backup_id: String,
+        /// The manifest's status.
+        status: String,
+    },
+}
+
+impl CliError {
+    /// The process exit code for this error (documented in the README): 2 for a wrong command
+    /// line or config, 4 for an interrupted backup that a rerun resumes, 5 for a backup held by
+    /// another writer, 1 for every other failure. (0 is success, 3 is a validation that found
+    /// problems.)
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) | CliError::Config { .. } | CliError::InvalidArgument { .. } => 2,
+            CliError::Interrupted { .. } => 4,
+            CliError::Locked(_) => 5,
+            _ => 1,
+        }
+    }
+
+    /// A stable, machine-readable name of the kind of error (the `kind` of `--output json`
+    /// errors).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CliError::Usage(_) => "usage",
+            CliError::Config { .. } => "config",
+            CliError::InvalidArgument { .. } => "invalid_argument",
+            CliError::Storage(_) => "storage",
+            CliError::Manifest(_) => "manifest",
+            CliError::Segment { .. } => "segment",
+            CliError::Unparsable { .. } => "unparsable",
+            CliError::BackupNotFound { .. } => "backup_not_found",
+            CliError::ReadFile { .. } => "read_file",
+            CliError::Kafka(_) => "kafka",
+            CliError::Fetch { .. } => "fetch",
+            CliError::Spool { .. } => "spool",
+            CliError::Locked(_) => "locked",
+            CliError::Interrupted { .. } => "interrupted",
+            CliError::Incomplete { .. } => "incomplete",
+        }
+    }
 }

@@ -207,6 +207,7 @@ fn restore_options(args: &cli::RestoreArgs) -> Result<restore::RestoreOptions, C
         dry_run: args.dry_run,
         skip_corrupt: args.skip_corrupt,
         allow_non_empty: args.allow_non_empty,
+        allow_incomplete: args.allow_incomplete,
         memory_budget: options::parse_size("memory-budget", &args.memory_budget)?,
         parallelism: args.parallelism.max(1),
     };
@@ -321,16 +322,29 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                     )
                     .map_err(io)?;
                     for b in &backups {
+                        let status = if b.status == "in_progress" {
+                            "INCOMPLETE"
+                        } else {
+                            &b.status
+                        };
                         writeln!(
                             out,
                             "{:<32} {:<12} {:<25} {:<25} {:>7} {:>12} {:>14}",
                             b.backup_id,
-                            b.status,
+                            status,
                             b.created_at.as_deref().unwrap_or("-"),
                             b.completed_at.as_deref().unwrap_or("-"),
                             b.topics,
                             b.records,
                             b.size_bytes
+                        )
+                        .map_err(io)?;
+                    }
+                    if backups.iter().any(|b| b.status == "in_progress") {
+                        writeln!(
+                            out,
+                            "INCOMPLETE: interrupted, or a continuous backup still running; rerun its backup command to \
+                             finish it (restore refuses it unless --allow-incomplete)"
                         )
                         .map_err(io)?;
                     }

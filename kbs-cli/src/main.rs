@@ -109,10 +109,10 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(Outcome::ProblemsFound) => ExitCode::FAILURE,
+        Ok(Outcome::ProblemsFound) => ExitCode::from(3),
         Err(e) => {
             eprintln!("kbs: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

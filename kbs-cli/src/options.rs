@@ -94,10 +94,14 @@ pub fn kafka_config(args: &KafkaArgs) -> Result<ClientConfig, CliError> {
             flag: "sasl-username",
             message: "required with a SASL security protocol".into(),
         })?;
-        let password = args.sasl_password.clone().ok_or(CliError::InvalidArgument {
-            flag: "sasl-password",
-            message: "required with a SASL security protocol (or set KBS_SASL_PASSWORD)".into(),
-        })?;
+        let password = args
+            .sasl_password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .ok_or(CliError::InvalidArgument {
+                flag: "sasl-password",
+                message: "required with a SASL security protocol (or set KBS_SASL_PASSWORD)".into(),
+            })?;
         Ok(Sasl::new(mechanism, username, password))
     };
     let security = match args.security_protocol.to_ascii_uppercase().as_str() {

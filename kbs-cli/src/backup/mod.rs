@@ -824,6 +824,8 @@ impl Engine {
         let mut last_progress = Instant::now();
         let mut last_refresh = Instant::now();
         let mut stopping = false;
+        // Snapshot partitions a shutdown stopped before their end: the backup stays incomplete.
+        let mut interrupted: Vec<(TopicName, i32, u64)> = Vec::new();
         loop {
             self.check_lease()?;
             if !stopping && *shutdown.borrow() {
@@ -832,7 +834,11 @@ impl Engine {
                     fetch.handle.abort();
                 }
                 tracing::info!("shutdown requested: finishing open segments");
-                for part in self.partitions.values_mut() {
+                for (key, part) in self.partitions.iter_mut() {
+                    if !self.options.continuous && !part.done {
+                        let left = part.end.map_or(0, |end| (end - part.position).max(0) as u64);
+                        interrupted.push((key.0.clone(), key.1, left));
+                    }
                     part.done = true;
                 }
             }
@@ -914,6 +920,18 @@ impl Engine {
         self.commit(true).await?;
         self.check_lease()?;
         self.state.write_checkpoint().await?;
+        if !interrupted.is_empty() {
+            // What was read is durable and checkpointed; the manifest stays in_progress so that
+            // list, validate and restore see an incomplete backup, and a rerun resumes it.
+            self.state.write_manifest_in_progress().await?;
+            self.progress.report(&self.progress_snapshot());
+            return Err(CliError::Interrupted {
+                backup_id: self.options.backup_id.to_string(),
+                partitions: interrupted.len(),
+                total_partitions: self.partitions.len(),
+                records_left: interrupted.iter().map(|(_, _, left)| left).sum(),
+            });
+        }
         let manifest = self.state.write_manifest_complete().await?;
         self.report.total_records = manifest.statistics.records;
         self.report.duration_secs = self.started.elapsed().as_secs_f64();

@@ -77,6 +77,9 @@ pub struct RestoreOptions {
     pub skip_corrupt: bool,
     /// Allow restoring into a target partition that already holds records.
     pub allow_non_empty: bool,
+    /// Restore a backup that is not complete (an interrupted snapshot, a running continuous
+    /// backup): what it holds so far.
+    pub allow_incomplete: bool,
     /// Bytes of segments held in memory at once.
     pub memory_budget: u64,
     /// Partitions restored at once.
@@ -368,8 +371,14 @@ pub async fn run(storage: Arc<dyn ObjectStorage>, options: RestoreOptions) -> Re
         Err(e) => return Err(e.into()),
     };
     if !manifest.is_complete() {
+        if !options.allow_incomplete {
+            return Err(CliError::Incomplete {
+                backup_id: options.backup_id.to_string(),
+                status: crate::list::status_name(&manifest).to_owned(),
+            });
+        }
         tracing::warn!(
-            "backup {} is not complete; restoring what it holds so far",
+            "backup {} is not complete (--allow-incomplete); restoring what it holds so far",
             options.backup_id
         );
     }

@@ -7,3 +7,4 @@ mod harness;
 mod kafka_semantics;
 mod resilience;
 mod restore;
+mod secrets;

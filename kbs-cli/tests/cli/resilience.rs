@@ -535,3 +535,90 @@ fn compacted_topic_after_the_cleaner_ran_survives_sigkills_exactly_once() {
     );
     assert!(holes(&stored) > 0, "the backup keeps the offset holes of compaction");
 }
+
+#[test]
+fn a_snapshot_stopped_by_sigterm_stays_incomplete_and_resumable() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    seed_simple(&bootstrap, "stop", 300_000, 4, true);
+    let child = spawn(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "stopped",
+        "--topics",
+        "stop",
+        "--segment-max-records",
+        "5000",
+    ]);
+    // The checkpoint is written once the plan is made, before the first record is fetched: the
+    // stop lands while 300,000 records (60 MB) are still to be read.
+    let checkpoint = root.join("stopped/checkpoints/checkpoint.json");
+    eventually("the plan checkpointed", Duration::from_secs(30), || checkpoint.exists());
+    terminate(&child);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "an interrupted snapshot exits with 4: {stderr}"
+    );
+    assert!(
+        stderr.contains("backup stopped is INCOMPLETE") && stderr.contains("run the same command again"),
+        "{stderr}"
+    );
+    let manifest = std::fs::read_to_string(root.join("stopped/manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"status\": \"in_progress\"") || manifest.contains("\"status\":\"in_progress\""),
+        "{manifest}"
+    );
+    // list and describe say so; validate finds it incomplete; restore refuses it.
+    let listed = run_ok(&["list", "--storage", root_str]);
+    assert!(listed.contains("INCOMPLETE"), "{listed}");
+    let described = run_ok(&["describe", "--storage", root_str, "--backup-id", "stopped"]);
+    assert!(described.contains("INCOMPLETE"), "{described}");
+    let validated = run(&["validate", "--path", root_str, "--backup-id", "stopped"]);
+    assert_eq!(validated.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&validated.stdout).contains("not complete"));
+    let restore = [
+        "restore",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "stopped",
+        "--topic-map",
+        "stop=stop-partial",
+        "--create-topics",
+    ];
+    let refused = run(&restore);
+    assert_eq!(refused.status.code(), Some(1));
+    let refusal = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        refusal.contains("not complete") && refusal.contains("--allow-incomplete"),
+        "{refusal}"
+    );
+    // Explicitly allowed: what the interrupted run stored, exactly.
+    let mut allowed = restore.to_vec();
+    allowed.extend(["--allow-incomplete", "--output", "json"]);
+    let partial: serde_json::Value = serde_json::from_str(&run_ok(&allowed)).unwrap();
+    let (_, stored) = rt().block_on(async { read_backup(&open_storage(root_str, None).await, "stopped").await });
+    assert!(
+        stored.len() < 300_000,
+        "the stop came before the end ({} stored)",
+        stored.len()
+    );
+    assert_eq!(partial["records"].as_u64(), Some(stored.len() as u64), "{partial}");
+    // Rerunning the same command resumes and completes the backup, every record once.
+    let manifest = complete_and_compare(&bootstrap, dir.path(), root_str, "stopped", "stop");
+    assert!(manifest.is_complete());
+}

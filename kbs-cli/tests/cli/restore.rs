@@ -380,13 +380,13 @@ fn corrupt_segments_stop_the_restore_or_are_skipped_and_offset_headers_name_the_
     // Nothing of the damaged segment was produced: only the first segment's 400 records.
     assert_eq!(consume(&bootstrap, dir.path(), &["cs-a"]).len(), 400);
 
-    // With --skip-corrupt: the rest is restored, the skip reported, exit code 1.
+    // With --skip-corrupt: the rest is restored, the skip reported, exit code 3 (problems).
     let a = args(&format!(
         "restore --bootstrap-servers {bootstrap} --storage {root_str} --backup-id c --topic-map cs=cs-b --create-topics \
          --skip-corrupt --include-offset-headers --memory-budget 1k"
     ));
     let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("SKIPPED corrupt segment c/topics/cs/0/segment-00000001.kbs")
     );
