@@ -64,10 +64,17 @@ pub fn describe_text(manifest: &Manifest) -> String {
         s.topics, s.partitions, s.segments, s.records, s.compressed_bytes, s.uncompressed_bytes
     );
     if let Some(range) = &manifest.time_range {
+        let iso = |ms: i64| {
+            kbs_manifest::UtcTimestamp::from_unix_millis(ms)
+                .map_or_else(|_| "out of range".to_owned(), |t| t.as_str().to_owned())
+        };
         let _ = writeln!(
             out,
-            "time range  {} .. {} (ms)",
-            range.earliest_timestamp, range.latest_timestamp
+            "time range  {} .. {} ({} .. {} ms)",
+            iso(range.earliest_timestamp),
+            iso(range.latest_timestamp),
+            range.earliest_timestamp,
+            range.latest_timestamp
         );
     }
     for topic in &manifest.topics {

@@ -107,6 +107,12 @@ pub enum CliError {
         /// the records left).
         records_left: u64,
     },
+    /// A local storage root that does not exist.
+    #[error("storage root {root} does not exist (no backup was ever written there)")]
+    StorageRootMissing {
+        /// The root as given.
+        root: String,
+    },
     /// A restore was asked of a backup that is not complete.
     #[error(
         "backup {backup_id} is not complete (status {status}): it may lack records of its snapshot. Finish it by \
@@ -153,6 +159,7 @@ impl CliError {
             CliError::Locked(_) => "locked",
             CliError::Interrupted { .. } => "interrupted",
             CliError::Incomplete { .. } => "incomplete",
+            CliError::StorageRootMissing { .. } => "storage_root_missing",
         }
     }
 }

@@ -310,6 +310,13 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             })
         }
         Command::List(args) => {
+            if let Some(path) = storage::local_root(&args.storage.storage)
+                && !path.exists()
+            {
+                return Err(CliError::StorageRootMissing {
+                    root: args.storage.storage.clone(),
+                });
+            }
             let storage = storage::open(&args.storage).await?;
             let backups = list::list(storage).await?;
             match format {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use kbs_cli::backup::{Progress, ProgressSink};
+use kbs_cli::cli::OutputFormat;
 use kbs_cli::{CliError, Outcome};
 
 /// Renders progress on stderr: a self-rewriting line on a terminal, a log line every 10 s
@@ -112,6 +113,13 @@ fn main() -> ExitCode {
         Ok(Outcome::ProblemsFound) => ExitCode::from(3),
         Err(e) => {
             eprintln!("kbs: {e}");
+            if cli.output == OutputFormat::Json {
+                // Machines get the failure on stdout too, with a stable kind.
+                let error = serde_json::json!({
+                    "error": { "kind": e.kind(), "message": e.to_string(), "exit_code": e.exit_code() }
+                });
+                let _ = writeln!(stdout, "{error}");
+            }
             ExitCode::from(e.exit_code())
         }
     }
@@ -127,8 +135,11 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal, and never with NO_COLOR set (https://no-color.org).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }

@@ -31,6 +31,15 @@ pub fn storage_options(args: &StorageArgs) -> Result<StorageOptions, CliError> {
     Ok(options)
 }
 
+/// The folder of a local storage root (a plain path or a `file://` URL); `None` for the
+/// object stores.
+pub fn local_root(root: &str) -> Option<std::path::PathBuf> {
+    if let Some(path) = root.strip_prefix("file://") {
+        return Some(path.into());
+    }
+    (!root.contains("://")).then(|| root.into())
+}
+
 /// Opens the storage root named by `args`.
 pub async fn open(args: &StorageArgs) -> Result<Arc<dyn ObjectStorage>, CliError> {
     let options = storage_options(args)?;

@@ -8,3 +8,4 @@ mod kafka_semantics;
 mod resilience;
 mod restore;
 mod secrets;
+mod usability;

@@ -546,23 +546,25 @@ fn a_snapshot_stopped_by_sigterm_stays_incomplete_and_resumable() {
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();
     seed_simple(&bootstrap, "stop", 300_000, 4, true);
-    let child = spawn(&[
-        "backup",
-        "--bootstrap-servers",
-        &bootstrap,
-        "--storage",
-        root_str,
-        "--backup-id",
-        "stopped",
-        "--topics",
-        "stop",
-        "--segment-max-records",
-        "5000",
-    ]);
-    // The checkpoint is written once the plan is made, before the first record is fetched: the
-    // stop lands while 300,000 records (60 MB) are still to be read.
-    let checkpoint = root.join("stopped/checkpoints/checkpoint.json");
-    eventually("the plan checkpointed", Duration::from_secs(30), || checkpoint.exists());
+    let child = kbs()
+        .args([
+            "backup",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--storage",
+            root_str,
+            "--backup-id",
+            "stopped",
+        ])
+        .args(["--topics", "stop", "--segment-max-records", "5000"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stopped once its first segment (5,000 records) is stored, with most of the 300,000
+    // records (60 MB) still to read.
+    eventually("a first segment stored", Duration::from_secs(60), || segment_files(&root) > 0);
     terminate(&child);
     let out = wait_with_deadline(child, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -583,8 +585,19 @@ fn a_snapshot_stopped_by_sigterm_stays_incomplete_and_resumable() {
     // list and describe say so; validate finds it incomplete; restore refuses it.
     let listed = run_ok(&["list", "--storage", root_str]);
     assert!(listed.contains("INCOMPLETE"), "{listed}");
+    // Logs to a pipe carry no colour codes.
+    assert!(
+        stderr.contains("shutdown requested") && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
     let described = run_ok(&["describe", "--storage", root_str, "--backup-id", "stopped"]);
     assert!(described.contains("INCOMPLETE"), "{described}");
+    // Times in ISO 8601 UTC beside the epoch milliseconds.
+    let range = described
+        .lines()
+        .find(|l| l.starts_with("time range"))
+        .unwrap_or_default();
+    assert!(range.contains("Z .. ") && range.contains(" ms)"), "{described}");
     let validated = run(&["validate", "--path", root_str, "--backup-id", "stopped"]);
     assert_eq!(validated.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&validated.stdout).contains("not complete"));
