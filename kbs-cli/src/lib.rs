@@ -218,7 +218,7 @@ fn restore_options(args: &cli::RestoreArgs) -> Result<restore::RestoreOptions, C
                 message: e.to_string(),
             })?
             .to_string(),
-        None => restore::default_restore_id(&options),
+        None => String::new(), // derived from the target cluster's id once connected
     };
     Ok(options)
 }
@@ -293,7 +293,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
         Command::Restore(args) => {
             let options = restore_options(args)?;
             let storage = storage::open(&args.storage).await?;
-            let report = restore::run(storage, options).await?;
+            let report = restore::run(storage, options, context.progress.clone()).await?;
             match format {
                 OutputFormat::Json => writeln!(
                     out,

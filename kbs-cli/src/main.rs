@@ -17,6 +17,11 @@ struct ProgressPrinter {
 
 impl ProgressSink for ProgressPrinter {
     #[allow(clippy::print_stderr)]
+    fn note(&self, message: &str) {
+        eprintln!("kbs: {message}");
+    }
+
+    #[allow(clippy::print_stderr)]
     fn report(&self, p: &Progress) {
         let secs = p.elapsed.as_secs_f64().max(1e-9);
         let rate = p.records as f64 / secs;

@@ -167,6 +167,12 @@ pub struct Progress {
 pub trait ProgressSink: Send + Sync {
     /// Called about once a second and once at the end.
     fn report(&self, progress: &Progress);
+
+    /// A one-off message for the operator at a step of the job (e.g. which restore id runs and
+    /// how to resume it). Ignored by default.
+    fn note(&self, message: &str) {
+        let _ = message;
+    }
 }
 
 /// A sink that ignores progress.

@@ -178,13 +178,15 @@ pub struct RestoreReport {
 }
 
 /// The default restore id: the same command against the same target resumes the same restore.
-pub fn default_restore_id(options: &RestoreOptions) -> String {
+pub fn default_restore_id(options: &RestoreOptions, target_cluster_id: &str) -> String {
     use std::hash::{Hash, Hasher};
-    // FNV-1a over a stable rendering of what determines the restore.
+    // FNV-1a over a stable rendering of what determines the restore: the target cluster by its
+    // id (not by the bootstrap string, which may list brokers in any order or by other names),
+    // the selection, maps and windows.
     let text = format!(
-        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
+        "{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
         options.backup_id,
-        options.kafka.bootstrap_servers,
+        target_cluster_id,
         options.topics,
         options.topic_map,
         options.partition_map,
@@ -208,6 +210,36 @@ pub fn default_restore_id(options: &RestoreOptions) -> String {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     text.hash(&mut h);
     format!("r-{:016x}", h.finish())
+}
+
+/// The ids of other restores of this backup whose progress names `target_topic` (best effort:
+/// unreadable progress documents are left out).
+async fn restores_into(storage: &Arc<dyn ObjectStorage>, options: &RestoreOptions, target_topic: &str) -> Vec<String> {
+    let prefix = format!("{}/restores/", options.backup_id);
+    let Ok(listing) = storage.list_with_delimiter(&prefix).await else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    for dir in listing.common_prefixes {
+        let id = dir
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if id.is_empty() || id == options.restore_id {
+            continue;
+        }
+        let key = format!("{prefix}{id}/progress.json");
+        let Ok(got) = storage.get(&key).await else { continue };
+        let Ok(progress) = serde_json::from_slice::<RestoreProgress>(&got.bytes) else {
+            continue;
+        };
+        if progress.partitions.values().any(|p| p.target_topic == target_topic) {
+            ids.push(id);
+        }
+    }
+    ids
 }
 
 fn load_manifest_sync(bytes: &[u8], key: &str) -> Result<Manifest, CliError> {
@@ -356,7 +388,14 @@ impl Shared {
 }
 
 /// Runs a restore (or, with `dry_run`, only plans it).
-pub async fn run(storage: Arc<dyn ObjectStorage>, options: RestoreOptions) -> Result<RestoreReport, CliError> {
+///
+/// An empty `options.restore_id` is derived with [`default_restore_id`] from the target
+/// cluster's id once connected; `progress` hears which id runs.
+pub async fn run(
+    storage: Arc<dyn ObjectStorage>,
+    mut options: RestoreOptions,
+    progress: Arc<dyn crate::backup::ProgressSink>,
+) -> Result<RestoreReport, CliError> {
     let started = Instant::now();
     let manifest_key = layout::manifest_key(&options.backup_id);
     let manifest = match storage.get(&manifest_key).await {
@@ -417,6 +456,25 @@ pub async fn run(storage: Arc<dyn ObjectStorage>, options: RestoreOptions) -> Re
     }
 
     let client = KafkaClient::connect(options.kafka.clone()).await?;
+    let cluster_id = client.metadata(Some(&[])).await?.cluster_id.unwrap_or_default();
+    if options.restore_id.is_empty() {
+        options.restore_id = default_restore_id(&options, &cluster_id);
+        report.restore_id = options.restore_id.clone();
+    }
+    progress.note(&format!(
+        "restore {} of backup {} into cluster {}{}",
+        options.restore_id,
+        options.backup_id,
+        if cluster_id.is_empty() { "(no id)" } else { &cluster_id },
+        if options.dry_run {
+            String::new()
+        } else {
+            format!(
+                "; rerunning this command (or one with --restore-id {}) resumes it",
+                options.restore_id
+            )
+        }
+    ));
     // Target topics: which exist, how many partitions they need.
     /// What a target topic needs: partitions, and the source's partition count and configs.
     type Needs = (i32, Option<u32>, BTreeMap<String, String>);
@@ -560,14 +618,26 @@ pub async fn run(storage: Arc<dyn ObjectStorage>, options: RestoreOptions) -> Re
         }
         let (target_end, target_start) = target_bounds(&client, &p.target_topic, p.target_partition).await?;
         if target_end > target_start && !options.allow_non_empty {
+            let others = restores_into(&storage, &options, &p.target_topic).await;
+            let resume = if others.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " Earlier restores of this backup wrote to {}: {} — to resume one, rerun it with --restore-id ID.",
+                    p.target_topic,
+                    others.join(", ")
+                )
+            };
             return Err(CliError::InvalidArgument {
                 flag: "allow-non-empty",
                 message: format!(
-                    "target partition {}/{} already holds records (offsets {target_start}..{}); restore into an empty \
-                     topic, or pass --allow-non-empty",
+                    "target partition {}/{} already holds records (offsets {target_start}..{}) that restore {} did \
+                     not write.{resume} Otherwise restore into an empty topic. (--allow-non-empty appends the \
+                     backup's records after what is there: any of them already in the topic are then written twice.)",
                     p.target_topic,
                     p.target_partition,
-                    target_end - 1
+                    target_end - 1,
+                    options.restore_id
                 ),
             });
         }

@@ -564,7 +564,9 @@ fn a_snapshot_stopped_by_sigterm_stays_incomplete_and_resumable() {
         .unwrap();
     // Stopped once its first segment (5,000 records) is stored, with most of the 300,000
     // records (60 MB) still to read.
-    eventually("a first segment stored", Duration::from_secs(60), || segment_files(&root) > 0);
+    eventually("a first segment stored", Duration::from_secs(60), || {
+        segment_files(&root) > 0
+    });
     terminate(&child);
     let out = wait_with_deadline(child, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -406,3 +406,55 @@ fn corrupt_segments_stop_the_restore_or_are_skipped_and_offset_headers_name_the_
         assert_eq!((r.3, &r.4, &r.5), (s.3, &s.4, &s.5));
     }
 }
+
+#[test]
+fn the_default_restore_id_names_the_target_cluster_not_the_bootstrap_string() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    let port = bootstrap.rsplit(':').next().unwrap();
+    seed_simple(&bootstrap, "rid", 2_000, 2, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id b -q"
+    ));
+    let restore = |servers: &str, extra: &str| {
+        let a = args(&format!(
+            "restore --bootstrap-servers {servers} --storage {root} --backup-id b --topic-map rid=rid-copy \
+             --create-topics --output json {extra}"
+        ));
+        run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let first = restore(&bootstrap, "");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let id = report["restore_id"].as_str().unwrap().to_owned();
+    // The id is told at start, with how to resume.
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains(&format!("restore {id} of backup b into cluster {}", kafka.cluster_id())),
+        "{stderr}"
+    );
+    // The same cluster named otherwise is the same restore: it resumes (nothing left to do).
+    let again = restore(&format!("localhost:{port}"), "");
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["restore_id"].as_str(), Some(id.as_str()));
+    assert_eq!(
+        consume(&bootstrap, dir.path(), &["rid-copy"]).len(),
+        2_000,
+        "nothing written twice"
+    );
+    // Another restore id into the same topic is refused, naming the restore that wrote it and
+    // warning that --allow-non-empty would duplicate.
+    let other = restore(&bootstrap, "--restore-id other");
+    assert_eq!(other.status.code(), Some(2));
+    let refusal = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        refusal.contains(&format!("wrote to rid-copy: {id}")) && refusal.contains("written twice"),
+        "{refusal}"
+    );
+}
