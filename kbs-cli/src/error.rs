@@ -107,6 +107,16 @@ pub enum CliError {
         /// the records left).
         records_left: u64,
     },
+    /// The broker's answer lacked a partition that was asked for.
+    #[error("{api} gave no answer for {topic}/{partition}")]
+    MissingAnswer {
+        /// The request.
+        api: &'static str,
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
     /// A local storage root that does not exist.
     #[error("storage root {root} does not exist (no backup was ever written there)")]
     StorageRootMissing {
@@ -160,6 +170,7 @@ impl CliError {
             CliError::Interrupted { .. } => "interrupted",
             CliError::Incomplete { .. } => "incomplete",
             CliError::StorageRootMissing { .. } => "storage_root_missing",
+            CliError::MissingAnswer { .. } => "missing_answer",
         }
     }
 }

@@ -5,6 +5,8 @@
     kafka_admin.py describe BOOTSTRAP                  JSON: cluster id, broker ids, partition leaders
     kafka_admin.py create-topic BOOTSTRAP TOPIC PARTITIONS REPLICAS [KEY=VALUE ...]
     kafka_admin.py wait-leaders BOOTSTRAP TOPIC IDS    until every partition is led by one of IDS
+    kafka_admin.py acl BOOTSTRAP allow|deny USER OPERATION RESOURCE_TYPE NAME
+                                                       CreateAcls (e.g. deny kbs READ TOPIC secret; NAME * is any)
     kafka_admin.py offsets BOOTSTRAP TOPIC             JSON: {partition: [log start, high watermark]}
     kafka_admin.py delete-records BOOTSTRAP TOPIC PARTITION=OFFSET ...
                                                        DeleteRecords before OFFSET (-1: the high watermark)
@@ -86,6 +88,16 @@ def wait_leaders(bootstrap, topic, ids):
         time.sleep(0.1)
 
 
+def acl(bootstrap, permission, user, operation, resource_type, name):
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, ResourcePatternType,
+                                       ResourceType)
+    binding = AclBinding(ResourceType[resource_type], name, ResourcePatternType.LITERAL, f"User:{user}", "*",
+                         AclOperation[operation], AclPermissionType[permission.upper()])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_acls([binding]).values():
+        future.result()
+
+
 def offsets(bootstrap, topic):
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbs-test-offsets"})
@@ -124,7 +136,7 @@ def main():
     command, *args = sys.argv[1:]
     commands = {"scram-users": scram_users, "describe": describe, "create-topic": create_topic,
                 "wait-leaders": wait_leaders, "try-login": try_login,
-                "delete-records": delete_records, "offsets": offsets}
+                "delete-records": delete_records, "offsets": offsets, "acl": acl}
     if command not in commands:
         sys.exit(f"unknown command {command}")
     commands[command](*args)

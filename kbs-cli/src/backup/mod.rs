@@ -709,8 +709,23 @@ impl Engine {
         request.partition_max_bytes = 1 << 20;
         let fetched = self.client.fetch(&request).await?;
         let Some(pf) = fetched.into_iter().next() else {
-            return Ok(());
+            return Err(CliError::MissingAnswer {
+                api: "Fetch",
+                topic: part.topic.to_string(),
+                partition: part.partition,
+            });
         };
+        match &pf.error {
+            None | Some(PartitionError::OffsetOutOfRange { .. }) => {}
+            // Any other error says nothing about the hole: it is never read as "no records".
+            Some(error) => {
+                return Err(CliError::Fetch {
+                    topic: part.topic.to_string(),
+                    partition: part.partition,
+                    error: error.clone(),
+                });
+            }
+        }
         if let Some(PartitionError::OffsetOutOfRange { log_start_offset, .. }) = pf.error {
             // Retention removed the start of the hole: what it removed is a gap.
             let to = log_start_offset.min(first_offset) - 1;

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kbs_format::{ReadLimits, SegmentReader};
 use kbs_kafka::{
-    FetchPosition, FetchRequest, IdempotentProducer, KafkaClient, NewTopic, ProduceRecord, ProducerCompression,
-    ProducerConfig, RecordHeader,
+    FetchPosition, FetchRequest, IdempotentProducer, KafkaClient, NewTopic, OffsetSpec, ProduceRecord,
+    ProducerCompression, ProducerConfig, RecordHeader,
 };
 use kbs_manifest::{BackupId, Manifest, SegmentFile, TopicName, layout};
 use kbs_storage::{ObjectStorage, ObjectVersion};
@@ -1199,19 +1199,25 @@ async fn acknowledge(shared: &Shared, flight: InFlight, key: &str) -> Result<(),
 
 /// The end (high watermark) and start of a target partition, from a Fetch response (some
 /// brokers answer ListOffsets(latest) wrongly).
+///
+/// Asked with ListOffsets (earliest and latest), whose partition errors fail the call with their
+/// name after the client's retries (authorization, a leader missing): a target that cannot be
+/// read is never taken for an empty one.
 async fn target_bounds(client: &KafkaClient, topic: &str, partition: i32) -> Result<(i64, i64), CliError> {
-    let mut request =
-        FetchRequest::new(vec![FetchPosition::new(topic, partition, 0)]).with_max_wait(Duration::from_millis(10));
-    request.max_bytes = 1024;
-    request.partition_max_bytes = 1024;
-    let fetched = client.fetch(&request).await?;
-    let pf = fetched.into_iter().next().expect("one partition asked");
-    let start = if pf.log_start_offset >= 0 {
-        pf.log_start_offset
-    } else {
-        0
+    let offsets = client
+        .list_offsets(&[
+            (topic, partition, OffsetSpec::Earliest),
+            (topic, partition, OffsetSpec::Latest),
+        ])
+        .await?;
+    let missing = || CliError::MissingAnswer {
+        api: "ListOffsets",
+        topic: topic.to_owned(),
+        partition,
     };
-    Ok((pf.high_watermark.max(start), start))
+    let start = offsets.first().and_then(|o| o.offset).ok_or_else(missing)?;
+    let end = offsets.get(1).and_then(|o| o.offset).ok_or_else(missing)?;
+    Ok((end.max(start), start))
 }
 
 /// Reads target records `from..to`.

@@ -133,3 +133,89 @@ fn mutual_tls_through_the_binary() {
     let out = backup_with(&kafka, &flags(&kafka, "", ""), root, "mtls-none");
     assert!(!out.status.success());
 }
+
+/// A cluster whose client listener authenticates with SASL and authorizes with ACLs; the test
+/// peers use the PLAINTEXT internal listener as a super user.
+fn cluster_with_acls() -> Option<KafkaCluster> {
+    let options = KafkaOptions::default()
+        .with_listener(Listener::SaslPlaintext)
+        .with_config(
+            "authorizer.class.name",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        )
+        .with_config("super.users", "User:ANONYMOUS");
+    let kafka = KafkaCluster::start_with(options)?;
+    let internal = kafka.internal_bootstrap();
+    for (resource, name) in [
+        ("TOPIC", "*"),
+        ("GROUP", "*"),
+        ("BROKER", "kafka-cluster"),
+        ("TRANSACTIONAL_ID", "*"),
+    ] {
+        kbs_testkit::run_script(
+            "kafka_admin.py",
+            &["acl", &internal, "allow", SASL_USER, "ALL", resource, name],
+        );
+    }
+    Some(kafka)
+}
+
+#[test]
+fn a_target_the_user_may_not_read_is_never_taken_for_an_empty_one() {
+    let Some(kafka) = cluster_with_acls() else { return };
+    let internal = kafka.internal_bootstrap();
+    seed_simple(&internal, "src", 500, 1, true);
+    seed_simple(&internal, "locked", 100, 1, true);
+    kbs_testkit::run_script(
+        "kafka_admin.py",
+        &["acl", &internal, "deny", SASL_USER, "READ", "TOPIC", "locked"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    let auth = flags(&kafka, "SCRAM-SHA-256", SASL_PASSWORD);
+    let with_auth = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(auth.iter().map(String::as_str));
+        run(&all)
+    };
+    let out = with_auth(&["backup", "--storage", root, "--backup-id", "b", "--topics", "src", "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The target holds 100 records the restoring user may not read: the restore sees them
+    // anyway (ListOffsets needs no READ) and refuses to append, instead of producing as if the
+    // topic were empty.
+    let out = with_auth(&[
+        "restore",
+        "--storage",
+        root,
+        "--backup-id",
+        "b",
+        "--topic-map",
+        "src=locked",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("locked/0 already holds records (offsets 0..99)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        consume(&internal, dir.path(), &["locked"]).len(),
+        100,
+        "nothing was produced"
+    );
+    // A source the user may not read stops the backup with the broker's error by name.
+    let out = with_auth(&[
+        "backup",
+        "--storage",
+        root,
+        "--backup-id",
+        "denied",
+        "--topics",
+        "locked",
+        "-q",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("TOPIC_AUTHORIZATION_FAILED"), "{stderr}");
+}
