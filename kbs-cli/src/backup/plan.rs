@@ -1,0 +1,159 @@
+//! Planning a run: selecting topics and partitions, where each starts (checkpoint or log start)
+//! and, in snapshot mode, ends (the last stable offset at start); consumer-group offsets.
+
+use super::*;
+
+impl Engine {
+    /// Adds the selected topics (and new partitions of known ones) from `metadata`: records
+    /// their partition count and configs, finds where each partition resumes, and adopts
+    /// segments an interrupted run left behind.
+    pub(super) async fn add_topics(&mut self, metadata: &kbs_kafka::ClusterMetadata) -> Result<(), CliError> {
+        let selected: Vec<&kbs_kafka::TopicMetadata> = metadata
+            .topics
+            .iter()
+            .filter(|t| self.options.topics.selects(&t.name, t.is_internal))
+            .collect();
+        let new: Vec<&kbs_kafka::TopicMetadata> = selected
+            .into_iter()
+            .filter(|t| {
+                t.partitions.iter().any(|p| {
+                    !self
+                        .partitions
+                        .keys()
+                        .any(|(name, n)| name.as_str() == t.name && *n == p.partition)
+                })
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = new.iter().map(|t| t.name.as_str()).collect();
+        let configs = self.client.describe_topic_configs(&names).await?;
+        let mut starts = Vec::new();
+        let mut manifest = None;
+        for topic in new {
+            let name = TopicName::new(&topic.name)?;
+            let count = topic.partitions.len() as u32;
+            self.state.add_topic(
+                name.clone(),
+                count,
+                configs.get(&topic.name).cloned().unwrap_or_default(),
+            )?;
+            for p in &topic.partitions {
+                if self.partitions.contains_key(&(name.clone(), p.partition)) {
+                    continue;
+                }
+                let manifest = manifest.get_or_insert_with(|| self.state.builder.build_in_progress());
+                let (resume, next_sequence) = BackupState::resume_point(manifest, &name, p.partition);
+                starts.push((name.clone(), p.partition, resume, next_sequence));
+            }
+        }
+        // Where partitions without a resume point start: the log start.
+        let queries: Vec<(&str, i32, OffsetSpec)> = starts
+            .iter()
+            .filter(|(_, _, resume, _)| resume.is_none())
+            .map(|(t, p, _, _)| (t.as_str(), *p, OffsetSpec::Earliest))
+            .collect();
+        let earliest = if queries.is_empty() {
+            Vec::new()
+        } else {
+            self.client.list_offsets(&queries).await?
+        };
+        // A snapshot ends where a read_committed consumer's log ends now: the last stable
+        // offset (the high watermark when no transaction is open). Records written after this
+        // moment, and an open transaction's records, are left for the next backup.
+        let snapshot_ends = if self.options.continuous || starts.is_empty() {
+            Vec::new()
+        } else {
+            let queries: Vec<(&str, i32, OffsetSpec)> = starts
+                .iter()
+                .map(|(t, p, _, _)| (t.as_str(), *p, OffsetSpec::LastStable))
+                .collect();
+            self.client.list_offsets(&queries).await?
+        };
+        for (topic, partition, resume, next_sequence) in starts {
+            let end = snapshot_ends
+                .iter()
+                .find(|o| o.topic == topic.as_str() && o.partition == partition)
+                .and_then(|o| o.offset);
+            let position = match resume {
+                Some(offset) => offset,
+                None => earliest
+                    .iter()
+                    .find(|o| o.topic == topic.as_str() && o.partition == partition)
+                    .and_then(|o| o.offset)
+                    .unwrap_or(0),
+            };
+            let mut part = Partition {
+                topic: topic.clone(),
+                partition,
+                position,
+                end,
+                done: end.is_some_and(|end| position >= end),
+                next_sequence,
+                open: None,
+                queue: VecDeque::new(),
+                upload_chain: None,
+                last_progress: Instant::now(),
+                lane: self.partitions.len() % FETCH_LANES,
+            };
+            self.adopt_orphans(&mut part).await?;
+            let covered = if part.next_sequence > 0 || resume.is_some() {
+                Some(part.position)
+            } else {
+                None
+            };
+            self.state.check_checkpoint(&topic, partition, covered)?;
+            self.partitions.insert((topic, partition), part);
+        }
+        self.report.topics = self
+            .partitions
+            .keys()
+            .map(|(t, _)| t)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as u64;
+        self.report.partitions = self.partitions.len() as u64;
+        self.state.write_manifest_in_progress().await?;
+        self.state.write_checkpoint().await?;
+        Ok(())
+    }
+
+    pub(super) async fn snapshot_consumer_groups(&mut self) -> Result<(), CliError> {
+        let topics: Vec<String> = self
+            .partitions
+            .keys()
+            .map(|(t, _)| t.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let mut groups: ConsumerGroups = BTreeMap::new();
+        for listing in self.client.list_groups().await? {
+            let offsets = self
+                .client
+                .fetch_committed_offsets(&listing.group_id, Some(&topic_refs))
+                .await?;
+            for o in offsets {
+                if o.offset < 0 {
+                    continue;
+                }
+                let topic = TopicName::new(&o.topic)?;
+                groups
+                    .entry(listing.group_id.clone())
+                    .or_default()
+                    .entry(topic)
+                    .or_default()
+                    .insert(
+                        o.partition,
+                        CommittedOffset {
+                            offset: o.offset,
+                            metadata: o.metadata.unwrap_or_default(),
+                        },
+                    );
+            }
+        }
+        self.state.builder.set_consumer_groups(groups);
+        self.manifest_dirty = true;
+        Ok(())
+    }
+}

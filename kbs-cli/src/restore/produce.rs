@@ -1,0 +1,371 @@
+//! Producing one partition: segments verified before any record is produced, records matched
+//! against what an interrupted run already wrote, batches pipelined through the idempotent
+//! producer, and the progress document (compare-and-swap) that makes resume exact.
+
+use super::*;
+
+/// Shared state of a running restore.
+pub(super) struct Shared {
+    pub(super) storage: Arc<dyn ObjectStorage>,
+    pub(super) options: RestoreOptions,
+    pub(super) progress: Mutex<(RestoreProgress, Option<ObjectVersion>)>,
+    pub(super) memory: Arc<Semaphore>,
+    pub(super) memory_permits: u64,
+    pub(super) rate: Option<Mutex<(f64, Instant)>>,
+    pub(super) skipped: Mutex<Vec<String>>,
+    pub(super) produced: Mutex<(u64, u64)>,
+}
+
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Shared {
+    pub(super) fn progress_key(&self) -> String {
+        format!(
+            "{}restores/{}/progress.json",
+            layout::backup_prefix(&self.options.backup_id),
+            self.options.restore_id
+        )
+    }
+
+    /// Writes the progress document (compare-and-swap, so two runs of one restore id cannot
+    /// both write it).
+    pub(super) async fn save_progress(&self) -> Result<(), CliError> {
+        let mut guard = self.progress.lock().await;
+        guard.0.updated_at_ms = now_ms();
+        let body = Bytes::from(serde_json::to_vec_pretty(&guard.0).expect("progress serialises"));
+        let key = self.progress_key();
+        let put = match &guard.1 {
+            Some(version) => self.storage.put_if_match(&key, body, version).await,
+            None => self.storage.put_if_absent(&key, body).await,
+        };
+        match put {
+            Ok(put) => {
+                guard.1 = Some(put.version);
+                Ok(())
+            }
+            Err(kbs_storage::Error::Precondition { .. } | kbs_storage::Error::AlreadyExists { .. }) => {
+                Err(CliError::Locked(format!(
+                    "{key} was changed by another run of restore {}; stopping",
+                    self.options.restore_id
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until `bytes` may be produced under the byte-rate limit.
+    pub(super) async fn throttle(&self, bytes: u64) {
+        let Some(rate) = &self.rate else { return };
+        let per_sec = self.options.max_bytes_per_sec.unwrap_or(u64::MAX) as f64;
+        loop {
+            let wait = {
+                let mut guard = rate.lock().await;
+                let (tokens, last) = &mut *guard;
+                let now = Instant::now();
+                *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_sec).min(per_sec);
+                *last = now;
+                if *tokens >= bytes as f64 || *tokens >= per_sec {
+                    *tokens -= bytes as f64;
+                    return;
+                }
+                Duration::from_secs_f64((bytes as f64 - *tokens) / per_sec)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The record as it is produced: same timestamp, key, value and headers, plus the offset
+/// headers when asked.
+pub(super) fn produce_record(r: &kbs_format::Record, source_partition: i32, offset_headers: bool) -> ProduceRecord {
+    let mut headers: Vec<RecordHeader> = r
+        .headers
+        .iter()
+        .map(|h| RecordHeader {
+            key: h.key.clone(),
+            value: h.value.clone(),
+        })
+        .collect();
+    if offset_headers {
+        for (k, v) in [
+            ("x-kafka-backup-offset", r.offset.to_string()),
+            ("x-kafka-backup-timestamp", r.timestamp.to_string()),
+            ("x-kafka-backup-partition", source_partition.to_string()),
+        ] {
+            headers.push(RecordHeader {
+                key: Bytes::from_static(k.as_bytes()),
+                value: Some(Bytes::from(v)),
+            });
+        }
+    }
+    ProduceRecord {
+        timestamp: r.timestamp,
+        key: r.key.clone(),
+        value: r.value.clone(),
+        headers,
+    }
+}
+
+pub(super) fn record_bytes(r: &ProduceRecord) -> u64 {
+    (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())) as u64
+}
+
+/// Rough size of a record inside a Kafka batch, for batch sizing and max.message.bytes.
+pub(super) fn wire_size(r: &ProduceRecord) -> usize {
+    24 + r.key.as_ref().map_or(0, |k| k.len())
+        + r.value.as_ref().map_or(0, |v| v.len())
+        + r.headers
+            .iter()
+            .map(|h| 10 + h.key.len() + h.value.as_ref().map_or(0, |v| v.len()))
+            .sum::<usize>()
+}
+
+/// With `--skip-corrupt`, records a segment that failed verification; otherwise the error.
+pub(super) async fn skip_or_fail(shared: &Shared, key: &str, source: kbs_format::FormatError) -> Result<(), CliError> {
+    if !shared.options.skip_corrupt {
+        return Err(CliError::Segment {
+            key: key.to_string(),
+            source,
+        });
+    }
+    let position = crate::validate::error_position(&source).map_or(String::new(), |p| format!(" (byte {p})"));
+    shared.skipped.lock().await.push(format!("{key}{position}: {source}"));
+    tracing::error!("skipping corrupt segment {key}: {source}");
+    Ok(())
+}
+
+/// A batch on the wire: its source offsets, bytes, and the broker's answer to come.
+pub(super) struct InFlight {
+    pub(super) sources: Vec<i64>,
+    pub(super) bytes: u64,
+    pub(super) ack:
+        std::pin::Pin<Box<dyn std::future::Future<Output = kbs_kafka::Result<kbs_kafka::ProduceAck>> + Send>>,
+}
+
+pub(super) async fn restore_partition(
+    shared: &Shared,
+    client: &KafkaClient,
+    producer: &IdempotentProducer,
+    plan: &PartitionPlan,
+    max_message_bytes: usize,
+) -> Result<(), CliError> {
+    let options = &shared.options;
+    let key = partition_key(&plan.topic, plan.partition);
+    let topic = TopicName::new(&plan.topic)?;
+    // Where this partition stands (recorded before any task started), and what the target
+    // holds beyond it.
+    let (next_source, next_target) = {
+        let guard = shared.progress.lock().await;
+        let p = guard.0.partitions.get(&key).expect("prepared before the tasks");
+        if p.done {
+            return Ok(());
+        }
+        (p.last_source_offset.map_or(i64::MIN, |o| o + 1), p.next_target_offset)
+    };
+    let (target_end, _) = target_bounds(client, &plan.target_topic, plan.target_partition).await?;
+    // Records an interrupted run wrote after its last checkpoint: matched against the source
+    // below, then skipped.
+    let mut unacknowledged: VecDeque<kbs_kafka::Record> = VecDeque::new();
+    if target_end > next_target {
+        unacknowledged = read_target(
+            client,
+            &plan.target_topic,
+            plan.target_partition,
+            next_target,
+            target_end,
+        )
+        .await?;
+    }
+
+    let start = plan.start_offset.unwrap_or(i64::MIN).max(next_source);
+    let end = plan.end_offset.unwrap_or(i64::MAX);
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let batch_limit = max_message_bytes.clamp(1024, 1 << 20);
+    for file in &plan.files {
+        if file.last_offset < start {
+            continue;
+        }
+        let segment_key = layout::segment_key(&options.backup_id, &topic, plan.partition, file.name)?;
+        // Every checksum and invariant is verified before any record of the segment is
+        // produced. A segment that fits this partition's share of the memory budget is held in
+        // memory; a larger one is spooled to a temporary file, verified in one streaming pass
+        // and produced in a second, one batch at a time.
+        let share = options.memory_budget / options.parallelism.max(1) as u64;
+        let (records, _memory) = if file.size_bytes <= share {
+            let permits = (file.size_bytes >> 10).clamp(1, shared.memory_permits) as u32;
+            let memory = shared
+                .memory
+                .clone()
+                .acquire_many_owned(permits)
+                .await
+                .map_err(|_| CliError::Locked("memory pool closed".into()))?;
+            let bytes = shared.storage.get(&segment_key).await?.bytes;
+            let checked = bytes.clone();
+            let verified =
+                tokio::task::spawn_blocking(move || kbs_format::verify_segment(&checked, ReadLimits::default()))
+                    .await
+                    .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?;
+            match verified {
+                Ok(_) => (records_from_memory(bytes), Some(memory)),
+                Err(source) => {
+                    skip_or_fail(shared, &segment_key, source).await?;
+                    continue;
+                }
+            }
+        } else {
+            let spooled = spool(&shared.storage, &segment_key).await?;
+            match verify_spooled(&spooled).await? {
+                Ok(()) => (records_from_file(spooled), None),
+                Err(source) => {
+                    skip_or_fail(shared, &segment_key, source).await?;
+                    continue;
+                }
+            }
+        };
+        let mut records = records;
+        let mut batch: Vec<ProduceRecord> = Vec::new();
+        let mut batch_sources: Vec<i64> = Vec::new();
+        let mut batch_size = 0usize;
+        while let Some(record) = records.recv().await {
+            let record = record.map_err(|source| CliError::Segment {
+                key: segment_key.clone(),
+                source,
+            })?;
+            if record.offset < start || record.offset > end {
+                continue;
+            }
+            if options.start_time.is_some_and(|t| record.timestamp < t)
+                || options.end_time.is_some_and(|t| record.timestamp > t)
+            {
+                continue;
+            }
+            let produced = produce_record(&record, plan.partition, options.include_offset_headers);
+            if let Some(written) = unacknowledged.pop_front() {
+                // Written by the interrupted run: it must be exactly this record.
+                let same = written.key == produced.key
+                    && written.value == produced.value
+                    && written.timestamp == produced.timestamp
+                    && written.headers == produced.headers;
+                if !same {
+                    return Err(CliError::Locked(format!(
+                        "target {}/{} offset {} does not hold source record {key}@{} that restore {} wrote there; \
+                         something else writes to the target partition",
+                        plan.target_topic, plan.target_partition, written.offset, record.offset, options.restore_id
+                    )));
+                }
+                let mut guard = shared.progress.lock().await;
+                let p = guard.0.partitions.get_mut(&key).expect("inserted");
+                p.map(record.offset, written.offset);
+                p.last_source_offset = Some(record.offset);
+                p.next_target_offset = written.offset + 1;
+                p.records += 1;
+                p.bytes += record_bytes(&produced);
+                continue;
+            }
+            let size = wire_size(&produced);
+            if size + 70 > max_message_bytes {
+                return Err(CliError::InvalidArgument {
+                    flag: "topic-map",
+                    message: format!(
+                        "record {key}@{} is {size} bytes, over {}/{}'s max.message.bytes of {max_message_bytes}; raise it \
+                         on the target topic",
+                        record.offset, plan.target_topic, plan.target_partition
+                    ),
+                });
+            }
+            let split = batch_sources
+                .last()
+                .is_some_and(|&previous| plan.split_points.range(previous + 1..=record.offset).next().is_some());
+            if !batch.is_empty() && (batch_size + size > batch_limit || split) {
+                send(
+                    shared,
+                    producer,
+                    plan,
+                    &mut in_flight,
+                    std::mem::take(&mut batch),
+                    std::mem::take(&mut batch_sources),
+                    &key,
+                )
+                .await?;
+                batch_size = 0;
+            }
+            batch_size += size;
+            batch_sources.push(record.offset);
+            batch.push(produced);
+        }
+        if !batch.is_empty() {
+            send(shared, producer, plan, &mut in_flight, batch, batch_sources, &key).await?;
+        }
+    }
+    while let Some(flight) = in_flight.pop_front() {
+        acknowledge(shared, flight, &key).await?;
+    }
+    if !unacknowledged.is_empty() {
+        return Err(CliError::Locked(format!(
+            "target {}/{} holds {} records after what restore {} wrote that match no remaining source record",
+            plan.target_topic,
+            plan.target_partition,
+            unacknowledged.len(),
+            options.restore_id
+        )));
+    }
+    shared
+        .progress
+        .lock()
+        .await
+        .0
+        .partitions
+        .get_mut(&key)
+        .expect("inserted")
+        .done = true;
+    Ok(())
+}
+
+pub(super) async fn send(
+    shared: &Shared,
+    producer: &IdempotentProducer,
+    plan: &PartitionPlan,
+    in_flight: &mut VecDeque<InFlight>,
+    batch: Vec<ProduceRecord>,
+    sources: Vec<i64>,
+    key: &str,
+) -> Result<(), CliError> {
+    let bytes: u64 = batch.iter().map(record_bytes).sum();
+    shared.throttle(bytes).await;
+    while in_flight.len() >= 5 {
+        let oldest = in_flight.pop_front().expect("non-empty");
+        acknowledge(shared, oldest, key).await?;
+    }
+    let ack = producer.produce(&plan.target_topic, plan.target_partition, &batch);
+    in_flight.push_back(InFlight {
+        sources,
+        bytes,
+        ack: Box::pin(ack),
+    });
+    Ok(())
+}
+
+pub(super) async fn acknowledge(shared: &Shared, flight: InFlight, key: &str) -> Result<(), CliError> {
+    let ack = flight.ack.await?;
+    let mut guard = shared.progress.lock().await;
+    let p = guard.0.partitions.get_mut(key).expect("inserted");
+    // Offsets of one partition written by one idempotent producer are contiguous; a resend
+    // answered DUPLICATE_SEQUENCE_NUMBER without its offset continues from the last one.
+    let base = ack.base_offset.unwrap_or(p.next_target_offset);
+    for (i, source) in flight.sources.iter().enumerate() {
+        p.map(*source, base + i as i64);
+    }
+    p.last_source_offset = flight.sources.last().copied().or(p.last_source_offset);
+    p.next_target_offset = base + flight.sources.len() as i64;
+    p.records += flight.sources.len() as u64;
+    p.bytes += flight.bytes;
+    drop(guard);
+    let mut produced = shared.produced.lock().await;
+    produced.0 += flight.sources.len() as u64;
+    produced.1 += flight.bytes;
+    Ok(())
+}
