@@ -303,6 +303,9 @@ pub struct UnlockArgs {
     /// The backup whose lease to remove.
     #[arg(long, env = "KBS_BACKUP_ID")]
     pub backup_id: String,
+    /// Remove the lease of this restore of the backup instead.
+    #[arg(long)]
+    pub restore_id: Option<String>,
 }
 
 /// `kbs restore`.

@@ -1,4 +1,5 @@
-//! The writer lease of a backup (`<backup-id>/lease.json`); see `docs/DESIGN.md`.
+//! Writer leases: of a backup (`<backup-id>/lease.json`) and of a restore
+//! (`<backup-id>/restores/<restore-id>/lease.json`); see `docs/DESIGN.md`.
 //!
 //! ```json
 //! {"backup_id": "b1", "host": "node-1", "pid": 4242, "process_start": "123456",
@@ -119,6 +120,11 @@ fn random_id() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// The key of the lease of restore `restore_id` of backup `backup_id`.
+pub fn restore_lease_key(backup_id: &BackupId, restore_id: &str) -> String {
+    format!("{backup_id}/restores/{restore_id}/lease.json")
+}
+
 impl Lease {
     /// Acquires the lease of `backup_id`, taking over a stale one; fails fast with
     /// [`CliError::Locked`] while another live writer holds it.
@@ -127,7 +133,43 @@ impl Lease {
         backup_id: &BackupId,
         ttl: Duration,
     ) -> Result<Lease, CliError> {
-        let key = layout::lease_key(backup_id);
+        let what = format!("backup {backup_id} is being written by another kbs process");
+        let unlock = format!("kbs unlock --backup-id {backup_id}");
+        Lease::acquire_key(storage, layout::lease_key(backup_id), backup_id, &what, &unlock, ttl)
+            .await
+            .map(|(lease, _)| lease)
+    }
+
+    /// Acquires the lease of restore `restore_id` of `backup_id`; also returns whether a lease
+    /// was taken over from a holder that may still be alive (it had expired), in which case the
+    /// caller must give that holder time to notice before relying on what it wrote.
+    pub async fn acquire_restore(
+        storage: Arc<dyn ObjectStorage>,
+        backup_id: &BackupId,
+        restore_id: &str,
+        ttl: Duration,
+    ) -> Result<(Lease, bool), CliError> {
+        let what = format!("restore {restore_id} of backup {backup_id} is being run by another kbs process");
+        let unlock = format!("kbs unlock --backup-id {backup_id} --restore-id {restore_id}");
+        Lease::acquire_key(
+            storage,
+            restore_lease_key(backup_id, restore_id),
+            backup_id,
+            &what,
+            &unlock,
+            ttl,
+        )
+        .await
+    }
+
+    async fn acquire_key(
+        storage: Arc<dyn ObjectStorage>,
+        key: String,
+        backup_id: &BackupId,
+        what: &str,
+        unlock: &str,
+        ttl: Duration,
+    ) -> Result<(Lease, bool), CliError> {
         let now = now_ms();
         let pid = std::process::id();
         let record = LeaseRecord {
@@ -143,13 +185,14 @@ impl Lease {
         let body = Bytes::from(serde_json::to_vec_pretty(&record).expect("lease serialises"));
         match storage.put_if_absent(&key, body.clone()).await {
             Ok(put) => {
-                return Ok(Lease {
+                let lease = Lease {
                     storage,
                     key,
                     version: put.version,
                     record,
                     ttl,
-                });
+                };
+                return Ok((lease, false));
             }
             Err(kbs_storage::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -161,31 +204,31 @@ impl Lease {
         })?;
         match held.staleness(now, &record.host) {
             None => Err(CliError::Locked(format!(
-                "backup {backup_id} is being written by another kbs process: {}. If that process is gone, \
-                 wait for the lease to expire or run `kbs unlock --backup-id {backup_id}`",
+                "{what}: {}. If that process is gone, wait for the lease to expire or run `{unlock}`",
                 held.holder()
             ))),
             Some(reason) => {
-                tracing::warn!(backup = %backup_id, holder = %held.holder(), %reason, "taking over a stale lease");
+                // A holder on another host, or one whose lease merely expired, may still run.
+                let maybe_alive = !(held.host == record.host && now <= held.expires_at_ms);
+                tracing::warn!(key = %key, holder = %held.holder(), %reason, "taking over a stale lease");
                 let put = storage
                     .put_if_match(&key, body, &existing.meta.version)
                     .await
                     .map_err(|e| {
                         if matches!(e, kbs_storage::Error::Precondition { .. }) {
-                            CliError::Locked(format!(
-                                "backup {backup_id}: another process took the lease at the same time"
-                            ))
+                            CliError::Locked(format!("{key}: another process took the lease at the same time"))
                         } else {
                             e.into()
                         }
                     })?;
-                Ok(Lease {
+                let lease = Lease {
                     storage,
                     key,
                     version: put.version,
                     record,
                     ttl,
-                })
+                };
+                Ok((lease, maybe_alive))
             }
         }
     }
@@ -225,9 +268,55 @@ impl Lease {
     }
 }
 
-/// Removes a backup's lease by hand; returns who held it, or `None` if there was none.
-pub async fn unlock(storage: Arc<dyn ObjectStorage>, backup_id: &BackupId) -> Result<Option<LeaseRecord>, CliError> {
-    let key = layout::lease_key(backup_id);
+/// Keeps renewing `lease` (every third of its TTL) until it is taken out of the mutex; stores
+/// the time of each successful renewal (Unix ms) in `renewed_at_ms`, and sets `lost` when
+/// another writer took the lease.
+pub fn spawn_renewal(
+    lease: Arc<tokio::sync::Mutex<Option<Lease>>>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    renewed_at_ms: Arc<std::sync::atomic::AtomicI64>,
+) -> tokio::task::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    renewed_at_ms.store(now_ms(), Ordering::SeqCst);
+    tokio::spawn(async move {
+        loop {
+            let interval = match lease.lock().await.as_ref() {
+                Some(l) => l.renew_interval(),
+                None => return,
+            };
+            tokio::time::sleep(interval).await;
+            let mut guard = lease.lock().await;
+            let Some(held) = guard.as_mut() else { return };
+            match held.renew().await {
+                Ok(()) => renewed_at_ms.store(now_ms(), Ordering::SeqCst),
+                Err(e) => {
+                    tracing::error!("lease renewal failed: {e}");
+                    if matches!(e, CliError::Locked(_)) {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Milliseconds since the Unix epoch, for comparing with [`spawn_renewal`]'s times.
+pub fn unix_now_ms() -> i64 {
+    now_ms()
+}
+
+/// Removes a backup's lease by hand (or, with `restore_id`, a restore's); returns who held it,
+/// or `None` if there was none.
+pub async fn unlock(
+    storage: Arc<dyn ObjectStorage>,
+    backup_id: &BackupId,
+    restore_id: Option<&str>,
+) -> Result<Option<LeaseRecord>, CliError> {
+    let key = match restore_id {
+        Some(restore_id) => restore_lease_key(backup_id, restore_id),
+        None => layout::lease_key(backup_id),
+    };
     let existing = match storage.get(&key).await {
         Ok(got) => got,
         Err(e) if e.is_not_found() => return Ok(None),

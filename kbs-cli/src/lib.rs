@@ -440,10 +440,14 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
         Command::Unlock(args) => {
             let storage = storage::open(&args.storage).await?;
             let id = backup_id(&args.backup_id)?;
-            let held = lease::unlock(storage, &id).await?;
+            let held = lease::unlock(storage, &id, args.restore_id.as_deref()).await?;
+            let what = match &args.restore_id {
+                Some(restore) => format!("restore {restore} of backup {id}"),
+                None => format!("backup {id}"),
+            };
             let message = match &held {
-                Some(record) => format!("removed the lease of backup {id} held by {}", record.holder()),
-                None => format!("backup {id} had no lease"),
+                Some(record) => format!("removed the lease of {what} held by {}", record.holder()),
+                None => format!("{what} had no lease"),
             };
             match format {
                 OutputFormat::Json => writeln!(out, "{}", json!({"backup_id": id.as_str(), "removed": held})),

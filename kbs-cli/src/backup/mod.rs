@@ -256,7 +256,11 @@ pub async fn run(
         Lease::acquire(storage.clone(), &options.backup_id, options.lease_ttl).await?,
     )));
     let lease_lost = Arc::new(AtomicBool::new(false));
-    let renewer = spawn_lease_renewal(lease.clone(), lease_lost.clone());
+    let renewer = crate::lease::spawn_renewal(
+        lease.clone(),
+        lease_lost.clone(),
+        Arc::new(std::sync::atomic::AtomicI64::new(0)),
+    );
 
     let result = async {
         let metadata = client.metadata(None).await?;
@@ -304,27 +308,6 @@ pub async fn run(
         tracing::warn!("could not release the lease: {e}");
     }
     result
-}
-
-fn spawn_lease_renewal(lease: Arc<Mutex<Option<Lease>>>, lost: Arc<AtomicBool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let interval = match lease.lock().await.as_ref() {
-                Some(l) => l.renew_interval(),
-                None => return,
-            };
-            tokio::time::sleep(interval).await;
-            let mut guard = lease.lock().await;
-            let Some(held) = guard.as_mut() else { return };
-            if let Err(e) = held.renew().await {
-                tracing::error!("lease renewal failed: {e}");
-                if matches!(e, CliError::Locked(_)) {
-                    lost.store(true, Ordering::SeqCst);
-                    return;
-                }
-            }
-        }
-    })
 }
 
 struct Partition {

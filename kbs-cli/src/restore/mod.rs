@@ -41,6 +41,7 @@ pub use progress::{PartitionProgress, RestoreProgress, partition_key};
 
 use crate::backup::TopicFilter;
 use crate::error::CliError;
+use crate::lease::Lease;
 
 pub use plan::{PartitionPlan, plan};
 pub use report::{GroupMove, RestoreReport, TargetTopic, report_text};
@@ -231,8 +232,6 @@ pub async fn run(
         }
     ));
     // Target topics: which exist, how many partitions they need.
-    /// What a target topic needs: partitions, and the source's partition count and configs.
-    type Needs = (i32, Option<u32>, BTreeMap<String, String>);
     let mut needed: BTreeMap<String, Needs> = BTreeMap::new();
     // Every selected topic, even one without records (an empty topic is restored empty).
     for topic in manifest
@@ -290,6 +289,73 @@ pub async fn run(
         return Ok(report);
     }
 
+    // One run per restore id at a time: a second run fails fast; a run whose holder died on
+    // this host takes over at once; one whose lease expired (the holder may only be paused)
+    // takes over after giving it time to notice (it stops producing once its lease is half
+    // expired, and its last batches land within that margin).
+    let (held, maybe_alive) = Lease::acquire_restore(
+        storage.clone(),
+        &options.backup_id,
+        &options.restore_id,
+        RESTORE_LEASE_TTL,
+    )
+    .await?;
+    let lease = Arc::new(Mutex::new(Some(held)));
+    let fence = Fence::new(RESTORE_LEASE_TTL);
+    let renewer = crate::lease::spawn_renewal(lease.clone(), fence.lost.clone(), fence.renewed_at_ms.clone());
+    if maybe_alive {
+        progress.note(&format!(
+            "restore {} took over an expired lease; waiting {} s for the earlier run to stop",
+            options.restore_id,
+            RESTORE_LEASE_TTL.as_secs() / 2
+        ));
+        tokio::time::sleep(RESTORE_LEASE_TTL / 2).await;
+    }
+    let lost = fence.lost.clone();
+    let result = produce_all(
+        storage.clone(),
+        options,
+        plans,
+        needed,
+        existing,
+        client,
+        group_moves,
+        report,
+        fence,
+        started,
+    )
+    .await;
+    renewer.abort();
+    if let Some(held) = lease.lock().await.take()
+        && !lost.load(std::sync::atomic::Ordering::SeqCst)
+        && let Err(e) = held.release().await
+    {
+        tracing::warn!("could not release the restore's lease: {e}");
+    }
+    result
+}
+
+/// What a target topic needs: partitions, and the source's partition count and configs.
+type Needs = (i32, Option<u32>, BTreeMap<String, String>);
+
+/// How long a restore's lease lives without renewal (renewed every third of it).
+const RESTORE_LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// Everything a restore does once it holds its lease: preflight, progress, producing every
+/// partition, consumer groups.
+#[allow(clippy::too_many_arguments)]
+async fn produce_all(
+    storage: Arc<dyn ObjectStorage>,
+    options: RestoreOptions,
+    plans: Vec<PartitionPlan>,
+    needed: BTreeMap<String, Needs>,
+    existing: BTreeMap<String, i32>,
+    client: KafkaClient,
+    group_moves: Vec<GroupMove>,
+    mut report: RestoreReport,
+    fence: Fence,
+    started: Instant,
+) -> Result<RestoreReport, CliError> {
     // Preflight: create or check target topics.
     let mut to_create = Vec::new();
     for (name, (partitions_needed, source_count, configs)) in &needed {
@@ -321,6 +387,7 @@ pub async fn run(
     if !to_create.is_empty() {
         client.create_topics(&to_create).await?;
     }
+    let names: Vec<&str> = needed.keys().map(String::as_str).collect();
     let configs = if names.is_empty() {
         BTreeMap::new()
     } else {
@@ -351,6 +418,8 @@ pub async fn run(
         ),
         Err(e) => return Err(e.into()),
     };
+    // Another run that saved this progress lately may still be finishing its last batches.
+    let earlier_run_lately = version.is_some() && now_ms() - progress.updated_at_ms < 10_000;
     let producer_config = ProducerConfig::default().with_compression(options.compression);
     let producer = IdempotentProducer::new(client.clone(), producer_config).await?;
     let memory_permits = (options.memory_budget >> 10).clamp(1, u64::from(u32::MAX >> 4));
@@ -363,6 +432,7 @@ pub async fn run(
         progress: Mutex::new((progress, version)),
         skipped: Mutex::new(Vec::new()),
         produced: Mutex::new((0, 0)),
+        fence,
     });
     // Where each partition starts in its target, recorded before anything is produced, so an
     // interrupted run is always resumed from the progress document.
@@ -406,17 +476,38 @@ pub async fn run(
             },
         );
     }
-    // Claim the progress document (and fence an earlier run) before producing anything.
+    // Claim the progress document (and fence an earlier run) before producing anything. An
+    // earlier run that was still saving it stops producing at its next save (within 1 s);
+    // the target is read only after that, so its last batches are seen and matched.
     shared.save_progress().await?;
+    if earlier_run_lately {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 
     let saver = {
         let shared = shared.clone();
         tokio::spawn(async move {
+            // A failed write is retried at the next tick; only another run's takeover, or a
+            // store that refuses every write for a minute, ends the saving (and the producing).
+            let mut failures = 0u32;
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Err(e) = shared.save_progress().await {
-                    tracing::error!("saving restore progress: {e}");
-                    return;
+                match shared.save_progress().await {
+                    Ok(()) => failures = 0,
+                    Err(e) if shared.fence.lost.load(std::sync::atomic::Ordering::SeqCst) => {
+                        tracing::error!("restore progress taken over: {e}");
+                        return;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(failures, "saving restore progress failed (retried in 1 s): {e}");
+                        if failures >= 60 {
+                            if let Ok(mut fatal) = shared.fence.fatal.lock() {
+                                *fatal = Some(format!("its progress could not be saved for 60 s ({e})"));
+                            }
+                            return;
+                        }
+                    }
                 }
             }
         })

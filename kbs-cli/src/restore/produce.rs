@@ -4,6 +4,54 @@
 
 use super::*;
 
+/// What keeps two runs of one restore id from producing at once: the run's lease (renewed in
+/// the background) and its progress document (compare-and-swap). Every batch is produced only
+/// after [`Fence::check`] passed.
+pub(super) struct Fence {
+    /// Set when another run took the lease or the progress document.
+    pub(super) lost: Arc<std::sync::atomic::AtomicBool>,
+    /// When the lease was last renewed (Unix ms).
+    pub(super) renewed_at_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// The lease's time-to-live: a run whose lease was not renewed for half of it stops
+    /// producing, since another run may take it over once it expires.
+    pub(super) ttl: Duration,
+    /// Set when the run must stop for another reason (progress that cannot be saved).
+    pub(super) fatal: std::sync::Mutex<Option<String>>,
+}
+
+impl Fence {
+    pub(super) fn new(ttl: Duration) -> Fence {
+        Fence {
+            lost: Arc::default(),
+            renewed_at_ms: Arc::default(),
+            ttl,
+            fatal: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether this run may still produce.
+    pub(super) fn check(&self, restore_id: &str) -> Result<(), CliError> {
+        use std::sync::atomic::Ordering;
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(CliError::Locked(format!(
+                "restore {restore_id}: another run took over its lease or progress; this run stopped producing"
+            )));
+        }
+        let silent = crate::lease::unix_now_ms() - self.renewed_at_ms.load(Ordering::SeqCst);
+        if silent > (self.ttl / 2).as_millis() as i64 {
+            return Err(CliError::Locked(format!(
+                "restore {restore_id}: its lease could not be renewed for {:.1} s, so another run may take it \
+                 over; this run stopped producing (rerun the same command to resume)",
+                silent as f64 / 1000.0
+            )));
+        }
+        if let Some(reason) = self.fatal.lock().ok().and_then(|f| f.clone()) {
+            return Err(CliError::Locked(format!("restore {restore_id}: {reason}")));
+        }
+        Ok(())
+    }
+}
+
 /// Shared state of a running restore.
 pub(super) struct Shared {
     pub(super) storage: Arc<dyn ObjectStorage>,
@@ -14,6 +62,7 @@ pub(super) struct Shared {
     pub(super) rate: Option<Mutex<(f64, Instant)>>,
     pub(super) skipped: Mutex<Vec<String>>,
     pub(super) produced: Mutex<(u64, u64)>,
+    pub(super) fence: Fence,
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -48,6 +97,7 @@ impl Shared {
                 Ok(())
             }
             Err(kbs_storage::Error::Precondition { .. } | kbs_storage::Error::AlreadyExists { .. }) => {
+                self.fence.lost.store(true, std::sync::atomic::Ordering::SeqCst);
                 Err(CliError::Locked(format!(
                     "{key} was changed by another run of restore {}; stopping",
                     self.options.restore_id
@@ -169,17 +219,7 @@ pub(super) async fn restore_partition(
     let (target_end, _) = target_bounds(client, &plan.target_topic, plan.target_partition).await?;
     // Records an interrupted run wrote after its last checkpoint: matched against the source
     // below, then skipped.
-    let mut unacknowledged: VecDeque<kbs_kafka::Record> = VecDeque::new();
-    if target_end > next_target {
-        unacknowledged = read_target(
-            client,
-            &plan.target_topic,
-            plan.target_partition,
-            next_target,
-            target_end,
-        )
-        .await?;
-    }
+    let mut unacknowledged = TargetTail::new(&plan.target_topic, plan.target_partition, next_target, target_end);
 
     let start = plan.start_offset.unwrap_or(i64::MIN).max(next_source);
     let end = plan.end_offset.unwrap_or(i64::MAX);
@@ -244,7 +284,7 @@ pub(super) async fn restore_partition(
                 continue;
             }
             let produced = produce_record(&record, plan.partition, options.include_offset_headers);
-            if let Some(written) = unacknowledged.pop_front() {
+            if let Some(written) = unacknowledged.next(client).await? {
                 // Written by the interrupted run: it must be exactly this record.
                 let same = written.key == produced.key
                     && written.value == produced.value
@@ -304,13 +344,12 @@ pub(super) async fn restore_partition(
     while let Some(flight) = in_flight.pop_front() {
         acknowledge(shared, flight, &key).await?;
     }
-    if !unacknowledged.is_empty() {
+    let left = unacknowledged.remaining(client).await?;
+    if left > 0 {
         return Err(CliError::Locked(format!(
-            "target {}/{} holds {} records after what restore {} wrote that match no remaining source record",
-            plan.target_topic,
-            plan.target_partition,
-            unacknowledged.len(),
-            options.restore_id
+            "target {}/{} holds up to {left} records after what restore {} wrote that match no remaining source \
+             record",
+            plan.target_topic, plan.target_partition, options.restore_id
         )));
     }
     shared
@@ -340,6 +379,9 @@ pub(super) async fn send(
         let oldest = in_flight.pop_front().expect("non-empty");
         acknowledge(shared, oldest, key).await?;
     }
+    // Checked right before each batch leaves: a run that lost its lease or progress, or could
+    // not renew its lease lately, never produces again.
+    shared.fence.check(&shared.options.restore_id)?;
     let ack = producer.produce(&plan.target_topic, plan.target_partition, &batch);
     in_flight.push_back(InFlight {
         sources,

@@ -60,44 +60,89 @@ pub(super) async fn target_bounds(client: &KafkaClient, topic: &str, partition: 
     Ok((end.max(start), start))
 }
 
-/// Reads target records `from..to`.
-pub(super) async fn read_target(
-    client: &KafkaClient,
-    topic: &str,
+/// The records of a target partition from one offset up to an end, read one fetch (at most
+/// 1 MiB) at a time as they are taken: what an interrupted run wrote past its last checkpoint,
+/// however much that is, without holding it all in memory.
+pub(super) struct TargetTail {
+    topic: String,
     partition: i32,
-    from: i64,
-    to: i64,
-) -> Result<VecDeque<kbs_kafka::Record>, CliError> {
-    let mut out = VecDeque::new();
-    let mut position = from;
-    while position < to {
-        let request = FetchRequest::new(vec![FetchPosition::new(topic, partition, position)])
+    position: i64,
+    end: i64,
+    buffer: VecDeque<kbs_kafka::Record>,
+    exhausted: bool,
+}
+
+impl TargetTail {
+    /// The tail of `topic`/`partition` from `from` to `to` (exclusive); nothing is read yet.
+    pub(super) fn new(topic: &str, partition: i32, from: i64, to: i64) -> TargetTail {
+        TargetTail {
+            topic: topic.to_owned(),
+            partition,
+            position: from,
+            end: to,
+            buffer: VecDeque::new(),
+            exhausted: from >= to,
+        }
+    }
+
+    /// The next record of the tail, or `None` when it is all taken.
+    pub(super) async fn next(&mut self, client: &KafkaClient) -> Result<Option<kbs_kafka::Record>, CliError> {
+        while self.buffer.is_empty() && !self.exhausted {
+            self.fill(client).await?;
+        }
+        Ok(self.buffer.pop_front())
+    }
+
+    /// How many offsets of the tail are not taken yet (an upper bound of its records).
+    pub(super) async fn remaining(&mut self, client: &KafkaClient) -> Result<u64, CliError> {
+        while self.buffer.is_empty() && !self.exhausted {
+            self.fill(client).await?;
+        }
+        let first = self.buffer.front().map_or(self.position, |r| r.offset);
+        Ok(if self.buffer.is_empty() && self.exhausted {
+            0
+        } else {
+            (self.end - first).max(0) as u64
+        })
+    }
+
+    async fn fill(&mut self, client: &KafkaClient) -> Result<(), CliError> {
+        let mut request = FetchRequest::new(vec![FetchPosition::new(&self.topic, self.partition, self.position)])
             .with_max_wait(Duration::from_millis(10));
+        request.max_bytes = 1 << 20;
+        request.partition_max_bytes = 1 << 20;
         let pf = client
             .fetch(&request)
             .await?
             .into_iter()
             .next()
-            .expect("one partition asked");
+            .ok_or_else(|| CliError::MissingAnswer {
+                api: "Fetch",
+                topic: self.topic.clone(),
+                partition: self.partition,
+            })?;
         if let Some(error) = pf.error {
             return Err(CliError::Fetch {
-                topic: topic.to_string(),
-                partition,
+                topic: self.topic.clone(),
+                partition: self.partition,
                 error,
             });
         }
-        let before = position;
+        let before = self.position;
         for r in pf.records {
-            if r.offset >= position && r.offset < to {
-                position = r.offset + 1;
-                out.push_back(r);
+            if r.offset >= self.position && r.offset < self.end {
+                self.position = r.offset + 1;
+                self.buffer.push_back(r);
             }
         }
-        if position == before && pf.next_offset <= position {
-            // Nothing more can be read below `to` (e.g. only transaction markers remain).
-            break;
+        if self.position == before && pf.next_offset <= self.position {
+            // Nothing more can be read below the end (e.g. only transaction markers remain).
+            self.exhausted = true;
         }
-        position = position.max(pf.next_offset);
+        self.position = self.position.max(pf.next_offset);
+        if self.position >= self.end {
+            self.exhausted = true;
+        }
+        Ok(())
     }
-    Ok(out)
 }

@@ -458,3 +458,59 @@ fn the_default_restore_id_names_the_target_cluster_not_the_bootstrap_string() {
         "{refusal}"
     );
 }
+
+#[test]
+fn one_restore_id_runs_once_at_a_time_and_a_run_that_lost_its_progress_stops_producing() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    seed_simple(&bootstrap, "dup", 20_000, 2, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root_str} --backup-id b -q"
+    ));
+    let command = format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root_str} --backup-id b --topic-map dup=dup-copy \
+         --create-topics --restore-id r1"
+    );
+    // A slow first run (about 20 s at 200 kB/s).
+    let slow = args(&format!("{command} --max-bytes-per-sec 200k"));
+    let first = spawn(&slow.iter().map(String::as_str).collect::<Vec<_>>());
+    eventually("the first run produces", Duration::from_secs(30), || {
+        let out = kbs_testkit::run_script("kafka_admin.py", &["offsets", &bootstrap, "dup-copy"]);
+        let offsets: BTreeMap<String, (i64, i64)> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        offsets.values().map(|w| w.1).sum::<i64>() > 0
+    });
+    // A second run of the same restore id is refused at once, naming the holder and the way out.
+    let second = run(&args(&command).iter().map(String::as_str).collect::<Vec<_>>());
+    let refusal = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(5), "{refusal}");
+    assert!(
+        refusal.contains("restore r1 of backup b is being run by another kbs process")
+            && refusal.contains("kbs unlock --backup-id b --restore-id r1"),
+        "{refusal}"
+    );
+    // Forced: the lease is removed by hand and a third run takes the progress over. The first
+    // run, still alive, must stop producing instead of finishing its plan.
+    run_args(&format!("unlock --storage {root_str} --backup-id b --restore-id r1"));
+    let third = spawn(&args(&command).iter().map(String::as_str).collect::<Vec<_>>());
+    let first = wait_with_deadline(first, Duration::from_secs(60));
+    let stopped = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(5), "the first run must stop: {stopped}");
+    assert!(
+        stopped.contains("another run took over") || stopped.contains("changed by another run"),
+        "{stopped}"
+    );
+    let third = wait_with_deadline(third, Duration::from_secs(120));
+    assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
+    // Every record exactly once, in order.
+    let source = consume(&bootstrap, dir.path(), &["dup"]);
+    let copy = consume(&bootstrap, dir.path(), &["dup-copy"]);
+    assert_same_partitions(
+        &by_partition(&copy, |_| "dup".into()),
+        &by_partition(&source, str::to_string),
+    );
+}
