@@ -285,10 +285,13 @@ pub(super) async fn restore_partition(
             }
             let produced = produce_record(&record, plan.partition, options.include_offset_headers);
             if let Some(written) = unacknowledged.next(client).await? {
-                // Written by the interrupted run: it must be exactly this record.
+                // Written by the interrupted run: it must be exactly this record, as far as the
+                // broker keeps it (a LogAppendTime topic replaces the timestamp with its own).
+                let same_time = written.timestamp_type == kbs_kafka::TimestampType::LogAppendTime
+                    || written.timestamp == produced.timestamp;
                 let same = written.key == produced.key
                     && written.value == produced.value
-                    && written.timestamp == produced.timestamp
+                    && same_time
                     && written.headers == produced.headers;
                 if !same {
                     return Err(CliError::Locked(format!(

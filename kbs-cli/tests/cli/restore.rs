@@ -226,13 +226,112 @@ fn time_and_offset_windows_restore_exactly_the_records_inside() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("would both be restored into pitr-merged/1"));
 }
 
+/// The sum of the high watermarks of `topic`.
+fn target_end(bootstrap: &str, topic: &str) -> i64 {
+    let out = kbs_testkit::run_script("kafka_admin.py", &["offsets", bootstrap, topic]);
+    let offsets: BTreeMap<String, (i64, i64)> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    offsets.values().map(|w| w.1).sum()
+}
+
+/// Runs `restore` (a command with `--max-bytes-per-sec 1M` into `target`) and SIGKILLs it at a
+/// random moment after it produced its first records (so that a kill often lands before the
+/// next progress save and leaves records the next run must recognise), until `kills_wanted`
+/// runs were killed while producing; then runs it to the end without the rate limit. Every
+/// run that ends by itself must succeed.
+fn kill_while_producing_then_finish(bootstrap: &str, restore: &str, target: &str, kills_wanted: usize) {
+    let mut rng = 0x9e37_79b9_u64;
+    let mut kills = 0;
+    for _ in 0..40 {
+        if kills >= kills_wanted {
+            break;
+        }
+        let before = target_end(bootstrap, target);
+        let a = args(restore);
+        let mut child = spawn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none()
+            && target_end(bootstrap, target) <= before
+            && start.elapsed() < Duration::from_secs(30)
+        {}
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(rng % 700));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        if out.status.code().is_some() {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    assert!(
+        kills >= kills_wanted,
+        "only {kills} restores were still producing when killed"
+    );
+    run_args(&restore.replace(" --max-bytes-per-sec 1M", ""));
+}
+
+#[test]
+fn sigkilled_restores_into_a_log_append_time_topic_resume_without_duplicates() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    seed_simple(&bootstrap, "lat", 40_000, 2, true);
+    // The target stamps records with its own clock: resume cannot match on timestamps.
+    kbs_testkit::run_script(
+        "kafka_admin.py",
+        &[
+            "create-topic",
+            &bootstrap,
+            "lat-copy",
+            "2",
+            "1",
+            "message.timestamp.type=LogAppendTime",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id l --segment-max-records 2000 -q"
+    ));
+    let source = consume(&bootstrap, dir.path(), &["lat"]);
+    kill_while_producing_then_finish(
+        &bootstrap,
+        &format!(
+            "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id l --topic-map lat=lat-copy \
+             --restore-id lat --max-bytes-per-sec 1M -q"
+        ),
+        "lat-copy",
+        6,
+    );
+    let copy = consume(&bootstrap, dir.path(), &["lat-copy"]);
+    let without_time = |rows: &[Row]| -> Vec<_> {
+        rows.iter()
+            .map(|r| (r.1, r.2, r.4.clone(), r.5.clone(), r.6.clone()))
+            .collect()
+    };
+    assert_eq!(copy.len(), source.len(), "records duplicated or lost");
+    assert!(
+        without_time(&copy) == without_time(&source),
+        "the copy differs from the source"
+    );
+    assert!(
+        copy.iter().zip(&source).any(|(c, s)| c.3 != s.3),
+        "the target stamped its own times"
+    );
+}
+
 #[test]
 fn sigkilled_restores_resume_without_duplicates() {
     let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
         return;
     };
     let bootstrap = kafka.bootstrap();
-    seed_simple(&bootstrap, "rk", 30_000, 3, true);
+    seed_simple(&bootstrap, "rk", 60_000, 3, true);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root = root.to_str().unwrap();
@@ -245,29 +344,8 @@ fn sigkilled_restores_resume_without_duplicates() {
         "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id k --topic-map rk=rk-copy --create-topics \
          --restore-id kill-me --max-bytes-per-sec 1M -q"
     );
-    let mut rng = 0x9e37_79b9_u64;
-    let mut kills = 0;
-    for _ in 0..40 {
-        if kills >= 12 {
-            break;
-        }
-        let a = args(&restore);
-        let mut child = spawn(&a.iter().map(String::as_str).collect::<Vec<_>>());
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(100 + rng % 500));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
-        }
-        let out = child.wait_with_output().unwrap();
-        if out.status.code().is_some() {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-    assert!(kills >= 10, "only {kills} restores were still running when killed");
-    run_args(&restore.replace(" --max-bytes-per-sec 1M", ""));
+    kbs_testkit::run_script("kafka_admin.py", &["create-topic", &bootstrap, "rk-copy", "3", "1"]);
+    kill_while_producing_then_finish(&bootstrap, &restore, "rk-copy", 10);
     let copy = consume(&bootstrap, dir.path(), &["rk-copy"]);
     assert_eq!(copy.len(), source.len(), "records duplicated or lost");
     assert_same_partitions(
