@@ -117,6 +117,9 @@ pub enum CliError {
         /// The partition.
         partition: i32,
     },
+    /// A restore's target is not what the restore wrote (deleted and created again, truncated).
+    #[error("{0}")]
+    TargetChanged(String),
     /// A local storage root that does not exist.
     #[error("storage root {root} does not exist (no backup was ever written there)")]
     StorageRootMissing {
@@ -171,6 +174,7 @@ impl CliError {
             CliError::Incomplete { .. } => "incomplete",
             CliError::StorageRootMissing { .. } => "storage_root_missing",
             CliError::MissingAnswer { .. } => "missing_answer",
+            CliError::TargetChanged(_) => "target_changed",
         }
     }
 }

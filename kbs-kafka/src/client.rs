@@ -147,6 +147,10 @@ impl KafkaClient {
                 Some(TopicMetadata {
                     name,
                     is_internal: topic.is_internal,
+                    topic_id: (!topic.id.is_nil()).then(|| {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(topic.id.as_bytes())
+                    }),
                     partitions: topic.partitions.values().cloned().collect(),
                 })
             })

@@ -36,6 +36,10 @@ pub struct TopicMetadata {
     pub name: String,
     /// Whether this is an internal topic such as `__consumer_offsets`.
     pub is_internal: bool,
+    /// The topic id (Kafka 2.8+, Metadata v10+), as Kafka prints it: the 16 bytes in
+    /// base64url without padding. A topic deleted and created again under the same name gets a
+    /// new id. `None` when the broker does not report ids.
+    pub topic_id: Option<String>,
     /// Partitions, sorted by partition id.
     pub partitions: Vec<PartitionMetadata>,
 }

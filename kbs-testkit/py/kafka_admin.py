@@ -7,6 +7,7 @@
     kafka_admin.py wait-leaders BOOTSTRAP TOPIC IDS    until every partition is led by one of IDS
     kafka_admin.py acl BOOTSTRAP allow|deny USER OPERATION RESOURCE_TYPE NAME
                                                        CreateAcls (e.g. deny kbs READ TOPIC secret; NAME * is any)
+    kafka_admin.py delete-topic BOOTSTRAP TOPIC        DeleteTopics, then wait until Metadata no longer lists it
     kafka_admin.py offsets BOOTSTRAP TOPIC             JSON: {partition: [log start, high watermark]}
     kafka_admin.py delete-records BOOTSTRAP TOPIC PARTITION=OFFSET ...
                                                        DeleteRecords before OFFSET (-1: the high watermark)
@@ -98,6 +99,17 @@ def acl(bootstrap, permission, user, operation, resource_type, name):
         future.result()
 
 
+def delete_topic(bootstrap, topic):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics([topic]).values():
+        future.result()
+    deadline = time.time() + 60
+    while topic in admin.list_topics(timeout=10).topics:
+        if time.time() > deadline:
+            sys.exit(f"{topic} still listed 60 s after DeleteTopics")
+        time.sleep(0.1)
+
+
 def offsets(bootstrap, topic):
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "kbs-test-offsets"})
@@ -136,7 +148,8 @@ def main():
     command, *args = sys.argv[1:]
     commands = {"scram-users": scram_users, "describe": describe, "create-topic": create_topic,
                 "wait-leaders": wait_leaders, "try-login": try_login,
-                "delete-records": delete_records, "offsets": offsets, "acl": acl}
+                "delete-records": delete_records, "offsets": offsets, "acl": acl,
+                "delete-topic": delete_topic}
     if command not in commands:
         sys.exit(f"unknown command {command}")
     commands[command](*args)

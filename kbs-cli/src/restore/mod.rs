@@ -434,11 +434,28 @@ async fn produce_all(
         produced: Mutex::new((0, 0)),
         fence,
     });
+    // The target topics as they are now: a rerun must find the topics it wrote, as long as it
+    // left them.
+    let target_names: Vec<&str> = plans.iter().map(|p| p.target_topic.as_str()).collect();
+    let target_ids: BTreeMap<String, Option<String>> = if target_names.is_empty() {
+        BTreeMap::new()
+    } else {
+        client
+            .metadata(Some(&target_names))
+            .await?
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
+    };
     // Where each partition starts in its target, recorded before anything is produced, so an
     // interrupted run is always resumed from the progress document.
     for p in &plans {
         let key = partition_key(&p.topic, p.partition);
-        if shared.progress.lock().await.0.partitions.contains_key(&key) {
+        let now_id = target_ids.get(&p.target_topic).cloned().flatten();
+        let recorded = shared.progress.lock().await.0.partitions.get(&key).cloned();
+        if let Some(recorded) = recorded {
+            check_target_unchanged(&client, &options, p, &recorded, now_id.as_deref()).await?;
             continue;
         }
         let (target_end, target_start) = target_bounds(&client, &p.target_topic, p.target_partition).await?;
@@ -471,6 +488,7 @@ async fn produce_all(
             PartitionProgress {
                 target_topic: p.target_topic.clone(),
                 target_partition: p.target_partition,
+                target_topic_id: now_id,
                 next_target_offset: target_end,
                 ..Default::default()
             },

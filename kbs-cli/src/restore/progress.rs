@@ -30,6 +30,11 @@ pub struct PartitionProgress {
     pub target_topic: String,
     /// Target partition.
     pub target_partition: i32,
+    /// The target topic's id when this restore started writing it (`None` from brokers that
+    /// report no ids, and in progress written by kbs before it recorded them): a rerun checks
+    /// it, so a target deleted and created again is noticed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_topic_id: Option<String>,
     /// The last source offset whose record the target acknowledged (`None`: none yet).
     pub last_source_offset: Option<i64>,
     /// The target offset after the last acknowledged record.

@@ -146,3 +146,39 @@ impl TargetTail {
         Ok(())
     }
 }
+
+/// Checks that the target partition a rerun resumes (or reports done) is still the one this
+/// restore wrote: the same topic id, and a log that still reaches the offset after its last
+/// acknowledged record. A target deleted and created again, or truncated, is refused with what
+/// happened and how to restore again, never trusted (its records are gone).
+pub(super) async fn check_target_unchanged(
+    client: &KafkaClient,
+    options: &RestoreOptions,
+    plan: &PartitionPlan,
+    recorded: &PartitionProgress,
+    now_id: Option<&str>,
+) -> Result<(), CliError> {
+    let again = format!(
+        "its earlier records are gone. To restore again, run with a new --restore-id (restore {} keeps its \
+         progress under {}/restores/{})",
+        options.restore_id, options.backup_id, options.restore_id
+    );
+    if let (Some(then), Some(now)) = (recorded.target_topic_id.as_deref(), now_id)
+        && then != now
+    {
+        return Err(CliError::TargetChanged(format!(
+            "target topic {} is not the one restore {} wrote (topic id {then} then, {now} now: it was deleted \
+             and created again); {again}",
+            plan.target_topic, options.restore_id
+        )));
+    }
+    let (end, _) = target_bounds(client, &plan.target_topic, plan.target_partition).await?;
+    if end < recorded.next_target_offset {
+        return Err(CliError::TargetChanged(format!(
+            "target partition {}/{} ends at offset {end}, but restore {} had written it up to offset {}: it was \
+             truncated or recreated; {again}",
+            plan.target_topic, plan.target_partition, options.restore_id, recorded.next_target_offset
+        )));
+    }
+    Ok(())
+}

@@ -592,3 +592,37 @@ fn one_restore_id_runs_once_at_a_time_and_a_run_that_lost_its_progress_stops_pro
         &by_partition(&source, str::to_string),
     );
 }
+
+#[test]
+fn a_rerun_refuses_a_target_that_was_deleted_and_created_again() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    seed_simple(&bootstrap, "gone", 1_000, 2, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id g -q"
+    ));
+    let restore = format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id g --topic-map gone=gone-copy \
+         --create-topics -q"
+    );
+    run_args(&restore);
+    assert_eq!(consume(&bootstrap, dir.path(), &["gone-copy"]).len(), 1_000);
+    // The operator deletes the restored topic and reruns the same command: the topic is created
+    // again, empty, and the rerun must not report the earlier counts as if nothing happened.
+    kbs_testkit::run_script("kafka_admin.py", &["delete-topic", &bootstrap, "gone-copy"]);
+    let rerun = run(&args(&restore).iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert_eq!(rerun.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("target topic gone-copy is not the one restore") && stderr.contains("--restore-id"),
+        "{stderr}"
+    );
+    // With a new restore id it is restored again, whole.
+    run_args(&format!("{restore} --restore-id again"));
+    assert_eq!(consume(&bootstrap, dir.path(), &["gone-copy"]).len(), 1_000);
+}
