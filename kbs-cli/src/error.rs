@@ -117,6 +117,10 @@ pub enum CliError {
         /// The partition.
         partition: i32,
     },
+    /// A backup's source is not what the backup holds (another cluster; a topic deleted and
+    /// created again).
+    #[error("{0}")]
+    SourceChanged(String),
     /// A restore's target is not what the restore wrote (deleted and created again, truncated).
     #[error("{0}")]
     TargetChanged(String),
@@ -175,6 +179,7 @@ impl CliError {
             CliError::StorageRootMissing { .. } => "storage_root_missing",
             CliError::MissingAnswer { .. } => "missing_answer",
             CliError::TargetChanged(_) => "target_changed",
+            CliError::SourceChanged(_) => "source_changed",
         }
     }
 }

@@ -62,6 +62,7 @@ pub struct ManifestBuilder {
 #[derive(Debug, Clone)]
 struct TopicState {
     partition_count: Option<u32>,
+    topic_id: Option<String>,
     configs: Option<BTreeMap<String, String>>,
     partitions: BTreeMap<i32, PartitionState>,
 }
@@ -136,6 +137,7 @@ impl ManifestBuilder {
                 topic.name.clone(),
                 TopicState {
                     partition_count: topic.partition_count,
+                    topic_id: topic.topic_id.clone(),
                     configs: topic.configs.clone(),
                     partitions,
                 },
@@ -179,12 +181,25 @@ impl ManifestBuilder {
                 name,
                 TopicState {
                     partition_count: Some(partition_count),
+                    topic_id: None,
                     configs: Some(configs),
                     partitions: BTreeMap::new(),
                 },
             );
         }
         Ok(())
+    }
+
+    /// Records Kafka's id of topic `name` (added before with [`ManifestBuilder::add_topic`]).
+    pub fn set_topic_id(&mut self, name: &TopicName, topic_id: String) {
+        if let Some(topic) = self.topics.get_mut(name) {
+            topic.topic_id = Some(topic_id);
+        }
+    }
+
+    /// The topic id recorded for `name`, if any.
+    pub fn topic_id(&self, name: &TopicName) -> Option<&str> {
+        self.topics.get(name).and_then(|t| t.topic_id.as_deref())
     }
 
     /// Records a segment that is now durable in storage.
@@ -333,6 +348,7 @@ impl ManifestBuilder {
             topics.push(TopicEntry {
                 name: name.clone(),
                 partition_count: topic.partition_count,
+                topic_id: topic.topic_id.clone(),
                 configs: topic.configs.clone(),
                 partitions,
             });

@@ -299,6 +299,11 @@ pub struct TopicEntry {
     /// *Additive.* Partitions the topic had at backup time, including empty ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_count: Option<u32>,
+    /// *Additive.* Kafka's topic id (base64url, as Kafka prints it) of the topic backed up: a
+    /// topic deleted and created again under the same name has another id, so a later run can
+    /// tell it is not the topic this backup holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
     /// *Additive.* The topic's non-default configs, e.g. `cleanup.policy`, `retention.ms`.
     #[serde(
         default,

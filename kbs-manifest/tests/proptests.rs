@@ -111,6 +111,7 @@ fn topic_entry() -> impl Strategy<Value = TopicEntry> {
         .prop_map(|(name, partition_count, configs, partitions)| TopicEntry {
             name,
             partition_count,
+            topic_id: partition_count.map(|c| format!("id-{c}")),
             configs,
             partitions,
         })

@@ -161,6 +161,14 @@ impl Engine {
                         },
                     });
                 }
+                Some(PartitionError::Broker { code })
+                    if self.options.continuous && code == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION =>
+                {
+                    // The topic may have been deleted (or deleted and created again): the next
+                    // metadata check decides; until then the partition waits.
+                    self.topics_to_check = true;
+                    continue;
+                }
                 Some(error) => {
                     return Err(CliError::Fetch {
                         topic: pf.topic.clone(),

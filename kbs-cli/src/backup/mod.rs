@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kbs_format::{Compression, Header, ReadLimits, Record, SegmentSummary, SegmentWriter, WriterOptions};
-use kbs_kafka::{FetchPosition, FetchRequest, KafkaClient, OffsetSpec, PartitionError, PartitionFetch};
+use kbs_kafka::{ErrorCode, FetchPosition, FetchRequest, KafkaClient, OffsetSpec, PartitionError, PartitionFetch};
 use kbs_manifest::{
     BackupId, CommittedOffset, CompressionAlgorithm, ConsumerGroups, Crc64, Gap, SegmentFile, SegmentName,
     SourceCluster, TopicName, layout,
@@ -373,6 +373,8 @@ struct Engine {
     /// Per lane: the last response covering the lane's partitions held no records.
     lane_idle: [bool; FETCH_LANES],
     metrics: Arc<BackupMetrics>,
+    /// A fetch answered UNKNOWN_TOPIC_OR_PARTITION: check the topics before the next fetch.
+    topics_to_check: bool,
 }
 
 impl Engine {
@@ -408,6 +410,7 @@ impl Engine {
             idle: false,
             inflight: VecDeque::new(),
             lane_idle: [false; FETCH_LANES],
+            topics_to_check: false,
             metrics,
         }
     }
@@ -512,8 +515,12 @@ impl Engine {
                     self.absorb(fetched, !stopping && !*shutdown.borrow()).await?;
                 }
             }
-            if self.options.continuous && !stopping && last_refresh.elapsed() >= self.options.topic_refresh_interval {
+            if self.options.continuous
+                && !stopping
+                && (self.topics_to_check || last_refresh.elapsed() >= self.options.topic_refresh_interval)
+            {
                 let metadata = self.client.metadata(None).await?;
+                self.check_known_topics(&metadata)?;
                 self.add_topics(&metadata).await?;
                 last_refresh = Instant::now();
             }

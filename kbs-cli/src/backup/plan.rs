@@ -4,6 +4,40 @@
 use super::*;
 
 impl Engine {
+    /// In continuous mode, compares the topics being followed with `metadata`: a topic that is
+    /// gone was deleted, so its partitions are finished (what was read stays backed up) and the
+    /// backup goes on with the others; a topic with another id was deleted and created again,
+    /// which is refused (its offsets start over).
+    pub(super) fn check_known_topics(&mut self, metadata: &kbs_kafka::ClusterMetadata) -> Result<(), CliError> {
+        let known: std::collections::BTreeSet<TopicName> = self.partitions.keys().map(|(t, _)| t.clone()).collect();
+        for topic in known {
+            let followed = self.partitions.iter().any(|((t, _), p)| *t == topic && !p.done);
+            match metadata.topics.iter().find(|t| t.name == topic.as_str()) {
+                None if !followed => {}
+                None => {
+                    tracing::warn!(
+                        topic = %topic,
+                        "topic deleted: its backup ends with what was read; the other topics go on"
+                    );
+                    for ((name, _), part) in self.partitions.iter_mut() {
+                        if *name == topic {
+                            part.done = true;
+                        }
+                    }
+                }
+                Some(now) => {
+                    if let (Some(recorded), Some(id)) = (self.state.topic_id(&topic), now.topic_id.as_deref())
+                        && recorded != id
+                    {
+                        return Err(state::topic_recreated(&self.options.backup_id, &topic, recorded, id));
+                    }
+                }
+            }
+        }
+        self.topics_to_check = false;
+        Ok(())
+    }
+
     /// Adds the selected topics (and new partitions of known ones) from `metadata`: records
     /// their partition count and configs, finds where each partition resumes, and adopts
     /// segments an interrupted run left behind.
@@ -38,6 +72,7 @@ impl Engine {
                 name.clone(),
                 count,
                 configs.get(&topic.name).cloned().unwrap_or_default(),
+                topic.topic_id.as_deref(),
             )?;
             for p in &topic.partitions {
                 if self.partitions.contains_key(&(name.clone(), p.partition)) {

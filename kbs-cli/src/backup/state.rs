@@ -56,6 +56,14 @@ impl BackupState {
                         message: format!("it belongs to backup {:?}", manifest.backup_id.as_str()),
                     });
                 }
+                let (then, now) = (&manifest.source_cluster.cluster_id, &source_cluster.cluster_id);
+                if !then.is_empty() && !now.is_empty() && then != now {
+                    return Err(CliError::SourceChanged(format!(
+                        "backup {backup_id} holds cluster {then}, but {} is cluster {now}: continuing it would \
+                         splice another cluster's logs onto it. Back this cluster up under a new --backup-id",
+                        source_cluster.bootstrap_servers.join(",")
+                    )));
+                }
                 if manifest.compression.algorithm != compression.algorithm {
                     tracing::warn!(
                         "backup {backup_id} was started with {:?} compression; continuing with {:?} for new segments",
@@ -182,14 +190,31 @@ impl BackupState {
     }
 
     /// Adds or updates a topic's partition count and configs.
+    /// Adds (or updates) a topic: its partition count, configs and Kafka's topic id. A topic
+    /// whose id differs from the one recorded is another incarnation of the name (deleted and
+    /// created again): refused, since the backup holds the first one's offsets.
     pub(crate) fn add_topic(
         &mut self,
         topic: TopicName,
         partition_count: u32,
         configs: BTreeMap<String, String>,
+        topic_id: Option<&str>,
     ) -> Result<(), CliError> {
-        self.builder.add_topic(topic, partition_count, configs)?;
+        if let (Some(recorded), Some(now)) = (self.builder.topic_id(&topic), topic_id)
+            && recorded != now
+        {
+            return Err(topic_recreated(&self.backup_id, &topic, recorded, now));
+        }
+        self.builder.add_topic(topic.clone(), partition_count, configs)?;
+        if let Some(id) = topic_id {
+            self.builder.set_topic_id(&topic, id.to_owned());
+        }
         Ok(())
+    }
+
+    /// The topic id recorded for `topic`.
+    pub(crate) fn topic_id(&self, topic: &TopicName) -> Option<&str> {
+        self.builder.topic_id(topic)
     }
 
     async fn put_versioned(
@@ -243,4 +268,13 @@ impl BackupState {
         self.manifest_version = Some(self.put_versioned(&key, body, &self.manifest_version).await?);
         Ok(())
     }
+}
+
+/// The refusal for a topic that was deleted and created again under the same name.
+pub(crate) fn topic_recreated(backup_id: &BackupId, topic: &TopicName, recorded: &str, now: &str) -> CliError {
+    CliError::SourceChanged(format!(
+        "topic {topic} was deleted and created again (topic id {recorded} in backup {backup_id}, {now} now): its \
+         offsets start over, so they cannot continue this backup's. What was backed up of the old topic is kept. \
+         Back the new topic up under a new --backup-id, or leave it out here with --exclude {topic}"
+    ))
 }

@@ -637,3 +637,106 @@ fn a_snapshot_stopped_by_sigterm_stays_incomplete_and_resumable() {
     let manifest = complete_and_compare(&bootstrap, dir.path(), root_str, "stopped", "stop");
     assert!(manifest.is_complete());
 }
+
+#[test]
+fn a_backup_id_belongs_to_one_cluster_and_one_incarnation_of_each_topic() {
+    let Some(first) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let Some(second) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let (a, b) = (first.bootstrap(), second.bootstrap());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    seed_simple(&a, "live-a", 500, 2, true);
+    seed_simple(&a, "live-b", 500, 2, true);
+    seed_simple(&b, "live-a", 500, 2, true);
+    run_ok(&[
+        "backup",
+        "--bootstrap-servers",
+        &a,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "one",
+        "--topics",
+        "live-*",
+        "-q",
+    ]);
+    let manifest = std::fs::read_to_string(root.join("one/manifest.json")).unwrap();
+    assert!(manifest.contains("\"topic_id\""), "{manifest}");
+    // The same backup id against another cluster is refused, naming both cluster ids.
+    let out = run(&[
+        "backup",
+        "--bootstrap-servers",
+        &b,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "one",
+        "--topics",
+        "live-*",
+        "-q",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(first.cluster_id())
+            && stderr.contains(second.cluster_id())
+            && stderr.contains("new --backup-id"),
+        "{stderr}"
+    );
+
+    // Continuous: a deleted topic ends its part of the backup; the others go on. The same name
+    // created again is another topic (its offsets start over): refused by name.
+    let child = spawn(&[
+        "backup",
+        "--bootstrap-servers",
+        &a,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "live",
+        "--topics",
+        "live-*",
+        "--continuous",
+        "--topic-refresh-interval",
+        "1s",
+        "--segment-max-interval",
+        "1s",
+        "-q",
+    ]);
+    let checkpoint = root.join("live/checkpoints/checkpoint.json");
+    let covered = |topic: &str, partition: i32, offset: i64| {
+        let text = std::fs::read_to_string(&checkpoint).unwrap_or_default();
+        kbs_manifest::Checkpoint::from_json(text.as_bytes())
+            .ok()
+            .and_then(|c| {
+                c.topics
+                    .get(topic)
+                    .and_then(|p| p.get(&partition))
+                    .map(|p| p.offset >= offset)
+            })
+            .unwrap_or(false)
+    };
+    eventually("both topics checkpointed", Duration::from_secs(60), || {
+        covered("live-a", 1, 249) && covered("live-b", 1, 249)
+    });
+    kbs_testkit::run_script("kafka_admin.py", &["delete-topic", &a, "live-a"]);
+    seed_simple(&a, "live-b", 500, 2, false);
+    eventually(
+        "live-b still followed after live-a was deleted",
+        Duration::from_secs(60),
+        || covered("live-b", 1, 499),
+    );
+    seed_simple(&a, "live-a", 100, 2, true);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("topic live-a was deleted and created again") && stderr.contains("--exclude live-a"),
+        "{stderr}"
+    );
+}
