@@ -302,7 +302,7 @@ pub(super) async fn restore_partition(
                 }
                 let mut guard = shared.progress.lock().await;
                 let p = guard.0.partitions.get_mut(&key).expect("inserted");
-                p.map(record.offset, written.offset);
+                p.map(record.offset, written.offset, &plan.split_points);
                 p.last_source_offset = Some(record.offset);
                 p.next_target_offset = written.offset + 1;
                 p.records += 1;
@@ -345,7 +345,7 @@ pub(super) async fn restore_partition(
         }
     }
     while let Some(flight) = in_flight.pop_front() {
-        acknowledge(shared, flight, &key).await?;
+        acknowledge(shared, plan, flight, &key).await?;
     }
     let left = unacknowledged.remaining(client).await?;
     if left > 0 {
@@ -380,7 +380,7 @@ pub(super) async fn send(
     shared.throttle(bytes).await;
     while in_flight.len() >= 5 {
         let oldest = in_flight.pop_front().expect("non-empty");
-        acknowledge(shared, oldest, key).await?;
+        acknowledge(shared, plan, oldest, key).await?;
     }
     // Checked right before each batch leaves: a run that lost its lease or progress, or could
     // not renew its lease lately, never produces again.
@@ -394,7 +394,12 @@ pub(super) async fn send(
     Ok(())
 }
 
-pub(super) async fn acknowledge(shared: &Shared, flight: InFlight, key: &str) -> Result<(), CliError> {
+pub(super) async fn acknowledge(
+    shared: &Shared,
+    plan: &PartitionPlan,
+    flight: InFlight,
+    key: &str,
+) -> Result<(), CliError> {
     let ack = flight.ack.await?;
     let mut guard = shared.progress.lock().await;
     let p = guard.0.partitions.get_mut(key).expect("inserted");
@@ -402,7 +407,7 @@ pub(super) async fn acknowledge(shared: &Shared, flight: InFlight, key: &str) ->
     // answered DUPLICATE_SEQUENCE_NUMBER without its offset continues from the last one.
     let base = ack.base_offset.unwrap_or(p.next_target_offset);
     for (i, source) in flight.sources.iter().enumerate() {
-        p.map(*source, base + i as i64);
+        p.map(*source, base + i as i64, &plan.split_points);
     }
     p.last_source_offset = flight.sources.last().copied().or(p.last_source_offset);
     p.next_target_offset = base + flight.sources.len() as i64;

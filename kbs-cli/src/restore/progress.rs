@@ -8,16 +8,18 @@
 //!       "target_topic": "orders-restored", "target_partition": 0,
 //!       "last_source_offset": 41999, "next_target_offset": 42000,
 //!       "records": 42000, "bytes": 43008000, "done": true,
-//!       "offset_runs": [[0, 0, 42000]]
+//!       "group_targets": {"40000": 40000}
 //!     }
 //!   },
 //!   "groups": {"billing": {"orders-restored/0": 40000}}
 //! }
 //! ```
 //!
-//! `offset_runs` maps source offsets to target offsets compactly: each `[source, target,
-//! length]` says source offsets `source..source+length` became target offsets
-//! `target..target+length`. Compacted sources (gaps in source offsets) start new runs.
+//! `group_targets` holds, for each committed group offset the restore moves (known before it
+//! starts), the target offset of the first restored record at or after it: one entry per group
+//! offset, whatever the holes in the source offsets (compaction, transactions), so the document
+//! stays small and is rewritten cheaply every second. Progress written by earlier versions held
+//! `offset_runs` (`[source, target, length]` runs, one per hole); they are still read.
 
 use std::collections::BTreeMap;
 
@@ -45,26 +47,59 @@ pub struct PartitionProgress {
     pub bytes: u64,
     /// Every planned record is restored.
     pub done: bool,
-    /// Source → target offset runs `[source, target, length]`.
+    /// Committed group offset (source) → target offset of the first restored record at or
+    /// after it, for the group offsets this restore moves.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "offset_keys")]
+    pub group_targets: BTreeMap<i64, i64>,
+    /// Source → target offset runs `[source, target, length]` of progress written by earlier
+    /// versions (read, never written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offset_runs: Vec<[i64; 3]>,
 }
 
+/// JSON object keys are strings: `group_targets` is written `{"40000": 40000}`.
+mod offset_keys {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(map: &BTreeMap<i64, i64>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<i64, i64>, D::Error> {
+        let text: BTreeMap<String, i64> = BTreeMap::deserialize(deserializer)?;
+        text.into_iter()
+            .map(|(k, v)| k.parse().map(|k| (k, v)).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
 impl PartitionProgress {
-    /// Records that source offset `source` became target offset `target`.
-    pub fn map(&mut self, source: i64, target: i64) {
-        if let Some(last) = self.offset_runs.last_mut()
-            && last[0] + last[2] == source
-            && last[1] + last[2] == target
-        {
-            last[2] += 1;
+    /// Records that source offset `source` became target offset `target` (records are
+    /// mapped in increasing source order): every wanted group offset up to `source` not mapped
+    /// yet maps to `target`.
+    pub fn map(&mut self, source: i64, target: i64, wanted: &std::collections::BTreeSet<i64>) {
+        let from = self
+            .group_targets
+            .keys()
+            .next_back()
+            .map_or(i64::MIN, |k| k.saturating_add(1));
+        if from > source {
             return;
         }
-        self.offset_runs.push([source, target, 1]);
+        for &c in wanted.range(from..=source) {
+            self.group_targets.entry(c).or_insert(target);
+        }
     }
 
     /// The target offset of the first restored record whose source offset is `>= source`,
-    /// or `None` when every restored record is before it.
+    /// or `None` when every restored record is before it. Known for the wanted group offsets
+    /// (and for any offset in progress written by earlier versions).
     pub fn first_target_at_or_after(&self, source: i64) -> Option<i64> {
+        if let Some(target) = self.group_targets.get(&source) {
+            return Some(*target);
+        }
         let index = self.offset_runs.partition_point(|run| run[0] + run[2] <= source);
         let run = self.offset_runs.get(index)?;
         Some(if source <= run[0] {
@@ -101,12 +136,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runs_merge_and_translate() {
+    fn group_offsets_translate_to_the_first_record_at_or_after_them() {
         let mut p = PartitionProgress::default();
+        let wanted = [-5, 0, 2, 3, 6, 7, 11].into_iter().collect();
         for (s, t) in [(0, 100), (1, 101), (2, 102), (5, 103), (6, 104), (10, 105)] {
-            p.map(s, t);
+            p.map(s, t, &wanted);
         }
-        assert_eq!(p.offset_runs, vec![[0, 100, 3], [5, 103, 2], [10, 105, 1]]);
+        assert_eq!(p.first_target_at_or_after(0), Some(100));
+        assert_eq!(p.first_target_at_or_after(2), Some(102));
+        assert_eq!(p.first_target_at_or_after(3), Some(103)); // compacted away: next record
+        assert_eq!(p.first_target_at_or_after(6), Some(104));
+        assert_eq!(p.first_target_at_or_after(7), Some(105));
+        assert_eq!(p.first_target_at_or_after(11), None);
+        assert_eq!(p.first_target_at_or_after(-5), Some(100));
+    }
+
+    #[test]
+    fn a_source_full_of_holes_keeps_the_document_small() {
+        // One hole after every record (a compacted or transactional source): the progress
+        // holds one entry per group offset, not one per hole.
+        let mut p = PartitionProgress::default();
+        let wanted = [10, 500_000, 1_999_998].into_iter().collect();
+        for i in 0..1_000_000i64 {
+            p.map(2 * i, i, &wanted);
+        }
+        assert_eq!(p.group_targets.len(), 3);
+        assert_eq!(p.first_target_at_or_after(500_000), Some(250_000));
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.len() < 400, "{json}");
+        let back: PartitionProgress = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn progress_of_earlier_versions_is_still_read() {
+        let json = r#"{"target_topic": "t", "target_partition": 0, "last_source_offset": 10, "next_target_offset": 6,
+            "records": 6, "bytes": 60, "done": true, "offset_runs": [[0, 100, 3], [5, 103, 2], [10, 105, 1]]}"#;
+        let p: PartitionProgress = serde_json::from_str(json).unwrap();
         assert_eq!(p.first_target_at_or_after(0), Some(100));
         assert_eq!(p.first_target_at_or_after(2), Some(102));
         assert_eq!(p.first_target_at_or_after(3), Some(103)); // compacted away: next record
