@@ -121,6 +121,14 @@ pub enum CliError {
     /// created again).
     #[error("{0}")]
     SourceChanged(String),
+    /// A segment verifies but is not the one the manifest records.
+    #[error("{key} is not the segment the manifest records: {what}")]
+    SegmentMismatch {
+        /// The segment's key.
+        key: String,
+        /// What differs.
+        what: String,
+    },
     /// A restore's target is not what the restore wrote (deleted and created again, truncated).
     #[error("{0}")]
     TargetChanged(String),
@@ -180,6 +188,7 @@ impl CliError {
             CliError::MissingAnswer { .. } => "missing_answer",
             CliError::TargetChanged(_) => "target_changed",
             CliError::SourceChanged(_) => "source_changed",
+            CliError::SegmentMismatch { .. } => "segment_mismatch",
         }
     }
 }

@@ -188,6 +188,24 @@ pub(super) async fn skip_or_fail(shared: &Shared, key: &str, source: kbs_format:
     Ok(())
 }
 
+/// A segment that verifies but is not the one the manifest records: an error, or skipped
+/// (and reported) with `--skip-corrupt`.
+pub(super) async fn not_the_recorded_segment(shared: &Shared, key: &str, what: String) -> Result<(), CliError> {
+    if !shared.options.skip_corrupt {
+        return Err(CliError::SegmentMismatch {
+            key: key.to_owned(),
+            what,
+        });
+    }
+    shared
+        .skipped
+        .lock()
+        .await
+        .push(format!("{key}: not the segment the manifest records: {what}"));
+    tracing::error!("skipping {key}: not the segment the manifest records: {what}");
+    Ok(())
+}
+
 /// A batch on the wire: its source offsets, bytes, and the broker's answer to come.
 pub(super) struct InFlight {
     pub(super) sources: Vec<i64>,
@@ -250,7 +268,13 @@ pub(super) async fn restore_partition(
                     .await
                     .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?;
             match verified {
-                Ok(_) => (records_from_memory(bytes), Some(memory)),
+                Ok(summary) => {
+                    if let Some(what) = differs_from_manifest(&summary, file) {
+                        not_the_recorded_segment(shared, &segment_key, what).await?;
+                        continue;
+                    }
+                    (records_from_memory(bytes), Some(memory))
+                }
                 Err(source) => {
                     skip_or_fail(shared, &segment_key, source).await?;
                     continue;
@@ -259,7 +283,13 @@ pub(super) async fn restore_partition(
         } else {
             let spooled = spool(&shared.storage, &segment_key).await?;
             match verify_spooled(&spooled).await? {
-                Ok(()) => (records_from_file(spooled), None),
+                Ok(summary) => {
+                    if let Some(what) = differs_from_manifest(&summary, file) {
+                        not_the_recorded_segment(shared, &segment_key, what).await?;
+                        continue;
+                    }
+                    (records_from_file(spooled), None)
+                }
                 Err(source) => {
                     skip_or_fail(shared, &segment_key, source).await?;
                     continue;

@@ -51,8 +51,11 @@ pub(super) fn stream_reader(file: &std::fs::File) -> std::io::Result<std::io::Bu
     Ok(std::io::BufReader::with_capacity(1 << 20, file))
 }
 
-/// Verifies a spooled segment in one streaming pass (every batch, then footer and CRC-64).
-pub(super) async fn verify_spooled(file: &std::fs::File) -> Result<Result<(), kbs_format::FormatError>, CliError> {
+/// Verifies a spooled segment in one streaming pass (every batch, then footer and CRC-64) and
+/// returns what it holds.
+pub(super) async fn verify_spooled(
+    file: &std::fs::File,
+) -> Result<Result<kbs_format::SegmentSummary, kbs_format::FormatError>, CliError> {
     let reader = stream_reader(file).map_err(|e| CliError::Spool {
         key: "spooled segment".into(),
         source: e,
@@ -60,10 +63,39 @@ pub(super) async fn verify_spooled(file: &std::fs::File) -> Result<Result<(), kb
     tokio::task::spawn_blocking(move || {
         let mut segment = kbs_format::SegmentStreamReader::new(reader)?;
         while segment.next_batch()?.is_some() {}
-        Ok(())
+        segment
+            .summary()
+            .cloned()
+            .ok_or_else(|| kbs_format::FormatError::Io(std::io::Error::other("the segment ended without a summary")))
     })
     .await
     .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))
+}
+
+/// Whether a verified segment is the one the manifest names: its offsets, record count, size
+/// and CRC-64 must all match (a valid segment swapped for another, or replaced by an older
+/// one, verifies on its own). `None` when it matches, else what differs.
+pub(super) fn differs_from_manifest(summary: &kbs_format::SegmentSummary, file: &SegmentFile) -> Option<String> {
+    let mut differences = Vec::new();
+    let mut check = |what: &str, found: String, recorded: String| {
+        if found != recorded {
+            differences.push(format!("{what} {found} (the manifest says {recorded})"));
+        }
+    };
+    check(
+        "first offset",
+        summary.first_offset.to_string(),
+        file.first_offset.to_string(),
+    );
+    check(
+        "last offset",
+        summary.last_offset.to_string(),
+        file.last_offset.to_string(),
+    );
+    check("records", summary.record_count.to_string(), file.records.to_string());
+    check("size", summary.size_bytes.to_string(), file.size_bytes.to_string());
+    check("CRC-64", format!("{:016x}", summary.crc64), file.crc64.to_string());
+    (!differences.is_empty()).then(|| differences.join(", "))
 }
 
 /// Records of a verified spooled segment, read one batch at a time.

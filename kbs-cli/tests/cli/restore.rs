@@ -626,3 +626,43 @@ fn a_rerun_refuses_a_target_that_was_deleted_and_created_again() {
     run_args(&format!("{restore} --restore-id again"));
     assert_eq!(consume(&bootstrap, dir.path(), &["gone-copy"]).len(), 1_000);
 }
+
+#[test]
+fn a_valid_segment_that_is_not_the_recorded_one_is_never_produced() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    // Two runs: two segments in the partition, each valid on its own.
+    seed_simple(&bootstrap, "sw", 300, 1, true);
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root_str} --backup-id s -q"
+    ));
+    seed_simple(&bootstrap, "sw", 300, 1, false);
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root_str} --backup-id s -q"
+    ));
+    let segments = root.join("s/topics/sw/0");
+    std::fs::copy(
+        segments.join("segment-00000000.kbs"),
+        segments.join("segment-00000001.kbs"),
+    )
+    .unwrap();
+    let a = args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root_str} --backup-id s --topic-map sw=sw-copy --create-topics"
+    ));
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "segment-00000001.kbs is not the segment the manifest records: first offset 0 (the manifest says 300)"
+        ),
+        "{stderr}"
+    );
+    // Only the first segment's records were produced, never the swapped copy's.
+    assert_eq!(consume(&bootstrap, dir.path(), &["sw-copy"]).len(), 300);
+}
