@@ -351,7 +351,8 @@ pub struct RestoreArgs {
     #[arg(long, env = "KBS_REPLICATION_FACTOR")]
     pub replication_factor: Option<i16>,
     /// Move the backed-up consumer-group offsets to the restored records: all groups, or
-    /// the comma-separated ones given.
+    /// the comma-separated ones given (`true` and `false`, as a shared config setting gives
+    /// them, mean all groups and none).
     #[arg(long, env = "KBS_CONSUMER_GROUPS", num_args = 0.., value_delimiter = ',')]
     pub consumer_groups: Option<Vec<String>>,
     /// Add x-kafka-backup-offset, x-kafka-backup-timestamp and x-kafka-backup-partition headers.

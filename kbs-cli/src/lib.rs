@@ -192,10 +192,7 @@ fn restore_options(args: &cli::RestoreArgs) -> Result<restore::RestoreOptions, C
         end_offsets: offsets("end-offset", &args.end_offset)?,
         create_topics: args.create_topics,
         replication_factor: args.replication_factor,
-        consumer_groups: args
-            .consumer_groups
-            .clone()
-            .map(|g| g.into_iter().filter(|g| !g.is_empty()).collect()),
+        consumer_groups: restore_groups(args.consumer_groups.as_deref()),
         include_offset_headers: args.include_offset_headers,
         compression,
         max_bytes_per_sec: args
@@ -221,6 +218,19 @@ fn restore_options(args: &cli::RestoreArgs) -> Result<restore::RestoreOptions, C
         None => String::new(), // derived from the target cluster's id once connected
     };
     Ok(options)
+}
+
+/// The groups `kbs restore --consumer-groups` moves: `None` for none, an empty list for all.
+/// `true` and `false` are the values a shared setting (`consumer-groups = true` in the config
+/// file or `KBS_CONSUMER_GROUPS=true`, which `kbs backup` reads as a switch) gives: all groups,
+/// and none; they are never taken for group names.
+fn restore_groups(given: Option<&[String]>) -> Option<Vec<String>> {
+    let groups: Vec<String> = given?.iter().filter(|g| !g.is_empty()).cloned().collect();
+    match groups.as_slice() {
+        [only] if only.eq_ignore_ascii_case("true") => Some(Vec::new()),
+        [only] if only.eq_ignore_ascii_case("false") => None,
+        _ => Some(groups),
+    }
 }
 
 fn human_bytes(n: u64) -> String {
@@ -456,5 +466,32 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             .map_err(io)?;
             Ok(Outcome::Success)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_group_switches_from_a_shared_setting_are_not_group_names() {
+        let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(restore_groups(None), None);
+        assert_eq!(
+            restore_groups(Some(&list(&[]))),
+            Some(vec![]),
+            "the bare flag: all groups"
+        );
+        assert_eq!(
+            restore_groups(Some(&list(&["true"]))),
+            Some(vec![]),
+            "a shared `true`: all groups"
+        );
+        assert_eq!(restore_groups(Some(&list(&["false"]))), None, "a shared `false`: none");
+        assert_eq!(restore_groups(Some(&list(&["billing", ""]))), Some(list(&["billing"])));
+        assert_eq!(
+            restore_groups(Some(&list(&["true", "billing"]))),
+            Some(list(&["true", "billing"]))
+        );
     }
 }
