@@ -220,6 +220,10 @@ pub struct BackupArgs {
     /// How often continuous mode looks for new topics and partitions.
     #[arg(long, env = "KBS_TOPIC_REFRESH_INTERVAL", default_value = "30s")]
     pub topic_refresh_interval: String,
+    /// How often continuous mode captures the consumer groups' offsets again (with
+    /// --consumer-groups); they are also captured when the backup stops.
+    #[arg(long, env = "KBS_CONSUMER_GROUPS_INTERVAL", default_value = "60s")]
+    pub consumer_groups_interval: String,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics while the backup runs.
     #[arg(long, env = "KBS_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,

@@ -100,6 +100,8 @@ fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOptions, CliEr
     options.unsafe_single_writer = args.unsafe_single_writer;
     options.fetch_max_wait = options::parse_duration("fetch-max-wait", &args.fetch_max_wait)?;
     options.topic_refresh_interval = options::parse_duration("topic-refresh-interval", &args.topic_refresh_interval)?;
+    options.consumer_groups_interval =
+        options::parse_duration("consumer-groups-interval", &args.consumer_groups_interval)?;
     options.metrics_addr = args.metrics_addr.clone();
     options.fetch_max_partition_bytes =
         options::parse_size("fetch-max-partition-bytes", &args.fetch_max_partition_bytes)?.min(i32::MAX as u64) as i32;

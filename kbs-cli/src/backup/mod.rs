@@ -73,6 +73,8 @@ pub struct BackupOptions {
     pub fetch_max_wait: Duration,
     /// How often continuous mode looks for new topics and partitions.
     pub topic_refresh_interval: Duration,
+    /// How often continuous mode captures consumer-group offsets again.
+    pub consumer_groups_interval: Duration,
     /// Lease time-to-live.
     pub lease_ttl: Duration,
     /// Uploads in flight at once.
@@ -102,6 +104,7 @@ impl BackupOptions {
             unsafe_single_writer: false,
             fetch_max_wait: Duration::from_millis(10),
             topic_refresh_interval: Duration::from_secs(30),
+            consumer_groups_interval: Duration::from_secs(60),
             lease_ttl: crate::lease::DEFAULT_TTL,
             max_uploads: 4,
             metrics_addr: None,
@@ -428,6 +431,7 @@ impl Engine {
     async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<BackupReport, CliError> {
         let mut last_progress = Instant::now();
         let mut last_refresh = Instant::now();
+        let mut last_groups = Instant::now();
         let mut stopping = false;
         // Snapshot partitions a shutdown stopped before their end: the backup stays incomplete.
         let mut interrupted: Vec<(TopicName, i32, u64)> = Vec::new();
@@ -524,6 +528,18 @@ impl Engine {
                 self.add_topics(&metadata).await?;
                 last_refresh = Instant::now();
             }
+            if self.options.continuous
+                && self.options.consumer_groups
+                && !stopping
+                && last_groups.elapsed() >= self.options.consumer_groups_interval
+            {
+                self.snapshot_consumer_groups().await?;
+                last_groups = Instant::now();
+            }
+        }
+        if self.options.continuous && self.options.consumer_groups {
+            // The offsets as they are when the backup stops.
+            self.snapshot_consumer_groups().await?;
         }
         // Everything rolled; wait for every upload and commit.
         self.commit(true).await?;

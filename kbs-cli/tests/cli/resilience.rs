@@ -740,3 +740,53 @@ fn a_backup_id_belongs_to_one_cluster_and_one_incarnation_of_each_topic() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_continuous_backup_keeps_consumer_group_offsets_current() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    seed_simple(&bootstrap, "cg-live", 1_000, 2, true);
+    let child = spawn(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "cg",
+        "--topics",
+        "cg-live",
+        "--continuous",
+        "--consumer-groups",
+        "--consumer-groups-interval",
+        "1s",
+        "--segment-max-interval",
+        "1s",
+        "-q",
+    ]);
+    let manifest_path = root.join("cg/manifest.json");
+    let group_offset = |group: &str, partition: i32| -> Option<i64> {
+        let text = std::fs::read_to_string(&manifest_path).ok()?;
+        let manifest = kbs_manifest::Manifest::from_json(text.as_bytes()).ok()?;
+        let groups = manifest.consumer_groups?;
+        let topic = kbs_manifest::TopicName::new("cg-live").ok()?;
+        Some(groups.get(group)?.get(&topic)?.get(&partition)?.offset)
+    };
+    eventually("the backup runs", Duration::from_secs(30), || manifest_path.exists());
+    // A group that commits after the backup started is captured while it runs...
+    kbs_testkit::run_script("groups.py", &["commit", &bootstrap, "late", "cg-live:0=123"]);
+    eventually("the late group in the manifest", Duration::from_secs(30), || {
+        group_offset("late", 0) == Some(123)
+    });
+    // ...and its last position is what the backup holds when it stops.
+    kbs_testkit::run_script("groups.py", &["commit", &bootstrap, "late", "cg-live:0=400"]);
+    terminate(&child);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(group_offset("late", 0), Some(400));
+}
