@@ -40,6 +40,8 @@ pub fn describe_text(manifest: &Manifest) -> String {
             "status      in_progress: INCOMPLETE (interrupted, or a continuous backup still running; rerun its \
              backup command to finish it)"
         );
+    } else if let Some(failure) = manifest.failure.as_deref().filter(|_| status == "failed") {
+        let _ = writeln!(out, "status      failed: {failure}");
     } else {
         let _ = writeln!(out, "status      {status}");
     }

@@ -277,6 +277,13 @@ impl ManifestBuilder {
         self.build(BackupStatus::Failed, None)
     }
 
+    /// A manifest with status `"failed"`, no `completed_at`, and why the run failed.
+    pub fn build_failed_because(&self, failure: impl Into<String>) -> Manifest {
+        let mut manifest = self.build(BackupStatus::Failed, None);
+        manifest.failure = Some(failure.into());
+        manifest
+    }
+
     /// The final manifest, status `"complete"`. Refused if `completed_at` is before
     /// `created_at`.
     pub fn build_complete(&self, completed_at: UtcTimestamp) -> Result<Manifest, ManifestError> {
@@ -359,6 +366,7 @@ impl ManifestBuilder {
             created_at: self.created_at.clone(),
             completed_at,
             status: Some(status),
+            failure: None,
             source_cluster: self.source_cluster.clone(),
             compression: self.compression,
             statistics,

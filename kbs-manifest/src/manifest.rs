@@ -51,6 +51,10 @@ pub struct Manifest {
     /// [`Manifest::is_complete`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<BackupStatus>,
+    /// *Additive.* Why the last run stopped, when the status is `"failed"` (the error it
+    /// ended with). A rerun that resumes the backup clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// The Kafka cluster the records came from.
     pub source_cluster: SourceCluster,
     /// How segment payloads are compressed.

@@ -199,6 +199,7 @@ fn raw_manifest() -> impl Strategy<Value = Manifest> {
                     created_at,
                     completed_at,
                     status,
+                    failure: (status == Some(BackupStatus::Failed)).then(|| "fetching t/0: broker error".to_owned()),
                     source_cluster,
                     compression,
                     statistics,

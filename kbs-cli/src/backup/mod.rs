@@ -292,7 +292,18 @@ pub async fn run(
         if engine.options.consumer_groups {
             engine.snapshot_consumer_groups().await?;
         }
-        engine.run(shutdown).await
+        let result = engine.run(shutdown).await;
+        if let Err(e) = &result {
+            // Record why the run stopped, unless another writer owns the manifest now (lost
+            // lease) or the backup is merely interrupted (in_progress, resumable).
+            if !matches!(e, CliError::Locked(_) | CliError::Interrupted { .. })
+                && !lease_lost.load(Ordering::SeqCst)
+                && let Err(write) = engine.state.write_manifest_failed(&e.to_string()).await
+            {
+                tracing::warn!("could not record the failure in the manifest: {write}");
+            }
+        }
+        result
     }
     .await;
 

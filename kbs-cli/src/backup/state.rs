@@ -255,6 +255,12 @@ impl BackupState {
         self.write_manifest(&manifest).await
     }
 
+    /// Writes the manifest with status `failed` and why.
+    pub(crate) async fn write_manifest_failed(&mut self, failure: &str) -> Result<(), CliError> {
+        let manifest = self.builder.build_failed_because(failure);
+        self.write_manifest(&manifest).await
+    }
+
     /// Writes the final manifest, status `complete`: the commit point.
     pub(crate) async fn write_manifest_complete(&mut self) -> Result<Manifest, CliError> {
         let manifest = self.builder.build_complete(now_utc())?;

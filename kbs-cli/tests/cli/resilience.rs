@@ -739,6 +739,23 @@ fn a_backup_id_belongs_to_one_cluster_and_one_incarnation_of_each_topic() {
         stderr.contains("topic live-a was deleted and created again") && stderr.contains("--exclude live-a"),
         "{stderr}"
     );
+    // The manifest says the run failed, and why.
+    let manifest = kbs_manifest::Manifest::from_json(&std::fs::read(root.join("live/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest.status, Some(kbs_manifest::BackupStatus::Failed));
+    assert!(
+        manifest
+            .failure
+            .as_deref()
+            .unwrap_or_default()
+            .contains("deleted and created again"),
+        "{:?}",
+        manifest.failure
+    );
+    let described = run_ok(&["describe", "--storage", root_str, "--backup-id", "live"]);
+    assert!(
+        described.contains("status      failed: topic live-a was deleted"),
+        "{described}"
+    );
 }
 
 #[test]
