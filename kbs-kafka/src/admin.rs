@@ -201,6 +201,24 @@ impl KafkaClient {
     /// tansu 0.6 labels a topic's own configs `DEFAULT_CONFIG` (it stores no others); such
     /// answers are recognised (see the source) and its configs returned.
     pub async fn describe_topic_configs(&self, topics: &[&str]) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        self.describe_configs_of(topics, false).await
+    }
+
+    /// Every config in effect for each topic, whatever its source (the topic's own, a dynamic
+    /// or static broker setting, or the default): e.g. the `max.message.bytes` a produce to the
+    /// topic must respect. Sensitive configs whose value the broker hides are left out.
+    pub async fn describe_effective_topic_configs(
+        &self,
+        topics: &[&str],
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        self.describe_configs_of(topics, true).await
+    }
+
+    async fn describe_configs_of(
+        &self,
+        topics: &[&str],
+        effective: bool,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
         if topics.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -252,7 +270,7 @@ impl KafkaClient {
                 let configs = result
                     .configs
                     .iter()
-                    .filter(|c| (tansu_style || c.config_source == SOURCE_TOPIC) && !c.is_sensitive)
+                    .filter(|c| (effective || tansu_style || c.config_source == SOURCE_TOPIC) && !c.is_sensitive)
                     .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
                     .collect();
                 out.insert((*name).to_owned(), configs);

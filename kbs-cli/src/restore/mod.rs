@@ -387,11 +387,12 @@ async fn produce_all(
     if !to_create.is_empty() {
         client.create_topics(&to_create).await?;
     }
+    // The configs in effect on the targets (a broker-wide message.max.bytes included).
     let names: Vec<&str> = needed.keys().map(String::as_str).collect();
     let configs = if names.is_empty() {
         BTreeMap::new()
     } else {
-        client.describe_topic_configs(&names).await?
+        client.describe_effective_topic_configs(&names).await?
     };
 
     // Progress of an earlier run of this restore id.

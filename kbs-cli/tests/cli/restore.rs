@@ -666,3 +666,32 @@ fn a_valid_segment_that_is_not_the_recorded_one_is_never_produced() {
     // Only the first segment's records were produced, never the swapped copy's.
     assert_eq!(consume(&bootstrap, dir.path(), &["sw-copy"]).len(), 300);
 }
+
+#[test]
+fn a_broker_wide_message_size_limit_is_respected() {
+    // The broker accepts 3 MB records by default; no topic overrides it.
+    let options = kbs_testkit::KafkaOptions::default().with_config("message.max.bytes", "3000000");
+    let Some(kafka) = kbs_testkit::KafkaCluster::start_with(options) else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    kbs_testkit::run_script(
+        "seed.py",
+        &[&bootstrap, "simple", "big", "3", "1", "--value-size", "2000000"],
+    );
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id big -q"
+    ));
+    run_args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id big --topic-map big=big-copy --create-topics -q"
+    ));
+    let copy = consume(&bootstrap, dir.path(), &["big-copy"]);
+    let source = consume(&bootstrap, dir.path(), &["big"]);
+    assert_same_partitions(
+        &by_partition(&copy, |_| "big".into()),
+        &by_partition(&source, str::to_string),
+    );
+}
