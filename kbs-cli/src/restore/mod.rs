@@ -335,6 +335,36 @@ pub async fn run(
     result
 }
 
+/// Warns about target topics whose time-based retention would delete restored records soon
+/// after they are written: their CreateTime is what the broker's retention measures, and a
+/// backup's records can be older than the target keeps records.
+fn warn_of_retention(plans: &[PartitionPlan], configs: &BTreeMap<String, BTreeMap<String, String>>, now: i64) {
+    for (topic, settings) in configs {
+        let deletes = settings.get("cleanup.policy").is_none_or(|p| p.contains("delete"));
+        let Some(retention) = settings.get("retention.ms").and_then(|r| r.parse::<i64>().ok()) else {
+            continue;
+        };
+        if !deletes || retention < 0 {
+            continue;
+        }
+        let oldest = plans
+            .iter()
+            .filter(|p| p.target_topic == *topic)
+            .flat_map(|p| p.files.iter().map(|f| f.min_timestamp))
+            .min();
+        if let Some(oldest) = oldest
+            && oldest < now.saturating_sub(retention)
+        {
+            tracing::warn!(
+                "target topic {topic} keeps records for retention.ms={retention}, but the oldest record to restore \
+                 has CreateTime {oldest}, {} hours ago: the broker will delete such records soon after they are \
+                 restored. Raise retention.ms on {topic} first if they must stay",
+                (now - oldest) / 3_600_000
+            );
+        }
+    }
+}
+
 /// What a target topic needs: partitions, and the source's partition count and configs.
 type Needs = (i32, Option<u32>, BTreeMap<String, String>);
 
@@ -394,6 +424,7 @@ async fn produce_all(
     } else {
         client.describe_effective_topic_configs(&names).await?
     };
+    warn_of_retention(&plans, &configs, now_ms());
 
     // Progress of an earlier run of this restore id.
     let progress_key = format!(

@@ -695,3 +695,56 @@ fn a_broker_wide_message_size_limit_is_respected() {
         &by_partition(&source, str::to_string),
     );
 }
+
+#[test]
+fn restoring_records_older_than_the_target_keeps_is_warned_about() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    let three_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3 * 86_400_000;
+    kbs_testkit::run_script(
+        "seed.py",
+        &[
+            &bootstrap,
+            "simple",
+            "old",
+            "100",
+            "1",
+            "--start-ts",
+            &three_days_ago.to_string(),
+        ],
+    );
+    kbs_testkit::run_script(
+        "kafka_admin.py",
+        &[
+            "create-topic",
+            &bootstrap,
+            "old-copy",
+            "1",
+            "1",
+            "retention.ms=86400000",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id o -q"
+    ));
+    let a = args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id o --topic-map old=old-copy"
+    ));
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("target topic old-copy keeps records for retention.ms=86400000")
+            && stderr.contains("72 hours ago"),
+        "{stderr}"
+    );
+}
