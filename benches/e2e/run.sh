@@ -125,6 +125,10 @@ run_measured() {
     local name="$1"
     shift
     local out="$workdir/$name"
+    # Every measurement starts with no dirty pages left by the one before (a backup's segments,
+    # a restore's broker writes): otherwise their writeback lands in the next tool's time. The
+    # measured tool's own writes and fsyncs stay in its time.
+    sync
     if [ -n "$gnu_time" ]; then
         local start end
         start="$EPOCHREALTIME"

@@ -141,6 +141,13 @@ impl SegmentWriter<Cursor<Vec<u8>>> {
     pub fn in_memory(options: WriterOptions) -> Result<Self, FormatError> {
         Self::new(Cursor::new(Vec::new()), options)
     }
+
+    /// Bytes the in-memory segment holds allocated: the buffer's capacity (which grows ahead
+    /// of [`SegmentWriter::estimated_size`]) plus the open batch. What a caller bounding its
+    /// memory should count.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.out.get_ref().capacity() as u64 + self.batch.records.capacity() as u64
+    }
 }
 
 impl<W: Write + Seek> SegmentWriter<W> {

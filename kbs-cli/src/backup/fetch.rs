@@ -74,7 +74,8 @@ impl Engine {
     pub(super) async fn make_room(&mut self) -> Result<u64, CliError> {
         let want = (self.options.memory_budget / 4).clamp(1 << 20, 64 << 20);
         loop {
-            let held = self.held_bytes();
+            // Responses of the fetches in flight count against the budget too.
+            let held = self.held_bytes() + self.inflight.iter().map(|f| f.bytes).sum::<u64>();
             if held + want <= self.options.memory_budget {
                 return Ok(want);
             }

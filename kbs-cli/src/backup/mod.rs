@@ -347,7 +347,9 @@ struct Partition {
 
 impl Partition {
     fn open_bytes(&self) -> u64 {
-        self.open.as_ref().map_or(0, |o| o.writer.estimated_size())
+        self.open
+            .as_ref()
+            .map_or(0, |o| o.writer.allocated_bytes().max(o.writer.estimated_size()))
     }
 
     fn queued_bytes(&self) -> u64 {
