@@ -67,8 +67,11 @@ rootLogger.appenderRef.out.ref = STDOUT
 PROPS
     local java=(java "-Xmx${heap}m" "-Xms${heap}m" -XX:-UsePerfData -Djava.awt.headless=true
         "-Dlog4j2.configurationFile=$dir/log4j2.properties" -cp "$libs/*")
-    "${java[@]}" kafka.tools.StorageTool format -t "$("${java[@]}" kafka.tools.StorageTool random-uuid)" \
-        -c "$dir/server.properties" >"$dir/kafka.log" 2>&1
+    # A KRaft cluster id: 16 random bytes, base64url without padding (what `kafka-storage
+    # random-uuid` prints; made here so no log line of that tool can slip into it).
+    local cluster_id
+    cluster_id="$("$python" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')"
+    "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/kafka.log" 2>&1
     "${java[@]}" kafka.Kafka "$dir/server.properties" >>"$dir/kafka.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$dir/kafka.pid"
