@@ -1,8 +1,7 @@
 //! Golden fixtures under `tests/data/`, decoded without a broker.
 //!
 //! * `librdkafka-*.bin`: the raw record bytes of a Fetch response from Apache Kafka 4.1.2 for
-//!   batches that
-//!   librdkafka (confluent-kafka) produced, one file per codec, captured by
+//!   batches that librdkafka (confluent-kafka) produced, one file per codec, captured by
 //!   `KBS_BLESS=1 cargo test -p kbs-kafka --test kafka golden`; the `.json` sidecar holds the
 //!   records as librdkafka reported writing them.
 //! * `spec-transactions.fetch.bin`: a FetchResponse v11 body written byte by byte by
