@@ -186,7 +186,8 @@ pub struct BackupArgs {
     /// zstd level, 1 to 22.
     #[arg(long, env = "KBS_COMPRESSION_LEVEL", default_value_t = 3)]
     pub compression_level: i32,
-    /// Roll a segment at this many bytes (suffixes k, M, G accepted).
+    /// Roll a segment at this many bytes (suffixes k, M, G accepted); at most an eighth of
+    /// --memory-budget, since segments are built in memory.
     #[arg(long, env = "KBS_SEGMENT_MAX_BYTES", default_value = "128M")]
     pub segment_max_bytes: String,
     /// Roll a segment at this many records.

@@ -266,7 +266,7 @@ impl Engine {
                 },
             };
             let max_records = self.options.segment_max_records;
-            let max_bytes = self.options.segment_max_bytes;
+            let max_bytes = self.options.effective_segment_max_bytes();
             jobs.push((
                 key,
                 tokio::task::spawn_blocking(move || encode_records(open, records, &batch_ends, max_records, max_bytes)),
@@ -362,6 +362,22 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use kbs_manifest::BackupId;
+
+    #[test]
+    fn segments_are_rolled_within_an_eighth_of_the_memory_budget() {
+        let mut options = BackupOptions::new(BackupId::new("b").unwrap(), kbs_kafka::ClientConfig::new(["k:9092"]));
+        assert_eq!(options.memory_budget, 256 << 20);
+        assert_eq!(options.segment_max_bytes, 128 << 20);
+        assert_eq!(options.effective_segment_max_bytes(), 32 << 20);
+        options.memory_budget = 1 << 30;
+        assert_eq!(options.effective_segment_max_bytes(), 128 << 20);
+        options.segment_max_bytes = 4 << 20;
+        assert_eq!(options.effective_segment_max_bytes(), 4 << 20);
+        options.memory_budget = 1 << 20;
+        assert_eq!(options.effective_segment_max_bytes(), 1 << 20, "never below 1 MiB");
+    }
+
     use super::*;
 
     #[test]

@@ -86,6 +86,13 @@ pub struct BackupOptions {
 }
 
 impl BackupOptions {
+    /// The size at which a segment is rolled: `segment_max_bytes`, but at most an eighth of
+    /// the memory budget, since a segment is built in memory (its buffer grows ahead of its
+    /// content) before it is uploaded.
+    pub fn effective_segment_max_bytes(&self) -> u64 {
+        self.segment_max_bytes.min((self.memory_budget / 8).max(1 << 20))
+    }
+
     /// Options with the documented defaults.
     pub fn new(backup_id: BackupId, kafka: kbs_kafka::ClientConfig) -> Self {
         BackupOptions {
