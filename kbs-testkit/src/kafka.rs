@@ -730,26 +730,6 @@ impl Reader<'_> {
     }
 }
 
-/// Whether a Kafka broker on `port` answers an ApiVersions v0 request.
-pub fn kafka_answers(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    // size 15, api_key 18 (ApiVersions), version 0, correlation id 7, client id "probe"
-    let mut frame = vec![0, 0, 0, 15, 0, 18, 0, 0, 0, 0, 0, 7, 0, 5];
-    frame.extend_from_slice(b"probe");
-    if stream.write_all(&frame).is_err() {
-        return false;
-    }
-    let mut size = [0u8; 4];
-    if stream.read_exact(&mut size).is_err() {
-        return false;
-    }
-    let mut body = vec![0u8; u32::from_be_bytes(size).min(1 << 20) as usize];
-    stream.read_exact(&mut body).is_ok() && body.get(..4) == Some(&[0, 0, 0, 7][..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,26 +739,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        assert!(!kafka_answers(port));
         assert_eq!(metadata_brokers(port), None);
-    }
-
-    #[test]
-    fn a_server_answering_the_wrong_correlation_id_is_not_a_broker() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            for correlation in [7u8, 8] {
-                let (mut stream, _) = listener.accept().unwrap();
-                let mut request = [0u8; 19];
-                stream.read_exact(&mut request).unwrap();
-                assert_eq!(&request[4..6], &[0, 18], "ApiVersions");
-                stream.write_all(&[0, 0, 0, 6, 0, 0, 0, correlation, 0, 0]).unwrap();
-            }
-        });
-        assert!(kafka_answers(port));
-        assert!(!kafka_answers(port));
-        server.join().unwrap();
     }
 
     #[test]

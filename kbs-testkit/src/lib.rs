@@ -12,7 +12,7 @@
 //! | [`find_program`], [`python`], [`cache_dir`] | where set-up installed the tools |
 //! | [`require`], [`note`] | the skip rule, and notes on stderr |
 //! | [`run_script`], [`run_python`], [`python_command`], [`script`] | running Python scripts with the venv |
-//! | [`free_port`], [`wait_until`], [`http_request`], [`kafka_answers`], [`Server`] | building blocks |
+//! | [`free_port`], [`wait_until`], [`http_request`], [`Server`] | building blocks |
 //!
 //! ```no_run
 //! let Some(kafka) = kbs_testkit::KafkaCluster::start() else { return }; // skipped: see below
@@ -37,9 +37,7 @@ mod s3;
 mod server;
 mod tools;
 
-pub use kafka::{
-    KAFKA_VERSION, KafkaCluster, KafkaNode, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER, kafka_answers,
-};
+pub use kafka::{KAFKA_VERSION, KafkaCluster, KafkaNode, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER};
 pub use pki::Pki;
 pub use python::{python_command, run_python, run_script, script};
 pub use s3::{Garage, Moto, http_request};

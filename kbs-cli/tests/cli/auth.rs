@@ -61,7 +61,7 @@ fn every_mechanism_backs_up_and_a_wrong_password_is_named_without_the_secret(lis
             "{mechanism}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let (_, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, &id).await });
+        let (_, stored) = read_stored(root, &id);
         assert_same_records(&stored, &source);
 
         let secret = "Wr0ng-and-SECRET";
@@ -127,7 +127,7 @@ fn mutual_tls_through_the_binary() {
     ]);
     let out = backup_with(&kafka, &with_cert, root, "mtls");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (_, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "mtls").await });
+    let (_, stored) = read_stored(root, "mtls");
     assert_same_records(&stored, &consume(&internal, dir.path(), &["auth"]));
     // Without a client certificate the broker refuses the connection.
     let out = backup_with(&kafka, &flags(&kafka, "", ""), root, "mtls-none");

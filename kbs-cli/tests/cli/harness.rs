@@ -115,6 +115,18 @@ pub(crate) async fn read_backup(storage: &Arc<dyn ObjectStorage>, id: &str) -> (
     (manifest, rows)
 }
 
+/// Every record stored in backup `id` under the storage root `root` (filesystem).
+pub(crate) fn read_stored(root: &str, id: &str) -> (Manifest, Vec<Row>) {
+    rt().block_on(async { read_backup(&open_storage(root, None).await, id).await })
+}
+
+/// `{partition: (log start, high watermark)}` of `topic`, as confluent-kafka reads them.
+pub(crate) fn watermarks(bootstrap: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
+    let out = kbs_testkit::run_script("kafka_admin.py", &["offsets", bootstrap, topic]);
+    let map: BTreeMap<String, (i64, i64)> = serde_json::from_slice(&out.stdout).unwrap();
+    map.into_iter().map(|(p, w)| (p.parse().unwrap(), w)).collect()
+}
+
 /// What consume.py wrote.
 pub(crate) fn read_consumed(path: &Path) -> Vec<Row> {
     let mut rows: Vec<Row> = std::fs::read_to_string(path)
@@ -243,7 +255,7 @@ pub(crate) fn complete_and_compare(bootstrap: &str, dir: &Path, root: &str, id: 
     ]);
     run_ok(&["validate", "--path", root, "--backup-id", id, "--deep"]);
     let source = consume(bootstrap, dir, &[topic]);
-    let (manifest, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, id).await });
+    let (manifest, stored) = read_stored(root, id);
     assert_same_records(&stored, &source);
     manifest
 }

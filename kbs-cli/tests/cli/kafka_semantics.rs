@@ -87,7 +87,7 @@ fn transactions_committed_kept_aborted_and_open_left_out_then_restored() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     end_transaction(txn, txn_out, "abort");
     let source = consume(&bootstrap, dir.path(), &["tx"]);
-    let (manifest, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "tx").await });
+    let (manifest, stored) = read_stored(root, "tx");
     assert_same_records(&stored, &source);
     let stored_values = values(&stored);
     assert!(
@@ -165,7 +165,7 @@ fn transactions_committed_kept_aborted_and_open_left_out_then_restored() {
     terminate(&child);
     let out = wait_with_deadline(child, Duration::from_secs(60));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (_, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "live").await });
+    let (_, stored) = read_stored(root, "live");
     assert_same_records(&stored, &source);
     run_ok(&["validate", "--path", root, "--backup-id", "live", "--deep"]);
 
@@ -185,7 +185,7 @@ fn transactions_committed_kept_aborted_and_open_left_out_then_restored() {
         "--create-topics",
         "-q",
     ]);
-    let (_, original) = rt().block_on(async { read_backup(&open_storage(root, None).await, "tx").await });
+    let (_, original) = read_stored(root, "tx");
     let restored = consume(&bootstrap, dir.path(), &["tx-restored"]);
     let content = |rows: &[Row]| -> Vec<_> {
         rows.iter()
@@ -231,7 +231,7 @@ fn deleted_records_are_gaps_and_fully_deleted_or_empty_partitions_end_cleanly() 
     let first: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(first["records"], 2_000 - 200, "{first}");
     let source = consume(&bootstrap, dir.path(), &["gaps"]);
-    let (_, first_stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "g").await });
+    let (_, first_stored) = read_stored(root, "g");
     assert_same_records(&first_stored, &source);
 
     // Between two runs: more records, then DeleteRecords past what the first run read. The
@@ -267,7 +267,7 @@ fn deleted_records_are_gaps_and_fully_deleted_or_empty_partitions_end_cleanly() 
     // The backup holds what the first run read (records 0..=999 of partition 1, deleted
     // since) and everything the consumer reads now.
     let source = consume(&bootstrap, dir.path(), &["gaps"]);
-    let (manifest, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "g").await });
+    let (manifest, stored) = read_stored(root, "g");
     let mut expected: Vec<Row> = first_stored.iter().filter(|r| r.1 == 1).cloned().collect();
     expected.extend(source.iter().cloned());
     expected.sort();
@@ -398,13 +398,6 @@ fn classic_and_kip848_groups_resume_exactly_after_a_restore() {
     }
 }
 
-/// `{partition: (log start, high watermark)}` of `topic`.
-fn watermarks(bootstrap: &str, topic: &str) -> BTreeMap<i32, (i64, i64)> {
-    let out = kbs_testkit::run_script("kafka_admin.py", &["offsets", bootstrap, topic]);
-    let map: BTreeMap<String, (i64, i64)> = serde_json::from_slice(&out.stdout).unwrap();
-    map.into_iter().map(|(p, w)| (p.parse().unwrap(), w)).collect()
-}
-
 #[test]
 fn a_snapshot_ends_where_the_log_ended_at_start_while_a_producer_keeps_writing() {
     let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
@@ -453,7 +446,7 @@ fn a_snapshot_ends_where_the_log_ended_at_start_while_a_producer_keeps_writing()
     );
     producer.kill().unwrap();
     producer.wait().unwrap();
-    let (manifest, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "busy").await });
+    let (manifest, stored) = read_stored(root, "busy");
     assert!(manifest.is_complete());
     let source = consume(&bootstrap, dir.path(), &["busy"]);
     let ends = last_offsets(&stored);

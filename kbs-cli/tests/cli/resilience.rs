@@ -17,6 +17,26 @@ impl Rng {
     }
 }
 
+/// Runs `kbs ARGS` and SIGKILLs it 20 ms plus a random part of `spread_ms` later; returns
+/// whether it was still running then (killed). A run that ended by itself must have succeeded.
+fn run_and_kill_at_random(args: &[&str], rng: &mut Rng, spread_ms: u64, iteration: usize) -> bool {
+    let mut child = spawn(args);
+    std::thread::sleep(Duration::from_millis(20 + rng.below(spread_ms)));
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap(); // SIGKILL
+    }
+    let out = child.wait_with_output().unwrap();
+    if out.status.code().is_some() {
+        assert!(
+            out.status.success(),
+            "run {iteration} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    killed
+}
+
 #[test]
 fn sigkill_at_random_moments_then_rerun_stores_every_record_exactly_once() {
     let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
@@ -55,19 +75,8 @@ fn sigkill_at_random_moments_then_rerun_stores_every_record_exactly_once() {
         if continuous {
             args.extend_from_slice(&["--continuous", "--segment-max-interval", "1s"]);
         }
-        let mut child = spawn(&args);
-        std::thread::sleep(Duration::from_millis(20 + rng.below(400)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
+        if run_and_kill_at_random(&args, &mut rng, 400, iteration) {
             kills += 1;
-        }
-        let out = child.wait_with_output().unwrap();
-        if out.status.code().is_some() {
-            assert!(
-                out.status.success(),
-                "run {iteration} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
         }
     }
     // A last, uninterrupted run completes the backup.
@@ -466,7 +475,7 @@ fn compacted_topic_after_the_cleaner_ran_survives_sigkills_exactly_once() {
         assert!(iteration <= 40, "only {kills} runs were still going when killed");
         // More rounds while the backup runs, so the cleaner keeps compacting behind it.
         seed(3 + iteration, false);
-        let mut child = spawn(&[
+        let args = [
             "backup",
             "--bootstrap-servers",
             &bootstrap,
@@ -479,19 +488,9 @@ fn compacted_topic_after_the_cleaner_ran_survives_sigkills_exactly_once() {
             "--segment-max-records",
             "500",
             "-q",
-        ]);
-        std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
+        ];
+        if run_and_kill_at_random(&args, &mut rng, 300, iteration) {
             kills += 1;
-        }
-        let out = child.wait_with_output().unwrap();
-        if out.status.code().is_some() {
-            assert!(
-                out.status.success(),
-                "run {iteration} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
         }
     }
     // The last run completes; every record the consumer sees is there once, holes and all.
@@ -512,7 +511,7 @@ fn compacted_topic_after_the_cleaner_ran_survives_sigkills_exactly_once() {
     ]);
     run_ok(&["validate", "--path", root, "--backup-id", "compacted", "--deep"]);
     let source = consume(&bootstrap, dir.path(), &["compact"]);
-    let (_, stored) = rt().block_on(async { read_backup(&open_storage(root, None).await, "compacted").await });
+    let (_, stored) = read_stored(root, "compacted");
     let mut offsets = std::collections::BTreeSet::new();
     for r in &stored {
         assert!(offsets.insert((r.1, r.2)), "offset {}/{} stored twice", r.1, r.2);
@@ -626,7 +625,7 @@ fn a_snapshot_stopped_by_sigterm_stays_incomplete_and_resumable() {
     let mut allowed = restore.to_vec();
     allowed.extend(["--allow-incomplete", "--output", "json"]);
     let partial: serde_json::Value = serde_json::from_str(&run_ok(&allowed)).unwrap();
-    let (_, stored) = rt().block_on(async { read_backup(&open_storage(root_str, None).await, "stopped").await });
+    let (_, stored) = read_stored(root_str, "stopped");
     assert!(
         stored.len() < 300_000,
         "the stop came before the end ({} stored)",

@@ -228,9 +228,7 @@ fn time_and_offset_windows_restore_exactly_the_records_inside() {
 
 /// The sum of the high watermarks of `topic`.
 fn target_end(bootstrap: &str, topic: &str) -> i64 {
-    let out = kbs_testkit::run_script("kafka_admin.py", &["offsets", bootstrap, topic]);
-    let offsets: BTreeMap<String, (i64, i64)> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    offsets.values().map(|w| w.1).sum()
+    watermarks(bootstrap, topic).values().map(|w| w.1).sum()
 }
 
 /// Runs `restore` (a command with `--max-bytes-per-sec 1M` into `target`) and SIGKILLs it at a
@@ -558,9 +556,7 @@ fn one_restore_id_runs_once_at_a_time_and_a_run_that_lost_its_progress_stops_pro
     let slow = args(&format!("{command} --max-bytes-per-sec 200k"));
     let first = spawn(&slow.iter().map(String::as_str).collect::<Vec<_>>());
     eventually("the first run produces", Duration::from_secs(30), || {
-        let out = kbs_testkit::run_script("kafka_admin.py", &["offsets", &bootstrap, "dup-copy"]);
-        let offsets: BTreeMap<String, (i64, i64)> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        offsets.values().map(|w| w.1).sum::<i64>() > 0
+        target_end(&bootstrap, "dup-copy") > 0
     });
     // A second run of the same restore id is refused at once, naming the holder and the way out.
     let second = run(&args(&command).iter().map(String::as_str).collect::<Vec<_>>());
