@@ -17,6 +17,11 @@
 //! connection negotiates API versions (the highest both sides speak; none in common is
 //! [`Error::UnsupportedVersion`] naming the API).
 //!
+//! Nothing a broker sends is trusted: a response frame is capped at
+//! [`ClientConfig`]'s `max_response_bytes`, and every response body is walked against its
+//! schema before it is decoded, so a count or length that its bytes cannot back is an
+//! [`Error::Protocol`] naming its position, never an allocation of what it claims.
+//!
 //! # Brokers
 //!
 //! The integration tests run against Apache Kafka 4.1 in KRaft mode (one node, and three for

@@ -230,7 +230,7 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn out_of_range_leader_changes_and_denied_partitions() {
+async fn out_of_range_leader_changes_denied_partitions_and_hostile_counts() {
     use crate::proxy::{FetchFault, FrontProxy, ProxyOptions};
 
     let broker_port = kbs_testkit::free_port();
@@ -311,4 +311,18 @@ async fn out_of_range_leader_changes_and_denied_partitions() {
         (None, Some(0))
     );
     assert_eq!(results[0].records.len(), fetched.records.len());
+
+    // A broken or hostile broker counts 2^32 - 2 topics in a response of a few hundred bytes:
+    // a protocol error that says so, not an attempt to reserve the counted topics (which
+    // aborted the process before responses were checked against their schema).
+    fetch_faults.lock().unwrap().push_back(FetchFault::HostileTopicCount);
+    let error = client.fetch(&request).await.unwrap_err().to_string();
+    assert!(fetch_faults.lock().unwrap().is_empty());
+    assert!(
+        error.contains("Fetch") && error.contains("declares 4294967294 elements"),
+        "{error}"
+    );
+    // The client goes on working.
+    let again = client.fetch(&request).await.unwrap().remove(0);
+    assert_eq!(again.records.len(), fetched.records.len());
 }

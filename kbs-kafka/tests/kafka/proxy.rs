@@ -35,6 +35,10 @@ pub(crate) enum FetchFault {
     /// Every partition but the first gets only the first 30 bytes of its records, as Kafka
     /// sends when the response's byte budget runs out inside a partition's first batch.
     CutAllButFirst,
+    /// The response's topic count (a compact array count, Fetch v12 and up) becomes 2^32 - 2
+    /// while the bytes stay those of the real response, as a broken or hostile broker might
+    /// send: a decoder that trusts the count reserves hundreds of gigabytes.
+    HostileTopicCount,
 }
 
 /// A running proxy; stops when dropped.
@@ -122,6 +126,19 @@ fn take(counter: &AtomicUsize) -> bool {
 fn fetch_fault(frame: Bytes, version: i16, fault: FetchFault) -> std::io::Result<Bytes> {
     let mut buf = frame;
     let header = ResponseHeader::decode(&mut buf, FetchResponse::header_version(version)).map_err(bad)?;
+    if let FetchFault::HostileTopicCount = fault {
+        assert!(version >= 12, "a compact topic count needs Fetch v12 or later");
+        // throttle_time_ms (4 bytes), error_code (2), session_id (4), then the count.
+        let mut out = BytesMut::new();
+        header
+            .encode(&mut out, FetchResponse::header_version(version))
+            .map_err(bad)?;
+        out.extend_from_slice(&buf[..10]);
+        assert!(buf[10] < 0x80, "a one-byte topic count");
+        out.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        out.extend_from_slice(&buf[11..]);
+        return Ok(out.freeze());
+    }
     let mut body = FetchResponse::decode(&mut buf, version).map_err(bad)?;
     let mut first = true;
     for topic in &mut body.responses {
@@ -137,7 +154,7 @@ fn fetch_fault(frame: Bytes, version: i16, fault: FetchFault) -> std::io::Result
                 FetchFault::CutAllButFirst if !first => {
                     partition.records = partition.records.take().map(|r| r.slice(..r.len().min(30)));
                 }
-                FetchFault::CutAllButFirst => {}
+                FetchFault::CutAllButFirst | FetchFault::HostileTopicCount => {}
             }
             first = false;
         }

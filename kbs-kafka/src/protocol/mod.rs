@@ -16,6 +16,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
+mod schemas;
+mod shape;
+#[cfg(test)]
+mod tests;
+
+use schemas::Schema;
+
 /// A request this client sends, with the range of versions it implements.
 pub(crate) trait Api: Request<Response: Send + 'static> + Send + Sync + 'static {
     /// Kafka's name for the API.
@@ -24,14 +31,17 @@ pub(crate) trait Api: Request<Response: Send + 'static> + Send + Sync + 'static 
     const MIN: i16;
     /// Highest version this client implements.
     const MAX: i16;
+    /// The wire layout of the response, checked before decoding ([`shape`]).
+    const RESPONSE: &'static Schema;
 }
 
 macro_rules! api {
-    ($($ty:ty => $name:literal, $min:literal..=$max:literal;)*) => {
+    ($($ty:ty => $name:literal, $min:literal..=$max:literal, $schema:ident;)*) => {
         $(impl Api for $ty {
             const NAME: &'static str = $name;
             const MIN: i16 = $min;
             const MAX: i16 = $max;
+            const RESPONSE: &'static Schema = &schemas::$schema;
         })*
     };
 }
@@ -40,22 +50,22 @@ macro_rules! api {
 // semantics we need start (e.g. Produce v3 = record batch v2, Fetch v4 = isolation level and
 // aborted transactions, SaslHandshake v1 = SaslAuthenticate framing).
 api! {
-    ProduceRequest => "Produce", 3..=11;
-    FetchRequest => "Fetch", 4..=17;
-    ListOffsetsRequest => "ListOffsets", 1..=9;
-    MetadataRequest => "Metadata", 1..=12;
-    OffsetCommitRequest => "OffsetCommit", 2..=9;
-    OffsetFetchRequest => "OffsetFetch", 1..=9;
-    FindCoordinatorRequest => "FindCoordinator", 0..=6;
-    ListGroupsRequest => "ListGroups", 0..=5;
-    DescribeGroupsRequest => "DescribeGroups", 0..=5;
-    SaslHandshakeRequest => "SaslHandshake", 1..=1;
-    ApiVersionsRequest => "ApiVersions", 0..=3;
-    CreateTopicsRequest => "CreateTopics", 2..=7;
-    DeleteTopicsRequest => "DeleteTopics", 1..=6;
-    InitProducerIdRequest => "InitProducerId", 0..=5;
-    DescribeConfigsRequest => "DescribeConfigs", 1..=4;
-    SaslAuthenticateRequest => "SaslAuthenticate", 0..=2;
+    ProduceRequest => "Produce", 3..=11, PRODUCE_RESPONSE;
+    FetchRequest => "Fetch", 4..=17, FETCH_RESPONSE;
+    ListOffsetsRequest => "ListOffsets", 1..=9, LIST_OFFSETS_RESPONSE;
+    MetadataRequest => "Metadata", 1..=12, METADATA_RESPONSE;
+    OffsetCommitRequest => "OffsetCommit", 2..=9, OFFSET_COMMIT_RESPONSE;
+    OffsetFetchRequest => "OffsetFetch", 1..=9, OFFSET_FETCH_RESPONSE;
+    FindCoordinatorRequest => "FindCoordinator", 0..=6, FIND_COORDINATOR_RESPONSE;
+    ListGroupsRequest => "ListGroups", 0..=5, LIST_GROUPS_RESPONSE;
+    DescribeGroupsRequest => "DescribeGroups", 0..=5, DESCRIBE_GROUPS_RESPONSE;
+    SaslHandshakeRequest => "SaslHandshake", 1..=1, SASL_HANDSHAKE_RESPONSE;
+    ApiVersionsRequest => "ApiVersions", 0..=3, API_VERSIONS_RESPONSE;
+    CreateTopicsRequest => "CreateTopics", 2..=7, CREATE_TOPICS_RESPONSE;
+    DeleteTopicsRequest => "DeleteTopics", 1..=6, DELETE_TOPICS_RESPONSE;
+    InitProducerIdRequest => "InitProducerId", 0..=5, INIT_PRODUCER_ID_RESPONSE;
+    DescribeConfigsRequest => "DescribeConfigs", 1..=4, DESCRIBE_CONFIGS_RESPONSE;
+    SaslAuthenticateRequest => "SaslAuthenticate", 0..=2, SASL_AUTHENTICATE_RESPONSE;
 }
 
 /// Encodes `[size][header][body]` for `request` at `version`.
@@ -94,8 +104,11 @@ pub(crate) fn response_header_version<R: Api>(version: i16) -> i16 {
     <R::Response as HeaderVersion>::header_version(version)
 }
 
-/// Decodes a response body, requiring it to be consumed exactly.
+/// Decodes a response body, requiring it to be consumed exactly. The body's shape is checked
+/// first ([`shape`]), so a count read off the wire never makes the decoder reserve more than the
+/// body's bytes can hold.
 pub(crate) fn decode_response<R: Api>(mut body: Bytes, version: i16) -> Result<R::Response, String> {
+    shape::check_response(R::RESPONSE, &body, version)?;
     let response = <R::Response as Decodable>::decode(&mut body, version).map_err(|e| e.to_string())?;
     if !body.is_empty() {
         return Err(format!(
