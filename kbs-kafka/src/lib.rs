@@ -66,6 +66,7 @@ mod golden_tests;
 mod groups;
 mod metadata;
 mod producer;
+mod producer_state;
 pub(crate) mod protocol;
 mod record;
 mod sasl;
@@ -79,6 +80,7 @@ pub use fetch::{FetchPosition, FetchRequest, IsolationLevel, OffsetSpec, Partiti
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use producer::{Acks, IdempotentProducer, ProduceAck, ProducerCompression, ProducerConfig};
+pub use producer_state::ActiveProducer;
 pub use record::{ProduceRecord, Record, RecordHeader, TimestampType};
 
 #[cfg(test)]

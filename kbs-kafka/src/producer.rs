@@ -206,6 +206,23 @@ impl Lane {
     }
 }
 
+fn check_config(config: &ProducerConfig) -> Result<()> {
+    if !(1..=5).contains(&config.max_in_flight_per_partition) {
+        return Err(Error::Config {
+            reason: format!(
+                "max_in_flight_per_partition is {}; idempotence allows 1 to 5",
+                config.max_in_flight_per_partition
+            ),
+        });
+    }
+    if config.retry.attempts == 0 {
+        return Err(Error::Config {
+            reason: "retry.attempts must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
 fn next_sequence(sequence: i32, count: i32) -> i32 {
     ((i64::from(sequence) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
@@ -214,19 +231,7 @@ fn next_sequence(sequence: i32, count: i32) -> i32 {
 impl IdempotentProducer {
     /// Creates a producer: gets a producer id (InitProducerId) from the cluster.
     pub async fn new(client: KafkaClient, config: ProducerConfig) -> Result<IdempotentProducer> {
-        if !(1..=5).contains(&config.max_in_flight_per_partition) {
-            return Err(Error::Config {
-                reason: format!(
-                    "max_in_flight_per_partition is {}; idempotence allows 1 to 5",
-                    config.max_in_flight_per_partition
-                ),
-            });
-        }
-        if config.retry.attempts == 0 {
-            return Err(Error::Config {
-                reason: "retry.attempts must be at least 1".into(),
-            });
-        }
+        check_config(&config)?;
         let (producer_id, producer_epoch) = client
             .retry("InitProducerId", |_| async {
                 let connection = client.any_connection().await?;
@@ -246,7 +251,44 @@ impl IdempotentProducer {
             })
             .await?;
         tracing::debug!(producer_id, producer_epoch, "idempotent producer ready");
-        Ok(IdempotentProducer {
+        Ok(IdempotentProducer::with_identity(
+            client,
+            config,
+            producer_id,
+            producer_epoch,
+        ))
+    }
+
+    /// Continues an earlier producer, typically one of a process that was killed: the same
+    /// producer id and epoch, without asking the cluster for a new one. With
+    /// [`continue_sequence`](Self::continue_sequence) set to where the earlier producer's
+    /// records in a partition's log end (the high watermark), a batch it sent but never saw
+    /// acknowledged (appended above the high watermark, or still queued at the broker) and
+    /// the same batch sent again by this producer are written once: the leader recognises the
+    /// sequence numbers (it remembers each producer's last five batches per partition).
+    /// Batches must then be cut at the same records as the earlier producer cut them; one that
+    /// is not is refused (OUT_OF_ORDER_SEQUENCE_NUMBER), never written twice.
+    ///
+    /// A producer id the partition's leader no longer knows (its state expires after the
+    /// broker's `producer.id.expiration.ms`) takes only sequence 0 there.
+    pub fn resume(
+        client: KafkaClient,
+        config: ProducerConfig,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<IdempotentProducer> {
+        check_config(&config)?;
+        tracing::debug!(producer_id, producer_epoch, "idempotent producer resumed");
+        Ok(IdempotentProducer::with_identity(
+            client,
+            config,
+            producer_id,
+            producer_epoch,
+        ))
+    }
+
+    fn with_identity(client: KafkaClient, config: ProducerConfig, producer_id: i64, producer_epoch: i16) -> Self {
+        IdempotentProducer {
             inner: Arc::new(ProducerInner {
                 client,
                 config,
@@ -254,12 +296,58 @@ impl IdempotentProducer {
                 producer_epoch,
                 lanes: Mutex::new(HashMap::new()),
             }),
-        })
+        }
+    }
+
+    /// Sets the sequence number of this producer's next record to `topic`/`partition` (0 by
+    /// default): for a [`resume`](Self::resume)d producer, the number of its records already in
+    /// the partition's log. Only before the first batch to that partition.
+    pub fn continue_sequence(&self, topic: &str, partition: i32, next_sequence: i32) -> Result<()> {
+        if next_sequence < 0 {
+            return Err(Error::Config {
+                reason: format!("sequence {next_sequence} for {topic}/{partition} is negative"),
+            });
+        }
+        let lane = self.lane(topic, partition);
+        let mut state = lane.lock();
+        if state.next_ticket > 0 {
+            return Err(Error::Config {
+                reason: format!("{topic}/{partition} already has batches; its sequence cannot be set"),
+            });
+        }
+        state.next_sequence = next_sequence;
+        Ok(())
+    }
+
+    /// The ordering state of `topic`/`partition`, made on first use.
+    fn lane(&self, topic: &str, partition: i32) -> Arc<Lane> {
+        let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes
+            .entry((topic.to_owned(), partition))
+            .or_insert_with(|| {
+                Arc::new(Lane {
+                    state: Mutex::new(LaneState {
+                        next_sequence: 0,
+                        next_ticket: 0,
+                        sending: 0,
+                        unfinished: BTreeSet::new(),
+                        failed: None,
+                    }),
+                    changed: Notify::new(),
+                    in_flight: Semaphore::new(self.inner.config.max_in_flight_per_partition),
+                })
+            })
+            .clone()
     }
 
     /// The producer id the cluster assigned.
     pub fn producer_id(&self) -> i64 {
         self.inner.producer_id
+    }
+
+    /// The producer epoch the cluster assigned.
+    pub fn producer_epoch(&self) -> i16 {
+        self.inner.producer_epoch
     }
 
     /// Writes `records` to `topic`/`partition` as one batch. The sequence number is taken when
@@ -302,25 +390,7 @@ impl IdempotentProducer {
             .map_err(|_| invalid("IdempotentProducer::produce must be called within a tokio runtime".into()))?;
         let unsealed = batch::encode_batch(records, self.inner.config.compression.codec())
             .map_err(|fault| invalid(fault.to_string()))?;
-        let lane = {
-            let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
-            lanes
-                .entry((topic.to_owned(), partition))
-                .or_insert_with(|| {
-                    Arc::new(Lane {
-                        state: Mutex::new(LaneState {
-                            next_sequence: 0,
-                            next_ticket: 0,
-                            sending: 0,
-                            unfinished: BTreeSet::new(),
-                            failed: None,
-                        }),
-                        changed: Notify::new(),
-                        in_flight: Semaphore::new(self.inner.config.max_in_flight_per_partition),
-                    })
-                })
-                .clone()
-        };
+        let lane = self.lane(topic, partition);
         let record_count = unsealed.record_count();
         let (ticket, sequence) = {
             let mut state = lane.lock();
@@ -516,6 +586,13 @@ impl Job {
         request.topic_data = vec![topic];
         let timeout = config.request_timeout + client.inner.config.request_timeout;
         let pending = connection.send(&request, version, timeout)?;
+        tracing::debug!(
+            topic = %self.topic,
+            partition = self.partition,
+            producer_id = self.producer.producer_id,
+            records = self.record_count,
+            "batch sent"
+        );
         Ok(Box::pin(pending.wait()))
     }
 

@@ -483,6 +483,29 @@ impl KafkaCluster {
         }
     }
 
+    /// Freezes node `id` (SIGSTOP): its process stays, its connections stay open, and it
+    /// answers nothing — a follower that stops fetching, a broker in a long GC pause. Until
+    /// [`resume_node`](Self::resume_node), acks=all writes to partitions it follows wait (as
+    /// long as it stays in their ISR: `replica.lag.time.max.ms`, `broker.session.timeout.ms`).
+    pub fn pause_node(&mut self, id: i32) {
+        let pid = self
+            .node_mut(id)
+            .pid()
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let status = Command::new("kill").args(["-STOP", &pid.to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "could not SIGSTOP node {id}");
+    }
+
+    /// Lets node `id` run again after [`pause_node`](Self::pause_node) (SIGCONT).
+    pub fn resume_node(&mut self, id: i32) {
+        let pid = self
+            .node_mut(id)
+            .pid()
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let status = Command::new("kill").args(["-CONT", &pid.to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "could not SIGCONT node {id}");
+    }
+
     /// Starts node `id` again with its log folder and ports, and waits until every running
     /// node lists it.
     pub fn restart_node(&mut self, id: i32) {

@@ -21,6 +21,7 @@ mod progress;
 mod report;
 mod segments;
 mod target;
+mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -50,6 +51,7 @@ use groups::*;
 use produce::*;
 use segments::*;
 use target::*;
+use writer::*;
 
 /// What `kbs restore` is asked to do.
 #[derive(Debug, Clone)]
@@ -465,6 +467,9 @@ async fn produce_all(
         skipped: Mutex::new(Vec::new()),
         produced: Mutex::new((0, 0)),
         fence,
+        writers_marked: Default::default(),
+        writers_saved: Default::default(),
+        resumed_producers: Mutex::new(BTreeMap::new()),
     });
     // The target topics as they are now: a rerun must find the topics it wrote, as long as it
     // left them.

@@ -63,6 +63,12 @@ pub(super) struct Shared {
     pub(super) skipped: Mutex<Vec<String>>,
     pub(super) produced: Mutex<(u64, u64)>,
     pub(super) fence: Fence,
+    /// How many partitions recorded this run's writer in the progress (under its lock) ...
+    pub(super) writers_marked: std::sync::atomic::AtomicU64,
+    /// ... and how many of those marks the last successful save covered.
+    pub(super) writers_saved: std::sync::atomic::AtomicU64,
+    /// Producers of interrupted runs this run continues, by producer id.
+    pub(super) resumed_producers: Mutex<BTreeMap<i64, IdempotentProducer>>,
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -84,6 +90,7 @@ impl Shared {
     /// both write it).
     pub(super) async fn save_progress(&self) -> Result<(), CliError> {
         let mut guard = self.progress.lock().await;
+        let covering = self.writers_marked.load(std::sync::atomic::Ordering::SeqCst);
         guard.0.updated_at_ms = now_ms();
         let body = Bytes::from(serde_json::to_vec_pretty(&guard.0).expect("progress serialises"));
         let key = self.progress_key();
@@ -94,6 +101,8 @@ impl Shared {
         match put {
             Ok(put) => {
                 guard.1 = Some(put.version);
+                self.writers_saved
+                    .fetch_max(covering, std::sync::atomic::Ordering::SeqCst);
                 Ok(())
             }
             Err(kbs_storage::Error::Precondition { .. } | kbs_storage::Error::AlreadyExists { .. }) => {
@@ -226,15 +235,22 @@ pub(super) async fn restore_partition(
     let topic = TopicName::new(&plan.topic)?;
     // Where this partition stands (recorded before any task started), and what the target
     // holds beyond it.
-    let (next_source, next_target) = {
+    let (next_source, next_target, interrupted_writer) = {
         let guard = shared.progress.lock().await;
         let p = guard.0.partitions.get(&key).expect("prepared before the tasks");
         if p.done {
             return Ok(());
         }
-        (p.last_source_offset.map_or(i64::MIN, |o| o + 1), p.next_target_offset)
+        (
+            p.last_source_offset.map_or(i64::MIN, |o| o + 1),
+            p.next_target_offset,
+            p.writer,
+        )
     };
     let (target_end, _) = target_bounds(client, &plan.target_topic, plan.target_partition).await?;
+    // The interrupted run's producer, continued where its records in the log end, so that a
+    // batch of it still above the high watermark or queued at the broker is written once.
+    let producer = &choose_writer(shared, client, producer, plan, interrupted_writer, target_end).await?;
     // Records an interrupted run wrote after its last checkpoint: matched against the source
     // below, then skipped.
     let mut unacknowledged = TargetTail::new(&plan.target_topic, plan.target_partition, next_target, target_end);

@@ -8,7 +8,8 @@
 //!       "target_topic": "orders-restored", "target_partition": 0,
 //!       "last_source_offset": 41999, "next_target_offset": 42000,
 //!       "records": 42000, "bytes": 43008000, "done": true,
-//!       "group_targets": {"40000": 40000}
+//!       "group_targets": {"40000": 40000},
+//!       "writer": {"producer_id": 4001, "producer_epoch": 0, "first_offset": 30000}
 //!     }
 //!   },
 //!   "groups": {"billing": {"orders-restored/0": 40000}}
@@ -20,6 +21,11 @@
 //! offset, whatever the holes in the source offsets (compaction, transactions), so the document
 //! stays small and is rewritten cheaply every second. Progress written by earlier versions held
 //! `offset_runs` (`[source, target, length]` runs, one per hole); they are still read.
+//!
+//! `writer` names the idempotent producer of the latest run that produced to the partition and
+//! the target offset of its first record there. It is saved before that run's first batch, so a
+//! rerun can continue that producer's sequence numbers and a batch the interrupted run left
+//! unacknowledged is written once (see `writer.rs`).
 
 use std::collections::BTreeMap;
 
@@ -55,6 +61,22 @@ pub struct PartitionProgress {
     /// versions (read, never written).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offset_runs: Vec<[i64; 3]>,
+    /// The producer of the latest run that wrote this partition (absent in progress written by
+    /// kbs before it recorded writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<TargetWriter>,
+}
+
+/// The idempotent producer one run produced a target partition with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetWriter {
+    /// Its producer id.
+    pub producer_id: i64,
+    /// Its producer epoch.
+    pub producer_epoch: i16,
+    /// The target partition's end when the run started producing: the offset of the
+    /// producer's first record there (sequence 0).
+    pub first_offset: i64,
 }
 
 /// JSON object keys are strings: `group_targets` is written `{"40000": 40000}`.

@@ -744,3 +744,125 @@ fn restoring_records_older_than_the_target_keeps_is_warned_about() {
         "{stderr}"
     );
 }
+
+/// The producers the leader of `topic`/0 knows: (producer id, last sequence appended).
+fn producers_of(bootstrap: &str, topic: &str) -> Vec<(i64, i32)> {
+    rt().block_on(async {
+        let client = kbs_kafka::KafkaClient::connect(kbs_kafka::ClientConfig::new(bootstrap.split(',')))
+            .await
+            .unwrap();
+        client
+            .describe_producers(topic, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| (p.producer_id, p.last_sequence))
+            .collect()
+    })
+}
+
+/// Batches a killed run sent but never saw acknowledged: one appended to the leader's log and
+/// not copied by the frozen follower (above the high watermark), the next ones queued at the
+/// broker behind it (Kafka reads a connection's next request only after answering the previous
+/// one). All of them are written once the follower catches up, after the rerun read the
+/// target's end. A rerun writing with a new producer wrote them twice; the rerun continues the
+/// killed run's producer and sequence numbers, and the leader writes each batch once.
+#[test]
+fn batches_a_killed_run_left_unacknowledged_are_written_once() {
+    // The frozen follower stays in the ISR (the leader waits for it) until it is let go.
+    let options = kbs_testkit::KafkaOptions::nodes(3)
+        .with_config("replica.lag.time.max.ms", "120000")
+        .with_config("broker.session.timeout.ms", "120000");
+    let Some(mut kafka) = kbs_testkit::KafkaCluster::start_with(options) else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    seed_simple(&bootstrap, "hw", 20_000, 1, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id hw --segment-max-records 2000 -q"
+    ));
+    let source = consume(&bootstrap, dir.path(), &["hw"]);
+    kbs_testkit::run_script(
+        "kafka_admin.py",
+        &["create-topic", &bootstrap, "hw-copy", "1", "3", "min.insync.replicas=2"],
+    );
+    let leaders: serde_json::Value =
+        serde_json::from_slice(&kbs_testkit::run_script("kafka_admin.py", &["describe", &bootstrap]).stdout).unwrap();
+    let leader = leaders["topics"]["hw-copy"][0].as_i64().unwrap() as i32;
+    let nodes: Vec<(i32, u16)> = kafka.nodes().iter().map(|n| (n.id, n.advertised_client_port)).collect();
+    let follower = nodes.iter().find(|(id, _)| *id != leader).unwrap().0;
+    // kbs and the checks below talk to the two running nodes only.
+    let running = nodes
+        .iter()
+        .filter(|(id, _)| *id != follower)
+        .map(|(_, port)| format!("127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let restore = format!(
+        "restore --bootstrap-servers {running} --storage {root} --backup-id hw --topic-map hw=hw-copy \
+         --restore-id settle --consumer-groups false"
+    );
+    // A broker hands out producer ids from a block the active controller gives it; the frozen
+    // node may be that controller, so both running brokers get their block first.
+    for (_, port) in nodes.iter().filter(|(id, _)| *id != follower) {
+        rt().block_on(async {
+            let config = kbs_kafka::ClientConfig::new([format!("127.0.0.1:{port}")]);
+            let client = kbs_kafka::KafkaClient::connect(config).await.unwrap();
+            kbs_kafka::IdempotentProducer::new(client, kbs_kafka::ProducerConfig::default())
+                .await
+                .unwrap();
+        });
+    }
+    kafka.pause_node(follower);
+
+    // The first run appends a batch the frozen follower never copies, queues more behind it,
+    // and is killed waiting for the acknowledgement.
+    let first_log = dir.path().join("first.log");
+    let mut first = kbs()
+        .env("RUST_LOG", "debug")
+        .args(args(&restore))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&first_log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !producers_of(&running, "hw-copy").iter().any(|(_, last)| *last >= 0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first run's first batch never reached the leader's log; its log:\n{}",
+            std::fs::read_to_string(&first_log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(watermarks(&running, "hw-copy")[&0].1, 0, "nothing is replicated yet");
+
+    // The rerun, while all of that is still pending; the follower comes back once the rerun
+    // has sent batches of its own.
+    let log = dir.path().join("rerun.log");
+    let second = kbs()
+        .env("RUST_LOG", "warn,kbs_cli=info,kbs_kafka::producer=debug")
+        .args(args(&restore))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    eventually("the rerun's first batches", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).unwrap().contains("batch sent")
+    });
+    kafka.resume_node(follower);
+    let out = wait_with_deadline(second, Duration::from_secs(120));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    let copy = consume(&bootstrap, dir.path(), &["hw-copy"]);
+    assert_eq!(copy.len(), source.len(), "records duplicated or lost");
+    assert_same_partitions(
+        &by_partition(&copy, |_| "hw".into()),
+        &by_partition(&source, str::to_string),
+    );
+    assert!(stderr.contains("continuing the interrupted run's producer"), "{stderr}");
+}

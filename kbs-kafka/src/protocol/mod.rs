@@ -10,9 +10,9 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
-    SaslAuthenticateRequest, SaslHandshakeRequest,
+    DescribeProducersRequest, FetchRequest, FindCoordinatorRequest, InitProducerIdRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
+    ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -66,6 +66,7 @@ api! {
     InitProducerIdRequest => "InitProducerId", 0..=5, INIT_PRODUCER_ID_RESPONSE;
     DescribeConfigsRequest => "DescribeConfigs", 1..=4, DESCRIBE_CONFIGS_RESPONSE;
     SaslAuthenticateRequest => "SaslAuthenticate", 0..=2, SASL_AUTHENTICATE_RESPONSE;
+    DescribeProducersRequest => "DescribeProducers", 0..=0, DESCRIBE_PRODUCERS_RESPONSE;
 }
 
 /// Encodes `[size][header][body]` for `request` at `version`.

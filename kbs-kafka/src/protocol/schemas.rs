@@ -470,3 +470,31 @@ pub(crate) static SASL_AUTHENTICATE_RESPONSE: Schema = Schema {
         from(1, Int64),  // SessionLifetimeMs
     ],
 };
+
+// DescribeProducers (flexible from its first version).
+
+static PRODUCER_STATE: &[Field] = &[
+    from(0, Int64), // ProducerId
+    from(0, Int32), // ProducerEpoch
+    from(0, Int32), // LastSequence
+    from(0, Int64), // LastTimestamp
+    from(0, Int32), // CoordinatorEpoch
+    from(0, Int64), // CurrentTxnStartOffset
+];
+static DESCRIBE_PRODUCERS_PARTITION_RESPONSE: &[Field] = &[
+    from(0, Int32),                   // PartitionIndex
+    from(0, Int16),                   // ErrorCode
+    from(0, STRING),                  // ErrorMessage
+    from(0, Structs(PRODUCER_STATE)), // ActiveProducers
+];
+static DESCRIBE_PRODUCERS_TOPIC_RESPONSE: &[Field] = &[
+    from(0, STRING),                                         // Name
+    from(0, Structs(DESCRIBE_PRODUCERS_PARTITION_RESPONSE)), // Partitions
+];
+pub(crate) static DESCRIBE_PRODUCERS_RESPONSE: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        from(0, Int32),                                      // ThrottleTimeMs
+        from(0, Structs(DESCRIBE_PRODUCERS_TOPIC_RESPONSE)), // Topics
+    ],
+};

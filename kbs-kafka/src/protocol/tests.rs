@@ -347,6 +347,25 @@ fn sasl_authenticate(v: i16) -> SaslAuthenticateResponse {
         .with_session_lifetime_ms(if v >= 1 { 60_000 } else { 0 })
 }
 
+fn describe_producers(_v: i16) -> DescribeProducersResponse {
+    let producer = describe_producers_response::ProducerState::default()
+        .with_producer_id(ProducerId(5))
+        .with_producer_epoch(1)
+        .with_last_sequence(99)
+        .with_last_timestamp(1_700_000_000_000)
+        .with_current_txn_start_offset(12);
+    DescribeProducersResponse::default().with_topics(vec![
+        describe_producers_response::TopicResponse::default()
+            .with_name(TopicName(s("orders")))
+            .with_partitions(vec![
+                describe_producers_response::PartitionResponse::default()
+                    .with_partition_index(0)
+                    .with_error_message(Some(s("none")))
+                    .with_active_producers(vec![producer.clone(), producer]),
+            ]),
+    ])
+}
+
 /// Every version of `R` this client speaks, with the encoding of a filled-in response.
 fn encodings<R: Api>(fill: fn(i16) -> R::Response) -> Vec<(i16, Bytes)>
 where
@@ -395,6 +414,7 @@ fn for_every_api(check: &mut dyn FnMut(&'static str, i16, Bytes, Decode<'_>)) {
         InitProducerIdRequest => init_producer_id,
         DescribeConfigsRequest => describe_configs,
         SaslAuthenticateRequest => sasl_authenticate,
+        DescribeProducersRequest => describe_producers,
     }
 }
 
@@ -413,7 +433,7 @@ fn every_version_of_every_response_is_walked_to_its_last_byte_and_decodes() {
         decode(body, version).unwrap_or_else(|e| panic!("{api} v{version} does not decode: {e}"));
         checked += 1;
     });
-    assert_eq!(checked, 110, "versions checked");
+    assert_eq!(checked, 111, "versions checked");
 }
 
 /// Every byte position of every filled-in response, overwritten with the largest classic count
@@ -487,7 +507,8 @@ fn schema_of(api: &str) -> &'static super::Schema {
         DeleteTopicsRequest,
         InitProducerIdRequest,
         DescribeConfigsRequest,
-        SaslAuthenticateRequest
+        SaslAuthenticateRequest,
+        DescribeProducersRequest
     );
     panic!("no schema for {api}")
 }

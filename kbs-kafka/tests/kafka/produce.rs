@@ -147,7 +147,7 @@ async fn idempotent_produce_is_read_back_identically_by_librdkafka() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_produce_response_is_resent_without_duplicating() {
+async fn a_lost_response_and_a_continued_producer_never_write_twice() {
     let broker_port = kbs_testkit::free_port();
     let drops = Arc::new(AtomicUsize::new(1));
     let options = ProxyOptions {
@@ -181,6 +181,47 @@ async fn a_lost_produce_response_is_resent_without_duplicating() {
     let fetched = fetch_partition(&client, "resend", 0).await;
     assert_eq!(fetched.len(), 300, "exactly once");
     assert!(fetched == as_fetched(&all, 0));
+
+    // The leader reports the producer and the last sequence it appended.
+    let known = client.describe_producers("resend", 0).await.unwrap();
+    assert!(
+        known
+            .iter()
+            .any(|p| p.producer_id == producer.producer_id() && p.last_sequence == 299),
+        "{known:?}"
+    );
+    // Another process continues the producer (a restore rerun): a batch sent again with the
+    // sequence numbers it had is answered as the duplicate it is; the next one is new.
+    let more = records(0, 400);
+    let resumed = IdempotentProducer::resume(
+        client.clone(),
+        ProducerConfig::default(),
+        producer.producer_id(),
+        producer.producer_epoch(),
+    )
+    .unwrap();
+    resumed.continue_sequence("resend", 0, 200).unwrap();
+    let again = resumed.produce("resend", 0, &more[200..300]).await.unwrap();
+    assert_eq!(again.base_offset, Some(200), "{again:?}");
+    let next = resumed.produce("resend", 0, &more[300..400]).await.unwrap();
+    assert_eq!(next.base_offset, Some(300), "{next:?}");
+    assert!(resumed.continue_sequence("resend", 0, 0).is_err(), "set after batches");
+    // A batch cut at other records is refused, never written twice.
+    let miscut = IdempotentProducer::resume(
+        client.clone(),
+        ProducerConfig::default(),
+        producer.producer_id(),
+        producer.producer_epoch(),
+    )
+    .unwrap();
+    miscut.continue_sequence("resend", 0, 250).unwrap();
+    let refused = miscut.produce("resend", 0, &more[250..300]).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("OUT_OF_ORDER_SEQUENCE_NUMBER"),
+        "{refused}"
+    );
+    let fetched = fetch_partition(&client, "resend", 0).await;
+    assert!(fetched == as_fetched(&more, 0), "exactly once, in order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
