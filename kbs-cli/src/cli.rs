@@ -122,17 +122,40 @@ pub struct KafkaArgs {
     #[arg(long, env = "KBS_SSL_SERVER_NAME")]
     pub ssl_server_name: Option<String>,
 
-    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
     #[arg(long, env = "KBS_SASL_MECHANISM")]
     pub sasl_mechanism: Option<String>,
 
-    /// SASL user name.
+    /// SASL user name (PLAIN, SCRAM).
     #[arg(long, env = "KBS_SASL_USERNAME")]
     pub sasl_username: Option<String>,
 
-    /// SASL password (prefer the KBS_SASL_PASSWORD environment variable).
+    /// SASL password (PLAIN, SCRAM; prefer --sasl-password-file or the KBS_SASL_PASSWORD
+    /// environment variable, which `ps` does not show).
     #[arg(long, env = "KBS_SASL_PASSWORD", hide_env_values = true, hide_default_value = true)]
     pub sasl_password: Option<Secret>,
+
+    /// A file holding the SASL password (surrounding whitespace ignored).
+    #[arg(long, env = "KBS_SASL_PASSWORD_FILE", conflicts_with = "sasl_password")]
+    pub sasl_password_file: Option<PathBuf>,
+
+    /// OAUTHBEARER: the bearer token (prefer a token file or command).
+    #[arg(
+        long,
+        env = "KBS_SASL_OAUTHBEARER_TOKEN",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub sasl_oauthbearer_token: Option<Secret>,
+
+    /// OAUTHBEARER: a file holding the token, read again at every authentication (keep it
+    /// refreshed and long runs stay authenticated).
+    #[arg(long, env = "KBS_SASL_OAUTHBEARER_TOKEN_FILE")]
+    pub sasl_oauthbearer_token_file: Option<PathBuf>,
+
+    /// OAUTHBEARER: a command printing the token, run (with `sh -c`) at every authentication.
+    #[arg(long, env = "KBS_SASL_OAUTHBEARER_TOKEN_COMMAND")]
+    pub sasl_oauthbearer_token_command: Option<String>,
 }
 
 /// A secret flag's value (a password): never shown by `Debug`, `--help` or an error. Secret

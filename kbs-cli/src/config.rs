@@ -166,9 +166,12 @@ mod tests {
         for sub in std::iter::once(&command).chain(command.get_subcommands()) {
             for arg in sub.get_arguments() {
                 let name = arg.get_id().as_str().to_lowercase();
-                let looks_secret = ["password", "secret", "token", "credential", "passphrase"]
-                    .iter()
-                    .any(|w| name.contains(w));
+                // `--sasl-password-file` and the like name where a secret is, not the secret.
+                let names_a_place = name.ends_with("_file") || name.ends_with("_command");
+                let looks_secret = !names_a_place
+                    && ["password", "secret", "token", "credential", "passphrase"]
+                        .iter()
+                        .any(|w| name.contains(w));
                 assert_eq!(
                     looks_secret,
                     arg.is_hide_env_values_set(),
@@ -181,7 +184,10 @@ mod tests {
             }
         }
         // kbs-cli/tests/cli/secrets.rs checks each of these through the binary.
-        assert_eq!(secret.into_iter().collect::<Vec<_>>(), ["sasl-password"]);
+        assert_eq!(
+            secret.into_iter().collect::<Vec<_>>(),
+            ["sasl-oauthbearer-token", "sasl-password"]
+        );
     }
 
     #[test]

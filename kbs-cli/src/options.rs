@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kbs_kafka::{ClientConfig, Sasl, SaslMechanism, Security, TlsConfig};
+use kbs_kafka::{ClientConfig, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
 
 use crate::cli::KafkaArgs;
 use crate::error::CliError;
@@ -77,10 +77,11 @@ pub fn kafka_config(args: &KafkaArgs) -> Result<ClientConfig, CliError> {
             Some("PLAIN") => SaslMechanism::Plain,
             Some("SCRAM-SHA-256") => SaslMechanism::ScramSha256,
             Some("SCRAM-SHA-512") => SaslMechanism::ScramSha512,
+            Some("OAUTHBEARER") => return oauth_bearer(args),
             Some(other) => {
                 return Err(CliError::InvalidArgument {
                     flag: "sasl-mechanism",
-                    message: format!("{other:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                    message: format!("{other:?} is not PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"),
                 });
             }
             None => {
@@ -94,14 +95,24 @@ pub fn kafka_config(args: &KafkaArgs) -> Result<ClientConfig, CliError> {
             flag: "sasl-username",
             message: "required with a SASL security protocol".into(),
         })?;
-        let password = args
-            .sasl_password
-            .as_ref()
-            .map(|p| p.expose().to_owned())
-            .ok_or(CliError::InvalidArgument {
-                flag: "sasl-password",
-                message: "required with a SASL security protocol (or set KBS_SASL_PASSWORD)".into(),
-            })?;
+        let password = match (&args.sasl_password, &args.sasl_password_file) {
+            (Some(password), _) => password.expose().to_owned(),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map_err(|e| CliError::InvalidArgument {
+                    flag: "sasl-password-file",
+                    message: format!("cannot read {}: {e}", file.display()),
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => {
+                return Err(CliError::InvalidArgument {
+                    flag: "sasl-password",
+                    message: "required with a SASL security protocol (or --sasl-password-file, or set \
+                              KBS_SASL_PASSWORD)"
+                        .into(),
+                });
+            }
+        };
         Ok(Sasl::new(mechanism, username, password))
     };
     let security = match args.security_protocol.to_ascii_uppercase().as_str() {
@@ -143,6 +154,35 @@ mod tests {
         for bad in ["", "5", "m", "5d", "-1s"] {
             assert!(parse_duration("x", bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// OAUTHBEARER credentials: exactly one of the token, its file or its command.
+fn oauth_bearer(args: &KafkaArgs) -> Result<Sasl, CliError> {
+    let mut sources = Vec::new();
+    if let Some(token) = &args.sasl_oauthbearer_token {
+        sources.push(TokenSource::Static(token.expose().to_owned()));
+    }
+    if let Some(file) = &args.sasl_oauthbearer_token_file {
+        sources.push(TokenSource::File(file.clone()));
+    }
+    if let Some(command) = &args.sasl_oauthbearer_token_command {
+        sources.push(TokenSource::Command(vec!["sh".into(), "-c".into(), command.clone()]));
+    }
+    match sources.len() {
+        1 => Ok(Sasl::oauth_bearer(sources.remove(0))),
+        0 => Err(CliError::InvalidArgument {
+            flag: "sasl-oauthbearer-token-file",
+            message: "OAUTHBEARER needs a token: --sasl-oauthbearer-token-file, --sasl-oauthbearer-token-command \
+                      or --sasl-oauthbearer-token (KBS_SASL_OAUTHBEARER_TOKEN)"
+                .into(),
+        }),
+        _ => Err(CliError::InvalidArgument {
+            flag: "sasl-oauthbearer-token-file",
+            message: "give only one of --sasl-oauthbearer-token, --sasl-oauthbearer-token-file and \
+                      --sasl-oauthbearer-token-command"
+                .into(),
+        }),
     }
 }
 

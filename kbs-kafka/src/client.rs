@@ -372,7 +372,23 @@ impl KafkaClient {
                     })?
             }
         };
-        self.connection_at(&address).await
+        match self.connection_at(&address).await {
+            Ok(connection) => Ok(connection),
+            Err(e) => {
+                // A broker that is down still leads its partitions in the cached metadata (and
+                // in the cluster's, until the controller notices): forget those routes, so the
+                // next attempt asks who leads them now.
+                self.forget_routes_to(node);
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets the cached metadata of every topic with a partition led by `node`.
+    fn forget_routes_to(&self, node: i32) {
+        self.write_cache()
+            .topics
+            .retain(|_, topic| !topic.partitions.values().any(|p| p.leader == node));
     }
 
     /// The connection to the controller (after refreshing who that is), or to any broker when

@@ -116,6 +116,9 @@ pub enum SaslMechanism {
     ScramSha256,
     /// `SCRAM-SHA-512`.
     ScramSha512,
+    /// `OAUTHBEARER` (RFC 7628, KIP-255): a bearer token from the [`Sasl::token`] source, read
+    /// again at every authentication.
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -125,6 +128,7 @@ impl SaslMechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -134,19 +138,32 @@ impl SaslMechanism {
 pub struct Sasl {
     /// The mechanism.
     pub mechanism: SaslMechanism,
-    /// User name.
+    /// User name (PLAIN, SCRAM).
     pub username: String,
-    /// Password.
+    /// Password (PLAIN, SCRAM).
     pub password: String,
+    /// Where the bearer token comes from (OAUTHBEARER).
+    pub token: Option<TokenSource>,
 }
 
 impl Sasl {
-    /// Credentials for `mechanism`.
+    /// Credentials for PLAIN or SCRAM.
     pub fn new(mechanism: SaslMechanism, username: impl Into<String>, password: impl Into<String>) -> Sasl {
         Sasl {
             mechanism,
             username: username.into(),
             password: password.into(),
+            token: None,
+        }
+    }
+
+    /// OAUTHBEARER with a token from `token`.
+    pub fn oauth_bearer(token: TokenSource) -> Sasl {
+        Sasl {
+            mechanism: SaslMechanism::OAuthBearer,
+            username: String::new(),
+            password: String::new(),
+            token: Some(token),
         }
     }
 }
@@ -157,7 +174,33 @@ impl fmt::Debug for Sasl {
             .field("mechanism", &self.mechanism)
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("token", &self.token)
             .finish()
+    }
+}
+
+/// Where an OAUTHBEARER token comes from. It is read again at every authentication (each new
+/// connection, and each reconnection after the broker closed a connection whose session
+/// expired), so a token refreshed in its file or by its command keeps a long run going.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// A fixed token.
+    Static(String),
+    /// A file holding the token; surrounding whitespace is ignored.
+    File(std::path::PathBuf),
+    /// A program (the first element) and its arguments, run without a shell; its standard
+    /// output, trimmed, is the token.
+    Command(Vec<String>),
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSource::Static(_) => f.write_str("Static(<redacted>)"),
+            TokenSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            TokenSource::Command(argv) => f.debug_tuple("Command").field(&argv.first()).finish(),
+        }
     }
 }
 
@@ -192,10 +235,12 @@ impl RetryConfig {
 }
 
 impl Default for RetryConfig {
-    /// 10 attempts, 100 ms doubling to 2 s (about 11 s of waiting in all).
+    /// 16 attempts, 100 ms doubling to 2 s: about 23 s of waiting in all, longer than a
+    /// cluster takes to notice a dead broker (Kafka's `broker.session.timeout.ms`, 9 s by
+    /// default) and elect new leaders.
     fn default() -> Self {
         RetryConfig {
-            attempts: 10,
+            attempts: 16,
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
         }

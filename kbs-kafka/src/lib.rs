@@ -2,7 +2,7 @@
 //!
 //! * [`KafkaClient`] — bootstrap, metadata and leader routing, [`fetch`](KafkaClient::fetch)
 //!   of many partitions per request, [`list_offsets`](KafkaClient::list_offsets), topic
-//!   administration and consumer-group offsets. TLS (rustls) and SASL PLAIN / SCRAM.
+//!   administration and consumer-group offsets. TLS (rustls) and SASL PLAIN / SCRAM / OAUTHBEARER.
 //! * [`IdempotentProducer`] — batches with sequence numbers, pipelined, retried without
 //!   duplicates.
 //!
@@ -74,7 +74,7 @@ mod tls;
 
 pub use admin::NewTopic;
 pub use client::KafkaClient;
-pub use config::{ClientConfig, RetryConfig, Sasl, SaslMechanism, Security, TlsConfig};
+pub use config::{ClientConfig, RetryConfig, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
 pub use error::{Error, ErrorCode, PartitionError, Result};
 pub use fetch::{FetchPosition, FetchRequest, IsolationLevel, OffsetSpec, PartitionFetch, PartitionOffset};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};

@@ -1,5 +1,6 @@
-//! SASL authentication over SaslHandshake v1 + SaslAuthenticate: PLAIN (RFC 4616) and
-//! SCRAM-SHA-256 / SCRAM-SHA-512 (RFC 5802, RFC 7677). Passwords never reach errors or logs.
+//! SASL authentication over SaslHandshake v1 + SaslAuthenticate: PLAIN (RFC 4616),
+//! SCRAM-SHA-256 / SCRAM-SHA-512 (RFC 5802, RFC 7677) and OAUTHBEARER (RFC 7628). Passwords and
+//! tokens never reach errors or logs.
 
 use std::num::NonZeroU32;
 
@@ -10,7 +11,7 @@ use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 use ring::{digest, hmac, pbkdf2};
 
-use crate::config::{Sasl, SaslMechanism};
+use crate::config::{Sasl, SaslMechanism, TokenSource};
 use crate::connection::Handshake;
 use crate::error::{Error, ErrorCode, Result};
 
@@ -58,6 +59,24 @@ pub(crate) async fn authenticate(handshake: &mut Handshake<'_>, sasl: &Sasl) -> 
                 .verify_server_final(&server_final)
                 .map_err(|r| failed(handshake.broker(), r))?;
         }
+        SaslMechanism::OAuthBearer => {
+            let source = sasl
+                .token
+                .as_ref()
+                .ok_or_else(|| failed(handshake.broker(), "no token source is configured".into()))?;
+            let token = read_token(source).await.map_err(|r| failed(handshake.broker(), r))?;
+            let challenge = exchange(handshake, version, oauth_bearer_message(&token), mechanism).await?;
+            if !challenge.is_empty() {
+                // RFC 7628 3.2.3: the server's error, answered with a lone %x01 before it ends
+                // the exchange. The error is JSON such as {"status":"invalid_token"}.
+                let _ = exchange(handshake, version, vec![0x01], mechanism).await;
+                let status: String = String::from_utf8_lossy(&challenge).chars().take(300).collect();
+                return Err(failed(
+                    handshake.broker(),
+                    format!("the broker refused the token: {status}"),
+                ));
+            }
+        }
     }
     tracing::debug!(broker = handshake.broker(), mechanism, user = %sasl.username, "authenticated");
     Ok(())
@@ -80,6 +99,51 @@ async fn exchange(handshake: &mut Handshake<'_>, version: i16, message: Vec<u8>,
         });
     }
     Ok(response.auth_bytes)
+}
+
+/// The OAUTHBEARER client's first message (RFC 7628 3.1): GS2 header without authorization
+/// id, then `auth=Bearer <token>`, each key-value pair ended by %x01, and a final %x01.
+pub(crate) fn oauth_bearer_message(token: &str) -> Vec<u8> {
+    format!("n,,\x01auth=Bearer {token}\x01\x01").into_bytes()
+}
+
+/// Reads the token from its source. Errors never contain the token.
+pub(crate) async fn read_token(source: &TokenSource) -> std::result::Result<String, String> {
+    let token = match source {
+        TokenSource::Static(token) => token.trim().to_owned(),
+        TokenSource::File(path) => tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
+            .trim()
+            .to_owned(),
+        TokenSource::Command(argv) => {
+            let (program, args) = argv
+                .split_first()
+                .ok_or_else(|| "the token command is empty".to_owned())?;
+            let out = tokio::process::Command::new(program)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .await
+                .map_err(|e| format!("cannot run the token command {program}: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("the token command {program} failed ({})", out.status));
+            }
+            String::from_utf8(out.stdout)
+                .map_err(|_| format!("the token command {program} printed something that is not UTF-8"))?
+                .trim()
+                .to_owned()
+        }
+    };
+    if token.is_empty() {
+        return Err("the token is empty".into());
+    }
+    // RFC 6750's b64token: no spaces or control characters (they would break the message).
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the token contains spaces or control characters".into());
+    }
+    Ok(token)
 }
 
 fn random_nonce() -> String {
@@ -212,6 +276,34 @@ impl ScramClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oauth_bearer_first_message_follows_rfc_7628() {
+        assert_eq!(
+            oauth_bearer_message("eyJhbGciOiJub25lIn0.e30."),
+            b"n,,\x01auth=Bearer eyJhbGciOiJub25lIn0.e30.\x01\x01".to_vec()
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_tokens_are_refused_without_being_echoed() {
+        for bad in ["", "  ", "two words", "a\x01b"] {
+            let error = read_token(&TokenSource::Static(bad.into())).await.unwrap_err();
+            assert!(bad.trim().is_empty() || !error.contains(bad), "{error}");
+        }
+        assert_eq!(
+            read_token(&TokenSource::Static(" t.k.n \n".into())).await.unwrap(),
+            "t.k.n"
+        );
+        let missing = read_token(&TokenSource::File("/nonexistent/token".into()))
+            .await
+            .unwrap_err();
+        assert!(missing.contains("/nonexistent/token"), "{missing}");
+        let failing = read_token(&TokenSource::Command(vec!["false".into()]))
+            .await
+            .unwrap_err();
+        assert!(failing.contains("failed"), "{failing}");
+    }
 
     /// RFC 7677 section 3: the SCRAM-SHA-256 example exchange.
     #[test]

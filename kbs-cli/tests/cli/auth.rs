@@ -1,5 +1,5 @@
-//! `kbs` against Apache Kafka's own authentication: SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
-//! over plaintext and over TLS, and mutual TLS. Every backup is compared with an independent
+//! `kbs` against Apache Kafka's own authentication: SASL PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+//! and OAUTHBEARER over plaintext and over TLS, and mutual TLS. Every backup is compared with an independent
 //! consumer; a wrong password fails with an error that names the mechanism and never the
 //! secret (in stdout, stderr or the JSON error).
 
@@ -34,6 +34,28 @@ fn flags(kafka: &KafkaCluster, mechanism: &str, password: &str) -> Vec<String> {
         );
     }
     flags
+}
+
+/// The flags for OAUTHBEARER on `kafka`'s SASL listener with one token flag.
+fn oauth_flags(kafka: &KafkaCluster, token_flag: &str, value: &str) -> Vec<String> {
+    let mut flags = flags(kafka, "PLAIN", "");
+    let at = flags.iter().position(|f| f == "--sasl-mechanism").unwrap();
+    flags.truncate(at);
+    flags.extend(["--sasl-mechanism", "OAUTHBEARER", token_flag, value].map(str::to_owned));
+    flags
+}
+
+/// An unsecured JWS (`alg: none`) for subject `kbs` expiring `lifetime_secs` from now, as
+/// Kafka's unsecured validator accepts.
+fn unsecured_jwt(lifetime_secs: i64) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = format!(r#"{{"sub":"kbs","iat":{},"exp":{}}}"#, now - 10, now + lifetime_secs);
+    format!("{}.{}.", b64.encode(br#"{"alg":"none"}"#), b64.encode(claims))
 }
 
 fn backup_with(kafka: &KafkaCluster, flags: &[String], root: &str, id: &str) -> std::process::Output {
@@ -84,6 +106,57 @@ fn every_mechanism_backs_up_and_a_wrong_password_is_named_without_the_secret(lis
             );
         }
     }
+    // The password from a file, so it need not sit in `ps` output or the environment.
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, format!("{SASL_PASSWORD}\n")).unwrap();
+    let mut from_file = flags(&kafka, "SCRAM-SHA-256", "");
+    let at = from_file.iter().position(|f| f == "--sasl-password").unwrap();
+    from_file.splice(
+        at..at + 2,
+        ["--sasl-password-file".to_owned(), password_file.display().to_string()],
+    );
+    let out = backup_with(&kafka, &from_file, root, "auth-password-file");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // OAUTHBEARER (the broker's unsecured-JWS validator): a token file, and a command printing
+    // an expired token, refused without showing it.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, unsecured_jwt(3600)).unwrap();
+    let out = backup_with(
+        &kafka,
+        &oauth_flags(
+            &kafka,
+            "--sasl-oauthbearer-token-file",
+            &token_file.display().to_string(),
+        ),
+        root,
+        "auth-oauthbearer",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, stored) = read_stored(root, "auth-oauthbearer");
+    assert_same_records(&stored, &source);
+    let expired = unsecured_jwt(-60);
+    let out = backup_with(
+        &kafka,
+        &oauth_flags(&kafka, "--sasl-oauthbearer-token-command", &format!("echo {expired}")),
+        root,
+        "auth-oauthbearer-expired",
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "an expired token was accepted");
+    assert!(
+        stderr.contains("OAUTHBEARER") && stderr.contains("refused the token"),
+        "{stderr}"
+    );
+    let payload = expired.split('.').nth(1).unwrap();
+    assert!(
+        !stderr.contains(payload) && !stdout.contains(payload),
+        "the token leaked: {stderr}"
+    );
+
     // Restore through the same listener.
     let mut args: Vec<String> = ["restore", "--storage", root, "--backup-id", "auth-scram-sha-512"]
         .map(str::to_owned)

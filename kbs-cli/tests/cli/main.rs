@@ -3,6 +3,7 @@
 
 mod auth;
 mod backup;
+mod faults;
 mod harness;
 mod kafka_semantics;
 mod resilience;

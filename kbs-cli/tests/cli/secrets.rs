@@ -7,7 +7,7 @@
 use crate::harness::*;
 
 /// Every flag that takes a secret.
-const SECRET_FLAGS: &[&str] = &["sasl-password"];
+const SECRET_FLAGS: &[&str] = &["sasl-password", "sasl-oauthbearer-token"];
 
 const SUBCOMMANDS: &[&str] = &["backup", "restore", "list", "describe", "validate", "inspect", "unlock"];
 

@@ -2,9 +2,13 @@
 //! plaintext and over TLS: the broker checks the exchange (SCRAM users are created through the
 //! admin API by kbs-testkit), and a wrong password fails with an error that names the mechanism
 //! and never the password. The client side is also checked against the RFC 7677 test vector in
-//! the unit tests.
+//! the unit tests. OAUTHBEARER against the broker's unsecured-JWS validator (the one Kafka
+//! ships for tests): a token given as is, read from a file and printed by a command, and an
+//! expired one refused.
 
-use kbs_kafka::{Error, KafkaClient, Sasl, SaslMechanism, Security, TlsConfig};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use kbs_kafka::{Error, KafkaClient, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
 use kbs_testkit::{KafkaCluster, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER};
 
 use crate::harness::test_config;
@@ -55,14 +59,67 @@ async fn every_mechanism_authenticates_and_a_wrong_password_is_refused(listener:
         KafkaClient::connect(config).await,
         Err(Error::Authentication { .. })
     ));
+
+    // OAUTHBEARER: the same token three ways.
+    let dir = tempfile::tempdir().unwrap();
+    let token = unsecured_jwt(3600);
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let sources = [
+        TokenSource::Static(token.clone()),
+        TokenSource::File(file.clone()),
+        TokenSource::Command(vec!["cat".into(), file.display().to_string()]),
+    ];
+    for (i, source) in sources.into_iter().enumerate() {
+        let config = test_config(&kafka.bootstrap()).with_security(security(&kafka, Sasl::oauth_bearer(source)));
+        let client = KafkaClient::connect(config).await.unwrap();
+        round_trip(&client, &format!("oauth-{i}")).await;
+    }
+    let expired = unsecured_jwt(-60);
+    let config = test_config(&kafka.bootstrap()).with_security(security(
+        &kafka,
+        Sasl::oauth_bearer(TokenSource::Static(expired.clone())),
+    ));
+    match KafkaClient::connect(config).await {
+        Err(e @ Error::Authentication { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("OAUTHBEARER") && text.contains("refused the token"),
+                "{text}"
+            );
+            assert!(
+                !text.contains(&expired) && !format!("{e:?}").contains(&expired),
+                "{e:?}"
+            );
+        }
+        other => panic!("an expired token: {other:?}"),
+    }
+    let broken = TokenSource::Command(vec!["false".into()]);
+    let config = test_config(&kafka.bootstrap()).with_security(security(&kafka, Sasl::oauth_bearer(broken)));
+    match KafkaClient::connect(config).await {
+        Err(e @ Error::Authentication { .. }) => assert!(e.to_string().contains("token command false failed"), "{e}"),
+        other => panic!("a failing token command: {other:?}"),
+    }
+}
+
+/// An unsecured JWS (`alg: none`) for subject `kbs`, expiring `lifetime_secs` from now, as
+/// Kafka's unsecured validator accepts.
+fn unsecured_jwt(lifetime_secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+    let claims = format!(r#"{{"sub":"kbs","iat":{},"exp":{}}}"#, now - 10, now + lifetime_secs);
+    format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sasl_plaintext_plain_and_scram() {
+async fn sasl_plaintext_plain_scram_and_oauthbearer() {
     every_mechanism_authenticates_and_a_wrong_password_is_refused(Listener::SaslPlaintext).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sasl_ssl_plain_and_scram() {
+async fn sasl_ssl_plain_scram_and_oauthbearer() {
     every_mechanism_authenticates_and_a_wrong_password_is_refused(Listener::SaslSsl).await;
 }

@@ -1,0 +1,254 @@
+//! Cluster faults on three brokers (RF=3, min.insync.replicas=2), through the `kbs` binary:
+//! the broker leading most partitions killed with SIGKILL in the middle of a snapshot backup,
+//! a continuous backup and a restore, and kbs itself killed during the failover. Every check
+//! compares offset for offset with an independent consumer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kbs_testkit::{KafkaCluster, KafkaOptions};
+
+use crate::harness::*;
+
+fn three_nodes() -> Option<KafkaCluster> {
+    KafkaCluster::start_with(KafkaOptions::nodes(3))
+}
+
+/// A topic on all three nodes that stays writable with one of them down.
+fn create_replicated(bootstrap: &str, topic: &str, partitions: usize) {
+    kbs_testkit::run_script(
+        "kafka_admin.py",
+        &[
+            "create-topic",
+            bootstrap,
+            topic,
+            &partitions.to_string(),
+            "3",
+            "min.insync.replicas=2",
+        ],
+    );
+}
+
+/// The node leading most partitions of `topic`, and how many it leads.
+fn busiest_leader(bootstrap: &str, topic: &str) -> (i32, usize) {
+    let out = kbs_testkit::run_script("kafka_admin.py", &["describe", bootstrap]);
+    let described: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut led: BTreeMap<i32, usize> = BTreeMap::new();
+    for leader in described["topics"][topic].as_array().unwrap() {
+        *led.entry(leader.as_i64().unwrap() as i32).or_default() += 1;
+    }
+    led.into_iter().max_by_key(|(_, n)| *n).unwrap()
+}
+
+#[test]
+fn a_snapshot_backup_rides_through_its_busiest_leader_killed() {
+    let Some(mut kafka) = three_nodes() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    create_replicated(&bootstrap, "fo", 6);
+    seed_simple(&bootstrap, "fo", 60_000, 6, false);
+    let (leader, led) = busiest_leader(&bootstrap, "fo");
+    assert!(led >= 2, "node {leader} leads {led} partitions");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    // Small fetches, so the backup is still reading when the leader dies.
+    let child = spawn(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "fo",
+        "--topics",
+        "fo",
+        "--fetch-max-partition-bytes",
+        "4096",
+        "--segment-max-records",
+        "1000",
+        "-q",
+    ]);
+    eventually("the first segment", Duration::from_secs(60), || {
+        segment_files(&root) >= 1
+    });
+    let killed_at = std::time::Instant::now();
+    kafka.kill_node(leader);
+    let out = wait_with_deadline(child, Duration::from_secs(180));
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recovered = killed_at.elapsed();
+    assert!(segment_files(&root) > 6, "the backup had finished before the kill");
+    kafka.restart_node(leader);
+    run_ok(&["validate", "--path", root_str, "--backup-id", "fo", "--deep"]);
+    let source = consume(&bootstrap, dir.path(), &["fo"]);
+    let (manifest, stored) = read_stored(root_str, "fo");
+    assert!(manifest.is_complete());
+    assert_same_records(&stored, &source);
+    assert!(recovered < Duration::from_secs(120), "{recovered:?}");
+}
+
+#[test]
+fn a_continuous_backup_rides_through_its_busiest_leader_killed_and_restarted() {
+    let Some(mut kafka) = three_nodes() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    create_replicated(&bootstrap, "live", 4);
+    seed_simple(&bootstrap, "live", 4_000, 4, false);
+    let (leader, _) = busiest_leader(&bootstrap, "live");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    let child = spawn(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "live",
+        "--topics",
+        "live",
+        "--continuous",
+        "--segment-max-interval",
+        "1s",
+        "-q",
+    ]);
+    let checkpoint = root.join("live/checkpoints/checkpoint.json");
+    let checkpointed = || -> usize {
+        let text = std::fs::read_to_string(&checkpoint).unwrap_or_default();
+        kbs_manifest::Checkpoint::from_json(text.as_bytes()).map_or(0, |c| {
+            c.topics
+                .values()
+                .flat_map(|p| p.values())
+                .map(|p| (p.offset + 1) as usize)
+                .sum()
+        })
+    };
+    eventually("the first records checkpointed", Duration::from_secs(60), || {
+        checkpointed() >= 4_000
+    });
+    kafka.kill_node(leader);
+    // Written while the leader is down (the two others form the ISR), then after it is back.
+    seed_simple(&bootstrap, "live", 3_000, 4, false);
+    kafka.restart_node(leader);
+    seed_simple(&bootstrap, "live", 3_000, 4, false);
+    let source = consume(&bootstrap, dir.path(), &["live"]);
+    assert_eq!(source.len(), 10_000);
+    eventually("every record checkpointed", Duration::from_secs(120), || {
+        checkpointed() >= source.len()
+    });
+    terminate(&child);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run_ok(&["validate", "--path", root_str, "--backup-id", "live", "--deep"]);
+    let (_, stored) = read_stored(root_str, "live");
+    assert_same_records(&stored, &source);
+}
+
+#[test]
+fn a_restore_rides_through_its_leader_killed_and_a_kill_of_kbs_during_the_failover() {
+    let Some(mut kafka) = three_nodes() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    create_replicated(&bootstrap, "src", 4);
+    seed_simple(&bootstrap, "src", 40_000, 4, false);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    run_ok(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "r",
+        "--topics",
+        "src",
+        "--segment-max-records",
+        "2000",
+        "-q",
+    ]);
+    let source = consume(&bootstrap, dir.path(), &["src"]);
+    create_replicated(&bootstrap, "copy", 4);
+    let (leader, _) = busiest_leader(&bootstrap, "copy");
+    let restore = |rate: bool| {
+        let mut args = vec![
+            "restore",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--storage",
+            root_str,
+            "--backup-id",
+            "r",
+            "--topic-map",
+            "src=copy",
+            "--restore-id",
+            "failover",
+            "-q",
+        ];
+        if rate {
+            args.extend(["--max-bytes-per-sec", "2M"]);
+        }
+        spawn(&args)
+    };
+    // Read with kbs-kafka's client, which waits out the leader changes.
+    let produced = || -> i64 {
+        rt().block_on(async {
+            let client = kbs_kafka::KafkaClient::connect(kbs_kafka::ClientConfig::new(bootstrap.split(',')))
+                .await
+                .unwrap();
+            let queries: Vec<_> = (0..4).map(|p| ("copy", p, kbs_kafka::OffsetSpec::Latest)).collect();
+            let offsets = client.list_offsets(&queries).await.unwrap();
+            offsets.iter().map(|o| o.offset.unwrap_or(0)).sum()
+        })
+    };
+
+    // Killed leader in the middle of a restore: the restore goes on with the new leaders.
+    let first = restore(true);
+    eventually("the restore producing", Duration::from_secs(60), || produced() > 2_000);
+    kafka.kill_node(leader);
+    // ... and kbs itself killed while the partitions it wrote move to other leaders.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut first = first;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The rerun resumes on the new leaders while the old one is down, then it comes back.
+    let before = produced();
+    let second = restore(true);
+    eventually("the rerun producing", Duration::from_secs(60), || produced() > before);
+    kafka.restart_node(leader);
+    let out = wait_with_deadline(second, Duration::from_secs(180));
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = consume(&bootstrap, dir.path(), &["copy"]);
+    assert_eq!(copy.len(), source.len(), "records duplicated or lost");
+    type Content = (i64, Option<String>, Option<String>, Vec<(String, Option<String>)>);
+    let content = |rows: &[Row]| -> BTreeMap<i32, Vec<Content>> {
+        let mut by: BTreeMap<i32, Vec<_>> = BTreeMap::new();
+        for r in rows {
+            by.entry(r.1)
+                .or_default()
+                .push((r.3, r.4.clone(), r.5.clone(), r.6.clone()));
+        }
+        by
+    };
+    assert!(content(&copy) == content(&source), "the copy differs from the source");
+}
