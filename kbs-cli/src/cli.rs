@@ -248,6 +248,10 @@ pub struct BackupArgs {
     /// --consumer-groups); they are also captured when the backup stops.
     #[arg(long, env = "KBS_CONSUMER_GROUPS_INTERVAL", default_value = "60s")]
     pub consumer_groups_interval: String,
+    /// How long a snapshot waits for partitions without a leader (all their replicas down)
+    /// before it backs up the others and ends incomplete (exit 4; a rerun completes it).
+    #[arg(long, env = "KBS_LEADER_WAIT", default_value = "60s")]
+    pub leader_wait: String,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics while the backup runs.
     #[arg(long, env = "KBS_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,

@@ -107,6 +107,22 @@ pub enum CliError {
         /// the records left).
         records_left: u64,
     },
+    /// A snapshot backed up every partition but these, which had no leader for the whole
+    /// `--leader-wait`; the backup stays incomplete and a rerun completes it.
+    #[error(
+        "backup {backup_id} is incomplete: {} had no leader for {waited_secs} s (all their replicas down) and \
+         were not backed up; every other partition is. Rerun the same command once they have a leader to \
+         complete it",
+        partitions.join(", ")
+    )]
+    PartitionsWithoutLeader {
+        /// The backup id.
+        backup_id: String,
+        /// `topic/partition` of each partition left out.
+        partitions: Vec<String>,
+        /// How long the backup waited.
+        waited_secs: u64,
+    },
     /// The broker's answer lacked a partition that was asked for.
     #[error("{api} gave no answer for {topic}/{partition}")]
     MissingAnswer {
@@ -159,7 +175,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) | CliError::Config { .. } | CliError::InvalidArgument { .. } => 2,
-            CliError::Interrupted { .. } => 4,
+            CliError::Interrupted { .. } | CliError::PartitionsWithoutLeader { .. } => 4,
             CliError::Locked(_) => 5,
             _ => 1,
         }
@@ -183,6 +199,7 @@ impl CliError {
             CliError::Spool { .. } => "spool",
             CliError::Locked(_) => "locked",
             CliError::Interrupted { .. } => "interrupted",
+            CliError::PartitionsWithoutLeader { .. } => "partitions_without_leader",
             CliError::Incomplete { .. } => "incomplete",
             CliError::StorageRootMissing { .. } => "storage_root_missing",
             CliError::MissingAnswer { .. } => "missing_answer",

@@ -102,6 +102,7 @@ fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOptions, CliEr
     options.topic_refresh_interval = options::parse_duration("topic-refresh-interval", &args.topic_refresh_interval)?;
     options.consumer_groups_interval =
         options::parse_duration("consumer-groups-interval", &args.consumer_groups_interval)?;
+    options.leader_wait = options::parse_duration("leader-wait", &args.leader_wait)?;
     options.metrics_addr = args.metrics_addr.clone();
     options.fetch_max_partition_bytes =
         options::parse_size("fetch-max-partition-bytes", &args.fetch_max_partition_bytes)?.min(i32::MAX as u64) as i32;

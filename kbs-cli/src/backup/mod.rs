@@ -75,6 +75,9 @@ pub struct BackupOptions {
     pub topic_refresh_interval: Duration,
     /// How often continuous mode captures consumer-group offsets again.
     pub consumer_groups_interval: Duration,
+    /// How long a snapshot waits for partitions without a leader (all their replicas down)
+    /// before backing up the others and leaving the backup incomplete.
+    pub leader_wait: Duration,
     /// Lease time-to-live.
     pub lease_ttl: Duration,
     /// Uploads in flight at once.
@@ -112,6 +115,7 @@ impl BackupOptions {
             fetch_max_wait: Duration::from_millis(10),
             topic_refresh_interval: Duration::from_secs(30),
             consumer_groups_interval: Duration::from_secs(60),
+            leader_wait: Duration::from_secs(60),
             lease_ttl: crate::lease::DEFAULT_TTL,
             max_uploads: 4,
             metrics_addr: None,
@@ -303,8 +307,10 @@ pub async fn run(
         if let Err(e) = &result {
             // Record why the run stopped, unless another writer owns the manifest now (lost
             // lease) or the backup is merely interrupted (in_progress, resumable).
-            if !matches!(e, CliError::Locked(_) | CliError::Interrupted { .. })
-                && !lease_lost.load(Ordering::SeqCst)
+            if !matches!(
+                e,
+                CliError::Locked(_) | CliError::Interrupted { .. } | CliError::PartitionsWithoutLeader { .. }
+            ) && !lease_lost.load(Ordering::SeqCst)
                 && let Err(write) = engine.state.write_manifest_failed(&e.to_string()).await
             {
                 tracing::warn!("could not record the failure in the manifest: {write}");
@@ -398,6 +404,9 @@ struct Engine {
     metrics: Arc<BackupMetrics>,
     /// A fetch answered UNKNOWN_TOPIC_OR_PARTITION: check the topics before the next fetch.
     topics_to_check: bool,
+    /// Partitions left out because they had no leader (with their replicas): a snapshot that
+    /// has any stays incomplete; continuous mode tries them again at each topic refresh.
+    leaderless: BTreeMap<(TopicName, i32), Vec<i32>>,
 }
 
 impl Engine {
@@ -434,6 +443,7 @@ impl Engine {
             inflight: VecDeque::new(),
             lane_idle: [false; FETCH_LANES],
             topics_to_check: false,
+            leaderless: BTreeMap::new(),
             metrics,
         }
     }
@@ -575,6 +585,17 @@ impl Engine {
                 partitions: interrupted.len(),
                 total_partitions: self.partitions.len(),
                 records_left: interrupted.iter().map(|(_, _, left)| left).sum(),
+            });
+        }
+        if !self.options.continuous && !self.leaderless.is_empty() {
+            // Every partition with a leader is backed up and committed; the manifest stays
+            // in_progress, and a rerun backs up the others once they have leaders.
+            self.state.write_manifest_in_progress().await?;
+            self.progress.report(&self.progress_snapshot());
+            return Err(CliError::PartitionsWithoutLeader {
+                backup_id: self.options.backup_id.to_string(),
+                partitions: self.leaderless_names(),
+                waited_secs: self.options.leader_wait.as_secs(),
             });
         }
         let manifest = self.state.write_manifest_complete().await?;

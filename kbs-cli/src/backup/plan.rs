@@ -62,6 +62,7 @@ impl Engine {
             return Ok(());
         }
         let names: Vec<&str> = new.iter().map(|t| t.name.as_str()).collect();
+        let leaders = self.wait_for_leaders(&names, metadata).await?;
         let configs = self.client.describe_topic_configs(&names).await?;
         let mut starts = Vec::new();
         let mut manifest = None;
@@ -78,6 +79,11 @@ impl Engine {
                 if self.partitions.contains_key(&(name.clone(), p.partition)) {
                     continue;
                 }
+                if let Some(replicas) = leaders.without.get(&(topic.name.clone(), p.partition)) {
+                    self.leaderless.insert((name.clone(), p.partition), replicas.clone());
+                    continue;
+                }
+                self.leaderless.remove(&(name.clone(), p.partition));
                 let manifest = manifest.get_or_insert_with(|| self.state.builder.build_in_progress());
                 let (resume, next_sequence) = BackupState::resume_point(manifest, &name, p.partition);
                 starts.push((name.clone(), p.partition, resume, next_sequence));
@@ -153,6 +159,91 @@ impl Engine {
         Ok(())
     }
 
+    /// The partitions of `names` that have no leader in `metadata`. A snapshot waits up to
+    /// `--leader-wait` for them (all their replicas down: a restart, a rolling upgrade),
+    /// asking the cluster again every second and saying what it waits for; continuous mode
+    /// does not wait, as it asks again at every topic refresh. Whatever still has no leader
+    /// is left out of this plan.
+    async fn wait_for_leaders(
+        &mut self,
+        names: &[&str],
+        metadata: &kbs_kafka::ClusterMetadata,
+    ) -> Result<Leaders, CliError> {
+        let leaderless = |metadata: &kbs_kafka::ClusterMetadata| -> BTreeMap<(String, i32), Vec<i32>> {
+            metadata
+                .topics
+                .iter()
+                .filter(|t| names.contains(&t.name.as_str()))
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .filter(|p| p.leader < 0)
+                        .map(|p| ((t.name.clone(), p.partition), p.replicas.clone()))
+                })
+                .collect()
+        };
+        let mut without = leaderless(metadata);
+        if without.is_empty() {
+            return Ok(Leaders { without });
+        }
+        let listed = |without: &BTreeMap<(String, i32), Vec<i32>>| {
+            without
+                .iter()
+                .map(|((t, p), replicas)| format!("{t}/{p} (replicas {replicas:?})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.options.continuous {
+            tracing::warn!(
+                "no leader for {}: left out until a topic refresh finds one",
+                listed(&without)
+            );
+            return Ok(Leaders { without });
+        }
+        let started = Instant::now();
+        tracing::warn!(
+            "no leader for {}: waiting up to {} s for one (--leader-wait)",
+            listed(&without),
+            self.options.leader_wait.as_secs()
+        );
+        let mut last_said = Instant::now();
+        while !without.is_empty() && started.elapsed() < self.options.leader_wait {
+            tokio::time::sleep(Duration::from_secs(1).min(self.options.leader_wait)).await;
+            self.check_lease()?;
+            let topics: Vec<&str> = without.keys().map(|(t, _)| t.as_str()).collect();
+            without = leaderless(&self.client.metadata(Some(&topics)).await?)
+                .into_iter()
+                .filter(|(key, _)| without.contains_key(key))
+                .collect();
+            if !without.is_empty() && last_said.elapsed() >= Duration::from_secs(10) {
+                tracing::warn!(
+                    "still no leader for {} after {} s",
+                    listed(&without),
+                    started.elapsed().as_secs()
+                );
+                last_said = Instant::now();
+            }
+        }
+        if without.is_empty() {
+            tracing::info!(
+                "every partition has a leader again after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        } else {
+            tracing::warn!(
+                "no leader for {} after {} s: backing up the other partitions; the backup will stay incomplete",
+                listed(&without),
+                started.elapsed().as_secs()
+            );
+        }
+        Ok(Leaders { without })
+    }
+
+    /// `topic/partition` of the partitions left out for want of a leader.
+    pub(super) fn leaderless_names(&self) -> Vec<String> {
+        self.leaderless.keys().map(|(t, p)| format!("{t}/{p}")).collect()
+    }
+
     pub(super) async fn snapshot_consumer_groups(&mut self) -> Result<(), CliError> {
         let topics: Vec<String> = self
             .partitions
@@ -191,4 +282,9 @@ impl Engine {
         self.manifest_dirty = true;
         Ok(())
     }
+}
+
+/// Partitions found without a leader when topics were planned, with their replicas.
+struct Leaders {
+    without: BTreeMap<(String, i32), Vec<i32>>,
 }

@@ -252,3 +252,104 @@ fn a_restore_rides_through_its_leader_killed_and_a_kill_of_kbs_during_the_failov
     };
     assert!(content(&copy) == content(&source), "the copy differs from the source");
 }
+
+/// Leaders of `topic`'s partitions as the cluster reports them (-1: none).
+fn leaders_of(bootstrap: &str, topic: &str) -> Vec<i64> {
+    let out = kbs_testkit::run_script("kafka_admin.py", &["describe", bootstrap]);
+    let described: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    described["topics"][topic]
+        .as_array()
+        .map(|l| l.iter().map(|v| v.as_i64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_partition_without_a_leader_is_waited_for_then_left_out_and_completed_by_a_rerun() {
+    // Quick failure detection, so the partition loses its leader soon after its node dies.
+    let options = KafkaOptions::nodes(3)
+        .with_config("broker.session.timeout.ms", "3000")
+        .with_config("broker.heartbeat.interval.ms", "500");
+    let Some(mut kafka) = KafkaCluster::start_with(options) else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    // One replica per partition: when its node is down, the partition has no leader.
+    kbs_testkit::run_script("kafka_admin.py", &["create-topic", &bootstrap, "nl", "3", "1"]);
+    seed_simple(&bootstrap, "nl", 6_000, 3, false);
+    let dir = tempfile::tempdir().unwrap();
+    let source = consume(&bootstrap, dir.path(), &["nl"]);
+    let node = leaders_of(&bootstrap, "nl")[0] as i32;
+    let down: Vec<i32> = (0..3)
+        .filter(|&p| leaders_of(&bootstrap, "nl")[p as usize] == i64::from(node))
+        .collect();
+    kafka.kill_node(node);
+    eventually(
+        "the partitions of the dead node without a leader",
+        Duration::from_secs(60),
+        || {
+            let leaders = leaders_of(&bootstrap, "nl");
+            down.iter().all(|&p| leaders.get(p as usize) == Some(&-1))
+        },
+    );
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    let backup = |leader_wait: &str| {
+        vec![
+            "backup",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--storage",
+            root_str,
+            "--backup-id",
+            "nl",
+            "--topics",
+            "nl",
+            "--leader-wait",
+            leader_wait,
+            "--output",
+            "json",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<String>>()
+    };
+
+    // A short wait: the others are backed up, the backup stays incomplete (exit 4) and says
+    // which partitions are missing and why.
+    let args = backup("2s");
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["error"]["kind"], "partitions_without_leader", "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    for p in &down {
+        assert!(message.contains(&format!("nl/{p}")), "{message}");
+    }
+    assert!(stderr.contains("no leader for nl/"), "{stderr}");
+    let (manifest, stored) = read_stored(root_str, "nl");
+    assert!(!manifest.is_complete());
+    let up: Vec<Row> = source.iter().filter(|r| !down.contains(&r.1)).cloned().collect();
+    assert!(!up.is_empty());
+    assert_same_records(&stored, &up);
+
+    // The rerun waits; the node comes back meanwhile; the backup completes.
+    let log = dir.path().join("rerun.log");
+    let args = backup("120s");
+    let rerun = kbs()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    eventually("the rerun waiting for a leader", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).unwrap().contains("waiting up to 120 s")
+    });
+    kafka.restart_node(node);
+    let out = wait_with_deadline(rerun, Duration::from_secs(180));
+    assert!(out.status.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    run_ok(&["validate", "--path", root_str, "--backup-id", "nl", "--deep"]);
+    let (manifest, stored) = read_stored(root_str, "nl");
+    assert!(manifest.is_complete());
+    assert_same_records(&stored, &source);
+}
