@@ -30,6 +30,40 @@ pub struct BackupMetrics {
     pub storage_write_micros: AtomicU64,
     /// Per partition: (next offset to read, high watermark).
     pub partitions: Mutex<BTreeMap<(String, i32), (i64, i64)>>,
+    /// Kafka requests retried, by operation and error kind.
+    pub kafka_retries: Mutex<BTreeMap<(String, String), u64>>,
+    /// Time brokers throttled the client for (quota), in microseconds, and how many times.
+    pub kafka_throttle_micros: AtomicU64,
+    /// Throttled responses.
+    pub kafka_throttles: AtomicU64,
+}
+
+/// The kind of a Kafka client error, for metric labels: the broker's error name when it sent
+/// one, else the error's variant.
+fn error_kind(error: &kbs_kafka::Error) -> String {
+    if let Some(code) = error.code() {
+        return code.name();
+    }
+    let debug = format!("{error:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("Other")
+        .to_owned()
+}
+
+impl kbs_kafka::ClientEvents for BackupMetrics {
+    fn retrying(&self, operation: &str, error: &kbs_kafka::Error, _attempt: u32, _delay: Duration) {
+        if let Ok(mut retries) = self.kafka_retries.lock() {
+            *retries.entry((operation.to_owned(), error_kind(error))).or_default() += 1;
+        }
+    }
+
+    fn throttled(&self, _broker: &str, _api: &str, throttle: Duration) {
+        self.kafka_throttles.fetch_add(1, Ordering::Relaxed);
+        self.kafka_throttle_micros
+            .fetch_add(throttle.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 impl BackupMetrics {
@@ -91,6 +125,27 @@ impl BackupMetrics {
         );
         let _ = writeln!(
             out,
+            "# HELP kbs_kafka_retries_total Kafka requests retried, by operation and error.\n# TYPE kbs_kafka_retries_total counter"
+        );
+        if let Ok(retries) = self.kafka_retries.lock() {
+            for ((operation, error), n) in retries.iter() {
+                let _ = writeln!(
+                    out,
+                    "kbs_kafka_retries_total{{operation=\"{}\",error=\"{}\"}} {n}",
+                    label(operation),
+                    label(error)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP kbs_kafka_throttle_seconds Time brokers throttled kbs for (quotas).\n# TYPE kbs_kafka_throttle_seconds summary\n\
+             kbs_kafka_throttle_seconds_sum {}\nkbs_kafka_throttle_seconds_count {}",
+            self.kafka_throttle_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            self.kafka_throttles.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP kbs_backup_partition_lag Offsets between the next offset to read and the high watermark.\n# TYPE kbs_backup_partition_lag gauge"
         );
         if let Ok(partitions) = self.partitions.lock() {
@@ -98,13 +153,18 @@ impl BackupMetrics {
                 let _ = writeln!(
                     out,
                     "kbs_backup_partition_lag{{topic=\"{}\",partition=\"{partition}\"}} {}",
-                    topic.replace('\\', "\\\\").replace('"', "\\\""),
+                    label(topic),
                     (high - position).max(0)
                 );
             }
         }
         out
     }
+}
+
+/// A Prometheus label value: backslash and double quote escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// Serves `metrics` at `addr` until the task is dropped or aborted. Answers `GET /metrics`

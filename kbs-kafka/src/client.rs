@@ -98,6 +98,7 @@ impl KafkaClient {
             max_response_bytes: config.max_response_bytes,
             tls,
             sasl: sasl.cloned(),
+            events: config.events.clone(),
         };
         let client = KafkaClient {
             inner: Arc::new(Inner {
@@ -471,6 +472,14 @@ impl KafkaClient {
 
     /// Runs `attempt` until it succeeds, fails with a non-retriable error, or the retry budget
     /// is spent (then [`Error::RetriesExhausted`]).
+    /// Logs a retry and tells the events hook.
+    pub(crate) fn note_retry(&self, operation: &str, error: &Error, attempt: u32, delay: std::time::Duration) {
+        tracing::debug!(operation, attempt, error = %error, "retrying");
+        if let Some(events) = &self.inner.config.events {
+            events.0.retrying(operation, error, attempt, delay);
+        }
+    }
+
     pub(crate) async fn retry<T, F, Fut>(&self, operation: &str, mut attempt: F) -> Result<T>
     where
         F: FnMut(u32) -> Fut,
@@ -482,8 +491,9 @@ impl KafkaClient {
             match attempt(n).await {
                 Ok(value) => return Ok(value),
                 Err(e) if e.is_retriable() && n < policy.attempts => {
-                    tracing::debug!(operation, attempt = n, error = %e, "retrying");
-                    tokio::time::sleep(policy.delay(n)).await;
+                    let delay = policy.delay(n);
+                    self.note_retry(operation, &e, n, delay);
+                    tokio::time::sleep(delay).await;
                     n += 1;
                 }
                 Err(e) if e.is_retriable() => {

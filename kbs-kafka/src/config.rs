@@ -28,6 +28,8 @@ pub struct ClientConfig {
     pub max_decompressed_batch_bytes: usize,
     /// TCP keepalive idle time; `None` turns keepalive off.
     pub tcp_keepalive: Option<Duration>,
+    /// Who hears of retries and broker throttling (none by default).
+    pub events: Option<crate::events::EventsHook>,
 }
 
 impl ClientConfig {
@@ -45,12 +47,19 @@ impl ClientConfig {
             max_response_bytes: 256 << 20,
             max_decompressed_batch_bytes: 256 << 20,
             tcp_keepalive: Some(Duration::from_secs(60)),
+            events: None,
         }
     }
 
     /// Sets the security settings.
     pub fn with_security(mut self, security: Security) -> ClientConfig {
         self.security = security;
+        self
+    }
+
+    /// Sends retries and broker throttling to `events`.
+    pub fn with_events(mut self, events: std::sync::Arc<dyn crate::events::ClientEvents>) -> ClientConfig {
+        self.events = Some(crate::events::EventsHook(events));
         self
     }
 }

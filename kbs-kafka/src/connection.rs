@@ -33,6 +33,7 @@ pub(crate) struct ConnectOptions {
     pub(crate) max_response_bytes: usize,
     pub(crate) tls: Option<(Arc<rustls::ClientConfig>, TlsConfig)>,
     pub(crate) sasl: Option<Sasl>,
+    pub(crate) events: Option<crate::events::EventsHook>,
 }
 
 /// The API version ranges a broker announced in ApiVersions.
@@ -74,6 +75,8 @@ enum Closed {
 struct State {
     pending: HashMap<i32, Waiter>,
     closed: Option<Closed>,
+    /// Until when the broker throttles this connection (KIP-219): nothing is sent before.
+    throttled_until: Option<tokio::time::Instant>,
 }
 
 struct Waiter {
@@ -131,6 +134,7 @@ pub(crate) struct Connection {
     client_id: StrBytes,
     request_timeout: Duration,
     tasks: [AbortHandle; 2],
+    events: Option<crate::events::EventsHook>,
 }
 
 impl Drop for Connection {
@@ -229,6 +233,7 @@ impl Connection {
             client_id: options.client_id.clone(),
             request_timeout: options.request_timeout,
             tasks: [read_task.abort_handle(), write_task.abort_handle()],
+            events: options.events.clone(),
         }))
     }
 
@@ -249,7 +254,42 @@ impl Connection {
 
     /// Sends `request` and waits for its response within the request timeout.
     pub(crate) async fn call<R: Api>(self: &Arc<Self>, request: &R, version: i16) -> Result<R::Response> {
+        self.throttle_pause().await;
         self.send(request, version, self.request_timeout)?.wait().await
+    }
+
+    /// Waits out a throttle time the broker asked for in an earlier response (KIP-219: the
+    /// broker also holds the connection's requests that long, so waiting here keeps them from
+    /// piling up and timing out).
+    pub(crate) async fn throttle_pause(&self) {
+        let until = self.shared.lock().throttled_until;
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// Notes a response's throttle time.
+    fn note_throttle(&self, api: &str, throttle_ms: i32) {
+        if throttle_ms <= 0 {
+            return;
+        }
+        let throttle = Duration::from_millis(throttle_ms as u64);
+        let until = tokio::time::Instant::now() + throttle;
+        {
+            let mut state = self.shared.lock();
+            if state.throttled_until.is_none_or(|t| t < until) {
+                state.throttled_until = Some(until);
+            }
+        }
+        tracing::debug!(
+            broker = self.broker(),
+            api,
+            throttle_ms,
+            "throttled by the broker's quota"
+        );
+        if let Some(events) = &self.events {
+            events.0.throttled(self.broker(), api, throttle);
+        }
     }
 
     /// Queues `request` for sending now; requests queued one after the other reach the broker
@@ -330,11 +370,14 @@ impl<R: Api> PendingResponse<R> {
                 });
             }
         };
-        protocol::decode_response::<R>(body, self.version).map_err(|reason| Error::Protocol {
+        let response = protocol::decode_response::<R>(body, self.version).map_err(|reason| Error::Protocol {
             broker: shared.broker.clone(),
             api: R::NAME,
             reason,
-        })
+        })?;
+        self.connection
+            .note_throttle(R::NAME, protocol::ThrottleTime::throttle_time_ms(&response));
+        Ok(response)
     }
 }
 

@@ -275,7 +275,8 @@ impl KafkaClient {
                     last: Box::new(last),
                 });
             }
-            tracing::debug!(attempt, partitions = retry.len(), error = %retry[0].1, "retrying fetch");
+            tracing::debug!(attempt, partitions = retry.len(), "retrying fetch");
+            self.note_retry("Fetch", &retry[0].1, attempt, policy.delay(attempt));
             for (index, _) in &retry {
                 self.invalidate(&request.partitions[*index].topic);
             }
@@ -362,6 +363,7 @@ impl KafkaClient {
         }
         request.topics = topics;
         let timeout = self.inner.config.request_timeout + params.max_wait;
+        connection.throttle_pause().await;
         let response = connection.send(&request, version, timeout)?.wait().await?;
         if let Some(code) = ErrorCode::check(response.error_code) {
             return Err(Error::Broker {

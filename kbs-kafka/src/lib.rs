@@ -60,6 +60,7 @@ mod client;
 mod config;
 pub(crate) mod connection;
 mod error;
+mod events;
 mod fetch;
 #[cfg(test)]
 mod golden_tests;
@@ -76,6 +77,7 @@ pub use admin::NewTopic;
 pub use client::KafkaClient;
 pub use config::{ClientConfig, RetryConfig, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
 pub use error::{Error, ErrorCode, PartitionError, Result};
+pub use events::{ClientEvents, EventsHook};
 pub use fetch::{FetchPosition, FetchRequest, IsolationLevel, OffsetSpec, PartitionFetch, PartitionOffset};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};

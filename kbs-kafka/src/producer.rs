@@ -547,7 +547,10 @@ impl Job {
                     last: Box::new(error),
                 });
             }
-            tracing::debug!(topic = %self.topic, partition = self.partition, attempt, error = %error, "resending batch");
+            tracing::debug!(topic = %self.topic, partition = self.partition, "resending batch");
+            self.producer
+                .client
+                .note_retry("Produce", &error, attempt, policy.delay(attempt));
             // Resend only once every earlier batch of the partition has finished, so resends
             // reach the broker in sequence order.
             self.lane.wait_until(|s| s.unfinished.first() == Some(&ticket)).await;
@@ -585,6 +588,7 @@ impl Job {
         request.timeout_ms = i32::try_from(config.request_timeout.as_millis()).unwrap_or(i32::MAX);
         request.topic_data = vec![topic];
         let timeout = config.request_timeout + client.inner.config.request_timeout;
+        connection.throttle_pause().await;
         let pending = connection.send(&request, version, timeout)?;
         tracing::debug!(
             topic = %self.topic,

@@ -265,7 +265,7 @@ pub async fn run(
         );
         Arc::new(single_writer::SingleWriter(storage))
     };
-    let client = KafkaClient::connect(options.kafka.clone()).await?;
+    let client = KafkaClient::connect(options.kafka.clone().with_events(metrics.clone())).await?;
     let lease = Arc::new(Mutex::new(Some(
         Lease::acquire(storage.clone(), &options.backup_id, options.lease_ttl).await?,
     )));

@@ -105,6 +105,7 @@ fn a_continuous_backup_rides_through_its_busiest_leader_killed_and_restarted() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", kbs_testkit::free_port());
     let child = spawn(&[
         "backup",
         "--bootstrap-servers",
@@ -118,6 +119,8 @@ fn a_continuous_backup_rides_through_its_busiest_leader_killed_and_restarted() {
         "--continuous",
         "--segment-max-interval",
         "1s",
+        "--metrics-addr",
+        &metrics_addr,
         "-q",
     ]);
     let checkpoint = root.join("live/checkpoints/checkpoint.json");
@@ -144,6 +147,16 @@ fn a_continuous_backup_rides_through_its_busiest_leader_killed_and_restarted() {
     eventually("every record checkpointed", Duration::from_secs(120), || {
         checkpointed() >= source.len()
     });
+    // The retries the failover caused are counted by operation and error.
+    let (status, body) = kbs_testkit::http_request(metrics_addr.parse().unwrap(), "GET", "/metrics").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let retries: u64 = body
+        .lines()
+        .filter(|l| l.starts_with("kbs_kafka_retries_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(retries > 0, "no retries counted:\n{body}");
+    assert!(body.contains("kbs_kafka_throttle_seconds_count 0"), "{body}");
     terminate(&child);
     let out = wait_with_deadline(child, Duration::from_secs(60));
     assert!(

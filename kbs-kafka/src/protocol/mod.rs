@@ -23,8 +23,54 @@ mod tests;
 
 use schemas::Schema;
 
+/// A response's quota throttle time (0 for the responses that have none).
+pub(crate) trait ThrottleTime {
+    /// `throttle_time_ms`.
+    fn throttle_time_ms(&self) -> i32;
+}
+
+macro_rules! throttle_time {
+    ($($ty:ident),*) => {$(
+        impl ThrottleTime for kafka_protocol::messages::$ty {
+            fn throttle_time_ms(&self) -> i32 {
+                self.throttle_time_ms
+            }
+        }
+    )*};
+}
+
+throttle_time!(
+    ProduceResponse,
+    FetchResponse,
+    ListOffsetsResponse,
+    MetadataResponse,
+    OffsetCommitResponse,
+    OffsetFetchResponse,
+    FindCoordinatorResponse,
+    ListGroupsResponse,
+    DescribeGroupsResponse,
+    ApiVersionsResponse,
+    CreateTopicsResponse,
+    DeleteTopicsResponse,
+    InitProducerIdResponse,
+    DescribeConfigsResponse,
+    DescribeProducersResponse
+);
+
+impl ThrottleTime for kafka_protocol::messages::SaslHandshakeResponse {
+    fn throttle_time_ms(&self) -> i32 {
+        0
+    }
+}
+
+impl ThrottleTime for kafka_protocol::messages::SaslAuthenticateResponse {
+    fn throttle_time_ms(&self) -> i32 {
+        0
+    }
+}
+
 /// A request this client sends, with the range of versions it implements.
-pub(crate) trait Api: Request<Response: Send + 'static> + Send + Sync + 'static {
+pub(crate) trait Api: Request<Response: Send + ThrottleTime + 'static> + Send + Sync + 'static {
     /// Kafka's name for the API.
     const NAME: &'static str;
     /// Lowest version this client implements.

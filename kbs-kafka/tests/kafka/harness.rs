@@ -85,3 +85,50 @@ pub(crate) fn base64_of(bytes: &Option<Bytes>) -> serde_json::Value {
         Some(b) => serde_json::Value::String(BASE64.encode(b)),
     }
 }
+
+/// Sets a client quota (`key` = `value`, e.g. `producer_byte_rate`) for client id `client_id`
+/// with AlterClientQuotas, as `kafka-configs --alter --entity-type clients` does.
+pub(crate) async fn set_client_quota(address: &str, client_id: &str, key: &str, value: f64) {
+    use bytes::BytesMut;
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::{
+        AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, RequestHeader, ResponseHeader,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let version = 1;
+    let mut entity = EntityData::default();
+    entity.entity_type = StrBytes::from_static_str("client-id");
+    entity.entity_name = Some(StrBytes::from_string(client_id.to_owned()));
+    let mut op = OpData::default();
+    op.key = StrBytes::from_string(key.to_owned());
+    op.value = value;
+    let mut entry = EntryData::default();
+    entry.entity = vec![entity];
+    entry.ops = vec![op];
+    let mut request = AlterClientQuotasRequest::default();
+    request.entries = vec![entry];
+    let mut header = RequestHeader::default();
+    header.request_api_key = ApiKey::AlterClientQuotas as i16;
+    header.request_api_version = version;
+    header.correlation_id = 1;
+    header.client_id = Some(StrBytes::from_static_str("kbs-kafka-tests-admin"));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, AlterClientQuotasRequest::header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_u32(body.len() as u32).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let size = stream.read_u32().await.unwrap() as usize;
+    let mut answer = vec![0; size];
+    stream.read_exact(&mut answer).await.unwrap();
+    let mut answer = Bytes::from(answer);
+    ResponseHeader::decode(&mut answer, AlterClientQuotasResponse::header_version(version)).unwrap();
+    let response = AlterClientQuotasResponse::decode(&mut answer, version).unwrap();
+    for entry in &response.entries {
+        assert_eq!(entry.error_code, 0, "{:?}", entry.error_message);
+    }
+}

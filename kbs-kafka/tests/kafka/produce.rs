@@ -270,3 +270,69 @@ async fn producer_errors_are_typed_and_fail_the_partition() {
     client.create_topics(&[NewTopic::new("fine", 1)]).await.unwrap();
     assert_eq!(producer.produce("fine", 0, &one).await.unwrap().base_offset, Some(0));
 }
+
+/// Counts what the client reports through its events hook.
+#[derive(Default)]
+struct Counted {
+    throttled: std::sync::Mutex<Vec<(String, Duration)>>,
+    retried: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl kbs_kafka::ClientEvents for Counted {
+    fn retrying(&self, operation: &str, error: &Error, _attempt: u32, _delay: Duration) {
+        self.retried
+            .lock()
+            .unwrap()
+            .push((operation.to_owned(), error.to_string()));
+    }
+    fn throttled(&self, _broker: &str, api: &str, throttle: Duration) {
+        self.throttled.lock().unwrap().push((api.to_owned(), throttle));
+    }
+}
+
+/// A produce quota (KIP-13): the broker answers with throttle times; the client waits them out,
+/// reports them through its events hook, and writes every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_quota_is_waited_out_and_reported() {
+    // Rates over two one-second windows (the default, eleven, lets 10 s of quota go first).
+    let options = KafkaOptions::default()
+        .with_config("quota.window.num", "2")
+        .with_config("quota.window.size.seconds", "1");
+    let Some(kafka) = KafkaCluster::start_with(options) else {
+        return;
+    };
+    let counted = Arc::new(Counted::default());
+    let mut config = crate::harness::test_config(&kafka.bootstrap()).with_events(counted.clone());
+    config.client_id = "kbs-quota-test".into();
+    let client = KafkaClient::connect(config).await.unwrap();
+    client.create_topics(&[NewTopic::new("quota", 1)]).await.unwrap();
+    crate::harness::set_client_quota(&kafka.bootstrap(), "kbs-quota-test", "producer_byte_rate", 1_000_000.0).await;
+    let uncompressed = ProducerConfig::default().with_compression(ProducerCompression::None);
+    let producer = IdempotentProducer::new(client.clone(), uncompressed).await.unwrap();
+    let value = Bytes::from(vec![b'q'; 10_000]);
+    let all: Vec<ProduceRecord> = (0..300)
+        .map(|i| ProduceRecord {
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(value.clone()),
+            ..ProduceRecord::default()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = all
+        .chunks(20)
+        .map(|chunk| producer.produce("quota", 0, chunk))
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    let took = started.elapsed();
+    let throttled = counted.throttled.lock().unwrap().clone();
+    assert!(!throttled.is_empty(), "no throttle reported in {took:?}");
+    assert!(throttled.iter().all(|(api, _)| api == "Produce"), "{throttled:?}");
+    let total: Duration = throttled.iter().map(|(_, t)| *t).sum();
+    assert!(total >= Duration::from_millis(500), "{total:?}");
+    // 3 MB at 1 MB/s: the quota slowed the producer down.
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    let fetched = fetch_partition(&client, "quota", 0).await;
+    assert_eq!(fetched.len(), all.len(), "exactly once");
+}
