@@ -292,3 +292,104 @@ fn a_target_the_user_may_not_read_is_never_taken_for_an_empty_one() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("TOPIC_AUTHORIZATION_FAILED"), "{stderr}");
 }
+
+/// OAUTHBEARER sessions that expire during a long run: the broker ends each session after 2 s
+/// (`connections.max.reauth.ms`, KIP-368) and the token in the file is replaced every second
+/// by one that expires 5 s later, as a sidecar refreshing tokens does. A continuous backup
+/// reconnects with the file's current token each time and stores every record once.
+#[test]
+fn a_continuous_backup_outlives_its_oauthbearer_sessions_and_tokens() {
+    let options = KafkaOptions::default()
+        .with_listener(Listener::SaslPlaintext)
+        .with_config("listener.name.client.oauthbearer.connections.max.reauth.ms", "2000");
+    let Some(kafka) = KafkaCluster::start_with(options) else {
+        return;
+    };
+    let internal = kafka.internal_bootstrap();
+    seed_simple(&internal, "auth", 1_000, 2, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, unsecured_jwt(5)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refresher = {
+        let (stop, token_file) = (stop.clone(), token_file.clone());
+        std::thread::spawn(move || {
+            let mut rotations = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                // Replaced atomically, so a reader never sees half a token.
+                let next = token_file.with_extension("next");
+                std::fs::write(&next, unsecured_jwt(5)).unwrap();
+                std::fs::rename(&next, &token_file).unwrap();
+                rotations += 1;
+            }
+            rotations
+        })
+    };
+    let mut args: Vec<String> = [
+        "backup",
+        "--storage",
+        root_str,
+        "--backup-id",
+        "reauth",
+        "--topics",
+        "auth",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(["--continuous", "--segment-max-interval", "1s", "-q"].map(str::to_owned));
+    args.extend(oauth_flags(
+        &kafka,
+        "--sasl-oauthbearer-token-file",
+        &token_file.display().to_string(),
+    ));
+    let started = std::time::Instant::now();
+    let log = dir.path().join("backup.log");
+    let child = kbs()
+        .env("RUST_LOG", "warn,kbs_kafka::connection=debug")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let checkpoint = root.join("reauth/checkpoints/checkpoint.json");
+    let checkpointed = || -> usize {
+        let text = std::fs::read_to_string(&checkpoint).unwrap_or_default();
+        kbs_manifest::Checkpoint::from_json(text.as_bytes()).map_or(0, |c| {
+            c.topics
+                .values()
+                .flat_map(|p| p.values())
+                .map(|p| (p.offset + 1) as usize)
+                .sum()
+        })
+    };
+    // New records in four rounds, each after the sessions of the last one have expired.
+    for round in 1..=4 {
+        eventually(
+            "the records so far checkpointed",
+            std::time::Duration::from_secs(60),
+            || checkpointed() >= 1_000 * round,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2_500));
+        seed_simple(&internal, "auth", 1_000, 2, false);
+    }
+    eventually("every record checkpointed", std::time::Duration::from_secs(60), || {
+        checkpointed() >= 5_000
+    });
+    let ran = started.elapsed();
+    terminate(&child);
+    let out = wait_with_deadline(child, std::time::Duration::from_secs(60));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rotations = refresher.join().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "exit {}: {stderr}", out.status);
+    assert!(ran > std::time::Duration::from_secs(10), "{ran:?}");
+    // The broker ended sessions and kbs opened new ones, each with the token of the moment.
+    let connections = stderr.matches("connected").count();
+    assert!(connections >= 4, "{connections} connections in {ran:?}:\n{stderr}");
+    assert!(rotations >= 8, "{rotations}");
+    let (_, stored) = read_stored(root_str, "reauth");
+    assert_same_records(&stored, &consume(&internal, dir.path(), &["auth"]));
+}

@@ -472,7 +472,7 @@ fn compacted_topic_after_the_cleaner_ran_survives_sigkills_exactly_once() {
     let mut iteration = 0;
     while kills < 12 {
         iteration += 1;
-        assert!(iteration <= 40, "only {kills} runs were still going when killed");
+        assert!(iteration <= 60, "only {kills} runs were still going when killed");
         // More rounds while the backup runs, so the cleaner keeps compacting behind it.
         seed(3 + iteration, false);
         let args = [
@@ -487,6 +487,9 @@ fn compacted_topic_after_the_cleaner_ran_survives_sigkills_exactly_once() {
             "compact",
             "--segment-max-records",
             "500",
+            // Small fetches keep each run going long enough for the kills to land inside it.
+            "--fetch-max-partition-bytes",
+            "2048",
             "-q",
         ];
         if run_and_kill_at_random(&args, &mut rng, 300, iteration) {
