@@ -156,6 +156,33 @@ pub struct KafkaArgs {
     /// OAUTHBEARER: a command printing the token, run (with `sh -c`) at every authentication.
     #[arg(long, env = "KBS_SASL_OAUTHBEARER_TOKEN_COMMAND")]
     pub sasl_oauthbearer_token_command: Option<String>,
+
+    /// OAUTHBEARER: an OAuth 2.0 / OIDC token endpoint to get tokens from with the
+    /// client-credentials grant (https; http only on loopback).
+    #[arg(long, env = "KBS_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL", value_name = "URL")]
+    pub sasl_oauthbearer_token_endpoint_url: Option<String>,
+
+    /// OAUTHBEARER with a token endpoint: the client id.
+    #[arg(long, env = "KBS_SASL_OAUTHBEARER_CLIENT_ID")]
+    pub sasl_oauthbearer_client_id: Option<String>,
+
+    /// OAUTHBEARER with a token endpoint: the client secret (prefer the file or the
+    /// environment variable).
+    #[arg(
+        long,
+        env = "KBS_SASL_OAUTHBEARER_CLIENT_SECRET",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub sasl_oauthbearer_client_secret: Option<Secret>,
+
+    /// OAUTHBEARER with a token endpoint: a file holding the client secret.
+    #[arg(long, env = "KBS_SASL_OAUTHBEARER_CLIENT_SECRET_FILE")]
+    pub sasl_oauthbearer_client_secret_file: Option<PathBuf>,
+
+    /// OAUTHBEARER with a token endpoint: the scope to ask for.
+    #[arg(long, env = "KBS_SASL_OAUTHBEARER_SCOPE")]
+    pub sasl_oauthbearer_scope: Option<String>,
 }
 
 /// A secret flag's value (a password): never shown by `Debug`, `--help` or an error. Secret

@@ -166,8 +166,9 @@ mod tests {
         for sub in std::iter::once(&command).chain(command.get_subcommands()) {
             for arg in sub.get_arguments() {
                 let name = arg.get_id().as_str().to_lowercase();
-                // `--sasl-password-file` and the like name where a secret is, not the secret.
-                let names_a_place = name.ends_with("_file") || name.ends_with("_command");
+                // `--sasl-password-file` and the like name where a secret is (or where a token
+                // comes from), not the secret.
+                let names_a_place = ["_file", "_command", "_url"].iter().any(|end| name.ends_with(end));
                 let looks_secret = !names_a_place
                     && ["password", "secret", "token", "credential", "passphrase"]
                         .iter()
@@ -186,7 +187,11 @@ mod tests {
         // kbs-cli/tests/cli/secrets.rs checks each of these through the binary.
         assert_eq!(
             secret.into_iter().collect::<Vec<_>>(),
-            ["sasl-oauthbearer-token", "sasl-password"]
+            [
+                "sasl-oauthbearer-client-secret",
+                "sasl-oauthbearer-token",
+                "sasl-password"
+            ]
         );
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kbs_kafka::{ClientConfig, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
+use kbs_kafka::{ClientConfig, ClientCredentials, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
 
 use crate::cli::KafkaArgs;
 use crate::error::CliError;
@@ -169,18 +169,51 @@ fn oauth_bearer(args: &KafkaArgs) -> Result<Sasl, CliError> {
     if let Some(command) = &args.sasl_oauthbearer_token_command {
         sources.push(TokenSource::Command(vec!["sh".into(), "-c".into(), command.clone()]));
     }
+    if let Some(endpoint) = &args.sasl_oauthbearer_token_endpoint_url {
+        let client_id = args
+            .sasl_oauthbearer_client_id
+            .clone()
+            .ok_or(CliError::InvalidArgument {
+                flag: "sasl-oauthbearer-client-id",
+                message: "required with --sasl-oauthbearer-token-endpoint-url".into(),
+            })?;
+        let secret = match (
+            &args.sasl_oauthbearer_client_secret,
+            &args.sasl_oauthbearer_client_secret_file,
+        ) {
+            (Some(secret), _) => secret.expose().to_owned(),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map_err(|e| CliError::InvalidArgument {
+                    flag: "sasl-oauthbearer-client-secret-file",
+                    message: format!("cannot read {}: {e}", file.display()),
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => {
+                return Err(CliError::InvalidArgument {
+                    flag: "sasl-oauthbearer-client-secret-file",
+                    message: "required with --sasl-oauthbearer-token-endpoint-url (or \
+                              KBS_SASL_OAUTHBEARER_CLIENT_SECRET)"
+                        .into(),
+                });
+            }
+        };
+        let mut credentials = ClientCredentials::new(endpoint.clone(), client_id, secret);
+        credentials.scope = args.sasl_oauthbearer_scope.clone();
+        sources.push(TokenSource::ClientCredentials(credentials));
+    }
     match sources.len() {
         1 => Ok(Sasl::oauth_bearer(sources.remove(0))),
         0 => Err(CliError::InvalidArgument {
             flag: "sasl-oauthbearer-token-file",
-            message: "OAUTHBEARER needs a token: --sasl-oauthbearer-token-file, --sasl-oauthbearer-token-command \
-                      or --sasl-oauthbearer-token (KBS_SASL_OAUTHBEARER_TOKEN)"
+            message: "OAUTHBEARER needs a token: --sasl-oauthbearer-token-file, --sasl-oauthbearer-token-command, \
+                      --sasl-oauthbearer-token-endpoint-url or --sasl-oauthbearer-token (KBS_SASL_OAUTHBEARER_TOKEN)"
                 .into(),
         }),
         _ => Err(CliError::InvalidArgument {
             flag: "sasl-oauthbearer-token-file",
-            message: "give only one of --sasl-oauthbearer-token, --sasl-oauthbearer-token-file and \
-                      --sasl-oauthbearer-token-command"
+            message: "give only one of --sasl-oauthbearer-token, --sasl-oauthbearer-token-file, \
+                      --sasl-oauthbearer-token-command and --sasl-oauthbearer-token-endpoint-url"
                 .into(),
         }),
     }

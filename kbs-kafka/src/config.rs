@@ -201,6 +201,52 @@ pub enum TokenSource {
     /// A program (the first element) and its arguments, run without a shell; its standard
     /// output, trimmed, is the token.
     Command(Vec<String>),
+    /// A token from an OAuth 2.0 / OIDC token endpoint with the client-credentials grant
+    /// (RFC 6749 4.4), as Kafka's `sasl.oauthbearer.token.endpoint.url` and
+    /// `sasl.oauthbearer.client.credentials.*` settings do.
+    ClientCredentials(ClientCredentials),
+}
+
+/// The client-credentials grant: the client authenticates to the token endpoint with HTTP
+/// Basic (RFC 6749 2.3.1) and gets an access token.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientCredentials {
+    /// The token endpoint (`https://…`; `http://` only for loopback addresses).
+    pub token_endpoint: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// The scope to ask for, if any.
+    pub scope: Option<String>,
+}
+
+impl ClientCredentials {
+    /// Credentials for `token_endpoint`, without a scope.
+    pub fn new(
+        token_endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> ClientCredentials {
+        ClientCredentials {
+            token_endpoint: token_endpoint.into(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            scope: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 impl fmt::Debug for TokenSource {
@@ -209,6 +255,7 @@ impl fmt::Debug for TokenSource {
             TokenSource::Static(_) => f.write_str("Static(<redacted>)"),
             TokenSource::File(path) => f.debug_tuple("File").field(path).finish(),
             TokenSource::Command(argv) => f.debug_tuple("Command").field(&argv.first()).finish(),
+            TokenSource::ClientCredentials(c) => f.debug_tuple("ClientCredentials").field(c).finish(),
         }
     }
 }

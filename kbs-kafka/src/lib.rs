@@ -75,7 +75,7 @@ mod tls;
 
 pub use admin::NewTopic;
 pub use client::KafkaClient;
-pub use config::{ClientConfig, RetryConfig, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
+pub use config::{ClientConfig, ClientCredentials, RetryConfig, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
 pub use error::{Error, ErrorCode, PartitionError, Result};
 pub use events::{ClientEvents, EventsHook};
 pub use fetch::{FetchPosition, FetchRequest, IsolationLevel, OffsetSpec, PartitionFetch, PartitionOffset};

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 use ring::{digest, hmac, pbkdf2};
 
-use crate::config::{Sasl, SaslMechanism, TokenSource};
+use crate::config::{ClientCredentials, Sasl, SaslMechanism, TokenSource};
 use crate::connection::Handshake;
 use crate::error::{Error, ErrorCode, Result};
 
@@ -135,6 +135,7 @@ pub(crate) async fn read_token(source: &TokenSource) -> std::result::Result<Stri
                 .trim()
                 .to_owned()
         }
+        TokenSource::ClientCredentials(credentials) => client_credentials_token(credentials).await?,
     };
     if token.is_empty() {
         return Err("the token is empty".into());
@@ -144,6 +145,78 @@ pub(crate) async fn read_token(source: &TokenSource) -> std::result::Result<Stri
         return Err("the token contains spaces or control characters".into());
     }
     Ok(token)
+}
+
+/// Asks the token endpoint for an access token with the client-credentials grant. Errors name
+/// the endpoint and its answer, never the secret.
+async fn client_credentials_token(credentials: &ClientCredentials) -> std::result::Result<String, String> {
+    let endpoint = &credentials.token_endpoint;
+    let url = reqwest::Url::parse(endpoint).map_err(|e| format!("token endpoint {endpoint}: {e}"))?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err(format!(
+            "token endpoint {endpoint}: use https (http only on loopback), the client secret would travel in clear"
+        ));
+    }
+    let basic = BASE64.encode(format!(
+        "{}:{}",
+        form_encode(&credentials.client_id),
+        form_encode(&credentials.client_secret)
+    ));
+    let mut body = "grant_type=client_credentials".to_owned();
+    if let Some(scope) = &credentials.scope {
+        body.push_str("&scope=");
+        body.push_str(&form_encode(scope));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("token endpoint {endpoint}: {e}"))?;
+    let response = client
+        .post(url)
+        .header("Authorization", format!("Basic {basic}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Accept", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("token endpoint {endpoint}: {}", e.without_url()))?;
+    let status = response.status();
+    // A token response is small; a larger answer is not one.
+    let text = response
+        .text()
+        .await
+        .map_err(|e| format!("token endpoint {endpoint}: {}", e.without_url()))?;
+    let shown: String = text.chars().take(300).collect();
+    if !status.is_success() {
+        return Err(format!("token endpoint {endpoint} answered {status}: {shown}"));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| format!("token endpoint {endpoint} answered no JSON"))?;
+    json.get("access_token")
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("token endpoint {endpoint} answered no access_token"))
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value: unreserved characters as they
+/// are, everything else percent-encoded.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn random_nonce() -> String {

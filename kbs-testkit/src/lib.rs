@@ -31,6 +31,7 @@
 //! suite's own scripts stay with the suite and run with [`run_python`].
 
 mod kafka;
+mod oauth;
 mod pki;
 mod python;
 mod s3;
@@ -38,6 +39,7 @@ mod server;
 mod tools;
 
 pub use kafka::{KAFKA_VERSION, KafkaCluster, KafkaNode, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER};
+pub use oauth::{TokenEndpoint, unsecured_jwt};
 pub use pki::Pki;
 pub use python::{python_command, run_python, run_script, script};
 pub use s3::{Garage, Moto, http_request};

@@ -3,7 +3,7 @@
 //! consumer; a wrong password fails with an error that names the mechanism and never the
 //! secret (in stdout, stderr or the JSON error).
 
-use kbs_testkit::{KafkaCluster, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER};
+use kbs_testkit::{KafkaCluster, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER, unsecured_jwt};
 
 use crate::harness::*;
 
@@ -43,19 +43,6 @@ fn oauth_flags(kafka: &KafkaCluster, token_flag: &str, value: &str) -> Vec<Strin
     flags.truncate(at);
     flags.extend(["--sasl-mechanism", "OAUTHBEARER", token_flag, value].map(str::to_owned));
     flags
-}
-
-/// An unsecured JWS (`alg: none`) for subject `kbs` expiring `lifetime_secs` from now, as
-/// Kafka's unsecured validator accepts.
-fn unsecured_jwt(lifetime_secs: i64) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let claims = format!(r#"{{"sub":"kbs","iat":{},"exp":{}}}"#, now - 10, now + lifetime_secs);
-    format!("{}.{}.", b64.encode(br#"{"alg":"none"}"#), b64.encode(claims))
 }
 
 fn backup_with(kafka: &KafkaCluster, flags: &[String], root: &str, id: &str) -> std::process::Output {
@@ -156,6 +143,38 @@ fn every_mechanism_backs_up_and_a_wrong_password_is_named_without_the_secret(lis
         !stderr.contains(payload) && !stdout.contains(payload),
         "the token leaked: {stderr}"
     );
+
+    // OAUTHBEARER from a token endpoint (client-credentials grant), the secret from a file;
+    // a wrong secret is refused without being shown.
+    let endpoint = kbs_testkit::TokenEndpoint::start("kbs-cli", "the-client-secret").url;
+    let secret_file = dir.path().join("client-secret");
+    for (secret, id) in [
+        ("the-client-secret", "auth-oidc"),
+        ("Wr0ng-client-SECRET", "auth-oidc-wrong"),
+    ] {
+        std::fs::write(&secret_file, secret).unwrap();
+        let mut oidc = oauth_flags(&kafka, "--sasl-oauthbearer-token-endpoint-url", &endpoint);
+        oidc.extend(
+            [
+                "--sasl-oauthbearer-client-id",
+                "kbs-cli",
+                "--sasl-oauthbearer-client-secret-file",
+                secret_file.to_str().unwrap(),
+            ]
+            .map(str::to_owned),
+        );
+        let out = backup_with(&kafka, &oidc, root, id);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if id == "auth-oidc" {
+            assert!(out.status.success(), "{stderr}");
+            let (_, stored) = read_stored(root, id);
+            assert_same_records(&stored, &source);
+        } else {
+            assert!(!out.status.success());
+            assert!(stderr.contains("401") && stderr.contains("invalid_client"), "{stderr}");
+            assert!(!stderr.contains(secret), "{stderr}");
+        }
+    }
 
     // Restore through the same listener.
     let mut args: Vec<String> = ["restore", "--storage", root, "--backup-id", "auth-scram-sha-512"]

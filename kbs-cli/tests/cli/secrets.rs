@@ -7,7 +7,11 @@
 use crate::harness::*;
 
 /// Every flag that takes a secret.
-const SECRET_FLAGS: &[&str] = &["sasl-password", "sasl-oauthbearer-token"];
+const SECRET_FLAGS: &[&str] = &[
+    "sasl-password",
+    "sasl-oauthbearer-token",
+    "sasl-oauthbearer-client-secret",
+];
 
 const SUBCOMMANDS: &[&str] = &["backup", "restore", "list", "describe", "validate", "inspect", "unlock"];
 

@@ -6,10 +6,8 @@
 //! ships for tests): a token given as is, read from a file and printed by a command, and an
 //! expired one refused.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use kbs_kafka::{Error, KafkaClient, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
-use kbs_testkit::{KafkaCluster, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER};
+use kbs_kafka::{ClientCredentials, Error, KafkaClient, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
+use kbs_testkit::{KafkaCluster, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER, unsecured_jwt};
 
 use crate::harness::test_config;
 use crate::tls::round_trip;
@@ -94,24 +92,31 @@ async fn every_mechanism_authenticates_and_a_wrong_password_is_refused(listener:
         }
         other => panic!("an expired token: {other:?}"),
     }
+    // The client-credentials grant against a local token endpoint, and a wrong secret.
+    let endpoint = kbs_testkit::TokenEndpoint::start("kbs-client", "s3cr3t-of-the-client").url;
+    let credentials = ClientCredentials::new(&endpoint, "kbs-client", "s3cr3t-of-the-client");
+    let sasl = Sasl::oauth_bearer(TokenSource::ClientCredentials(credentials));
+    let client = KafkaClient::connect(test_config(&kafka.bootstrap()).with_security(security(&kafka, sasl)))
+        .await
+        .unwrap();
+    round_trip(&client, "oauth-oidc").await;
+    let wrong = ClientCredentials::new(&endpoint, "kbs-client", "not-the-client-secret");
+    let sasl = Sasl::oauth_bearer(TokenSource::ClientCredentials(wrong));
+    match KafkaClient::connect(test_config(&kafka.bootstrap()).with_security(security(&kafka, sasl))).await {
+        Err(e @ Error::Authentication { .. }) => {
+            let text = format!("{e} {e:?}");
+            assert!(text.contains("401") && text.contains("invalid_client"), "{text}");
+            assert!(!text.contains("not-the-client-secret"), "{text}");
+        }
+        other => panic!("a wrong client secret: {other:?}"),
+    }
+
     let broken = TokenSource::Command(vec!["false".into()]);
     let config = test_config(&kafka.bootstrap()).with_security(security(&kafka, Sasl::oauth_bearer(broken)));
     match KafkaClient::connect(config).await {
         Err(e @ Error::Authentication { .. }) => assert!(e.to_string().contains("token command false failed"), "{e}"),
         other => panic!("a failing token command: {other:?}"),
     }
-}
-
-/// An unsecured JWS (`alg: none`) for subject `kbs`, expiring `lifetime_secs` from now, as
-/// Kafka's unsecured validator accepts.
-fn unsecured_jwt(lifetime_secs: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-    let claims = format!(r#"{{"sub":"kbs","iat":{},"exp":{}}}"#, now - 10, now + lifetime_secs);
-    format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
