@@ -30,6 +30,7 @@
 //! e.g. `seed.py` (produces datasets) and `consume.py` (reads whole topics as JSON lines); a
 //! suite's own scripts stay with the suite and run with [`run_python`].
 
+mod faults;
 mod kafka;
 mod oauth;
 mod pki;
@@ -38,6 +39,7 @@ mod s3;
 mod server;
 mod tools;
 
+pub use faults::{S3Fault, S3FaultProxy};
 pub use kafka::{KAFKA_VERSION, KafkaCluster, KafkaNode, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER};
 pub use oauth::{TokenEndpoint, unsecured_jwt};
 pub use pki::Pki;

@@ -366,3 +366,111 @@ fn a_partition_without_a_leader_is_waited_for_then_left_out_and_completed_by_a_r
     assert!(manifest.is_complete());
     assert_same_records(&stored, &source);
 }
+
+/// S3 (moto) behind a proxy that answers `503 SlowDown` or drops the connection for scripted
+/// requests: a backup and a restore retry through them and store and write every record once;
+/// a store that stays down fails the backup with the store's error, and the rerun, once the
+/// store is back, completes it.
+#[test]
+fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_an_outage() {
+    use kbs_testkit::S3Fault::{Reset, Unavailable};
+    let Some(kafka) = KafkaCluster::start() else {
+        return;
+    };
+    let Some(moto) = kbs_testkit::Moto::start() else {
+        return;
+    };
+    moto.create_bucket("flaky");
+    let proxy = kbs_testkit::S3FaultProxy::start(moto.addr());
+    let endpoint = proxy.endpoint();
+    let bootstrap = kafka.bootstrap();
+    seed_simple(&bootstrap, "s3f", 12_000, 3, true);
+    let dir = tempfile::tempdir().unwrap();
+    let run_s3 = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--bootstrap-servers",
+            &bootstrap,
+            "--storage",
+            "s3://flaky/kafka",
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-allow-http",
+            "--s3-path-style",
+            "--s3-region",
+            "us-east-1",
+            "-q",
+        ]);
+        kbs()
+            .args(&all)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .unwrap()
+    };
+    let stored = || {
+        let storage = rt().block_on(open_storage("s3://flaky/kafka", Some(&moto.endpoint())));
+        rt().block_on(read_backup(&storage, "flaky"))
+    };
+    let backup = [
+        "backup",
+        "--backup-id",
+        "flaky",
+        "--topics",
+        "s3f",
+        "--segment-max-records",
+        "1000",
+    ];
+
+    // Throttling and resets spread over the first requests of the backup.
+    proxy.fail_next(&[
+        Unavailable,
+        Reset,
+        Unavailable,
+        Unavailable,
+        Reset,
+        Unavailable,
+        Reset,
+        Unavailable,
+    ]);
+    let out = run_s3(&backup);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(proxy.pending_faults(), 0, "every fault was met");
+    let source = consume(&bootstrap, dir.path(), &["s3f"]);
+    let (manifest, records) = stored();
+    assert!(manifest.is_complete());
+    assert_same_records(&records, &source);
+
+    // The restore reads segments and saves its progress through the same faults.
+    proxy.fail_next(&[Reset, Unavailable, Unavailable, Reset, Unavailable, Unavailable]);
+    let out = run_s3(&[
+        "restore",
+        "--backup-id",
+        "flaky",
+        "--topic-map",
+        "s3f=s3f-copy",
+        "--create-topics",
+        "--restore-id",
+        "flaky",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(proxy.pending_faults(), 0, "every fault was met");
+    let copy = consume(&bootstrap, dir.path(), &["s3f-copy"]);
+    assert_eq!(copy.len(), source.len(), "records duplicated or lost");
+
+    // An outage longer than the retries: the backup fails naming the store's answer; what was
+    // committed stays, and the rerun after the outage completes the backup.
+    seed_simple(&bootstrap, "s3f", 6_000, 3, false);
+    proxy.fail_next(&[Unavailable; 300]);
+    let out = run_s3(&backup);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a backup succeeded through an outage");
+    assert!(stderr.contains("503") || stderr.contains("SlowDown"), "{stderr}");
+    proxy.heal();
+    let out = run_s3(&backup);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let source = consume(&bootstrap, dir.path(), &["s3f"]);
+    let (manifest, records) = stored();
+    assert!(manifest.is_complete());
+    assert_same_records(&records, &source);
+}
