@@ -42,6 +42,16 @@ fn busiest_leader(bootstrap: &str, topic: &str) -> (i32, usize) {
 
 #[test]
 fn a_snapshot_backup_rides_through_its_busiest_leader_killed() {
+    snapshot_backup_through_a_leader_going_away(KafkaCluster::kill_node);
+}
+
+/// A controlled shutdown (SIGTERM) moves leadership away before the broker stops.
+#[test]
+fn a_snapshot_backup_rides_through_its_busiest_leader_shut_down() {
+    snapshot_backup_through_a_leader_going_away(KafkaCluster::stop_node);
+}
+
+fn snapshot_backup_through_a_leader_going_away(go_away: fn(&mut KafkaCluster, i32)) {
     let Some(mut kafka) = three_nodes() else {
         return;
     };
@@ -73,8 +83,13 @@ fn a_snapshot_backup_rides_through_its_busiest_leader_killed() {
     eventually("the first segment", Duration::from_secs(60), || {
         segment_files(&root) >= 1
     });
+    let mut child = child;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the backup ended before its leader went away"
+    );
     let killed_at = std::time::Instant::now();
-    kafka.kill_node(leader);
+    go_away(&mut kafka, leader);
     let out = wait_with_deadline(child, Duration::from_secs(180));
     assert!(
         out.status.success(),
@@ -178,6 +193,19 @@ fn a_restore_rides_through_its_leader_killed_and_a_kill_of_kbs_during_the_failov
     let bootstrap = kafka.bootstrap();
     create_replicated(&bootstrap, "src", 4);
     seed_simple(&bootstrap, "src", 40_000, 4, false);
+    // A group that consumed part of each partition: its offsets move with the restore.
+    kbs_testkit::run_script(
+        "groups.py",
+        &[
+            "commit",
+            &bootstrap,
+            "fo-group",
+            "src:0=1000",
+            "src:1=2500",
+            "src:2=0",
+            "src:3=9999",
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();
@@ -193,6 +221,7 @@ fn a_restore_rides_through_its_leader_killed_and_a_kill_of_kbs_during_the_failov
         "src",
         "--segment-max-records",
         "2000",
+        "--consumer-groups",
         "-q",
     ]);
     let source = consume(&bootstrap, dir.path(), &["src"]);
@@ -211,6 +240,8 @@ fn a_restore_rides_through_its_leader_killed_and_a_kill_of_kbs_during_the_failov
             "src=copy",
             "--restore-id",
             "failover",
+            "--consumer-groups",
+            "fo-group",
             "-q",
         ];
         if rate {
@@ -264,6 +295,22 @@ fn a_restore_rides_through_its_leader_killed_and_a_kill_of_kbs_during_the_failov
         by
     };
     assert!(content(&copy) == content(&source), "the copy differs from the source");
+    // The group reads from the copy exactly what it had not consumed.
+    let path = dir.path().join("fo-group.jsonl");
+    kbs_testkit::run_script(
+        "groups.py",
+        &["read", &bootstrap, "fo-group", path.to_str().unwrap(), "copy"],
+    );
+    let committed = [1000, 2500, 0, 9999];
+    let unread: Vec<Row> = source
+        .iter()
+        .filter(|r| r.2 >= committed[r.1 as usize])
+        .cloned()
+        .collect();
+    assert!(
+        content(&read_consumed(&path)) == content(&unread),
+        "the group's position after the restore"
+    );
 }
 
 /// Leaders of `topic`'s partitions as the cluster reports them (-1: none).
