@@ -49,3 +49,8 @@ pub use writer::{
     DEFAULT_LZ4_TARGET_BATCH_BYTES, DEFAULT_TARGET_BATCH_BYTES, DEFAULT_ZSTD_LEVEL, SegmentWriter, WriterOptions,
     encode_segment,
 };
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -98,3 +98,8 @@ mod tests {
         sendable::<crate::PartitionError>();
     }
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -59,3 +59,8 @@ pub use manifest::{
 pub use names::{BackupId, MAX_NAME_LEN, SegmentName, TopicName};
 pub use time::UtcTimestamp;
 pub use validate::{ProblemKind, ValidationProblem};
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -181,3 +181,8 @@ fn open_filesystem(root: std::path::PathBuf) -> Result<Arc<dyn ObjectStorage>> {
         reason: "the filesystem backend needs a Unix system (link, rename and flock semantics)".to_owned(),
     })
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
