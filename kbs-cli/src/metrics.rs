@@ -36,6 +36,8 @@ pub struct BackupMetrics {
     pub kafka_throttle_micros: AtomicU64,
     /// Throttled responses.
     pub kafka_throttles: AtomicU64,
+    /// Time spent waiting for partitions without a leader, in microseconds.
+    pub leader_wait_micros: AtomicU64,
 }
 
 /// The kind of a Kafka client error, for metric labels: the broker's error name when it sent
@@ -122,6 +124,12 @@ impl BackupMetrics {
              kbs_storage_write_seconds_sum {}\nkbs_storage_write_seconds_count {}",
             self.storage_write_micros.load(Ordering::Relaxed) as f64 / 1e6,
             self.storage_writes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kbs_backup_leader_wait_seconds_total Time spent waiting for partitions without a leader.\n\
+             # TYPE kbs_backup_leader_wait_seconds_total counter\nkbs_backup_leader_wait_seconds_total {}",
+            self.leader_wait_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(
             out,

@@ -208,7 +208,11 @@ impl Engine {
         );
         let mut last_said = Instant::now();
         while !without.is_empty() && started.elapsed() < self.options.leader_wait {
-            tokio::time::sleep(Duration::from_secs(1).min(self.options.leader_wait)).await;
+            let pause = Duration::from_secs(1).min(self.options.leader_wait);
+            tokio::time::sleep(pause).await;
+            self.metrics
+                .leader_wait_micros
+                .fetch_add(pause.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
             self.check_lease()?;
             let topics: Vec<&str> = without.keys().map(|(t, _)| t.as_str()).collect();
             without = leaderless(&self.client.metadata(Some(&topics)).await?)

@@ -395,7 +395,9 @@ fn a_partition_without_a_leader_is_waited_for_then_left_out_and_completed_by_a_r
 
     // The rerun waits; the node comes back meanwhile; the backup completes.
     let log = dir.path().join("rerun.log");
-    let args = backup("120s");
+    let mut args = backup("120s");
+    let metrics_addr = format!("127.0.0.1:{}", kbs_testkit::free_port());
+    args.extend(["--metrics-addr".to_owned(), metrics_addr.clone()]);
     let rerun = kbs()
         .args(&args)
         .stdout(std::process::Stdio::null())
@@ -404,6 +406,16 @@ fn a_partition_without_a_leader_is_waited_for_then_left_out_and_completed_by_a_r
         .unwrap();
     eventually("the rerun waiting for a leader", Duration::from_secs(60), || {
         std::fs::read_to_string(&log).unwrap().contains("waiting up to 120 s")
+    });
+    // The wait shows in the metrics while it lasts.
+    eventually("the wait in the metrics", Duration::from_secs(60), || {
+        let Ok((200, body)) = kbs_testkit::http_request(metrics_addr.parse().unwrap(), "GET", "/metrics") else {
+            return false;
+        };
+        body.lines()
+            .find_map(|l| l.strip_prefix("kbs_backup_leader_wait_seconds_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .is_some_and(|seconds| seconds >= 1.0)
     });
     kafka.restart_node(node);
     let out = wait_with_deadline(rerun, Duration::from_secs(180));
