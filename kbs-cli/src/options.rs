@@ -97,13 +97,7 @@ pub fn kafka_config(args: &KafkaArgs) -> Result<ClientConfig, CliError> {
         })?;
         let password = match (&args.sasl_password, &args.sasl_password_file) {
             (Some(password), _) => password.expose().to_owned(),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map_err(|e| CliError::InvalidArgument {
-                    flag: "sasl-password-file",
-                    message: format!("cannot read {}: {e}", file.display()),
-                })?
-                .trim()
-                .to_owned(),
+            (None, Some(file)) => read_secret_file("sasl-password-file", file)?,
             (None, None) => {
                 return Err(CliError::InvalidArgument {
                     flag: "sasl-password",
@@ -157,6 +151,16 @@ mod tests {
     }
 }
 
+/// A secret read from the file a `--…-file` flag names, surrounding whitespace removed.
+fn read_secret_file(flag: &'static str, file: &std::path::Path) -> Result<String, CliError> {
+    std::fs::read_to_string(file)
+        .map(|text| text.trim().to_owned())
+        .map_err(|e| CliError::InvalidArgument {
+            flag,
+            message: format!("cannot read {}: {e}", file.display()),
+        })
+}
+
 /// OAUTHBEARER credentials: exactly one of the token, its file or its command.
 fn oauth_bearer(args: &KafkaArgs) -> Result<Sasl, CliError> {
     let mut sources = Vec::new();
@@ -182,13 +186,7 @@ fn oauth_bearer(args: &KafkaArgs) -> Result<Sasl, CliError> {
             &args.sasl_oauthbearer_client_secret_file,
         ) {
             (Some(secret), _) => secret.expose().to_owned(),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map_err(|e| CliError::InvalidArgument {
-                    flag: "sasl-oauthbearer-client-secret-file",
-                    message: format!("cannot read {}: {e}", file.display()),
-                })?
-                .trim()
-                .to_owned(),
+            (None, Some(file)) => read_secret_file("sasl-oauthbearer-client-secret-file", file)?,
             (None, None) => {
                 return Err(CliError::InvalidArgument {
                     flag: "sasl-oauthbearer-client-secret-file",

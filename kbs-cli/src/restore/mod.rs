@@ -16,6 +16,7 @@
 
 mod groups;
 mod plan;
+mod preflight;
 mod produce;
 mod progress;
 mod report;
@@ -48,6 +49,7 @@ pub use plan::{PartitionPlan, plan};
 pub use report::{GroupMove, RestoreReport, TargetTopic, report_text};
 
 use groups::*;
+use preflight::*;
 use produce::*;
 use segments::*;
 use target::*;
@@ -388,70 +390,9 @@ async fn produce_all(
     fence: Fence,
     started: Instant,
 ) -> Result<RestoreReport, CliError> {
-    // Preflight: create or check target topics.
-    let mut to_create = Vec::new();
-    for (name, (partitions_needed, source_count, configs)) in &needed {
-        match existing.get(name) {
-            Some(&have) if have < *partitions_needed => {
-                return Err(CliError::InvalidArgument {
-                    flag: "partition-map",
-                    message: format!(
-                        "target topic {name} has {have} partitions; the restore needs {partitions_needed}"
-                    ),
-                });
-            }
-            Some(_) => {}
-            None if options.create_topics => {
-                let count = (*partitions_needed).max(source_count.map_or(0, |c| c as i32));
-                let mut topic = NewTopic::new(name.clone(), count);
-                topic.replication_factor = options.replication_factor;
-                topic.configs = configs.clone();
-                to_create.push(topic);
-            }
-            None => {
-                return Err(CliError::InvalidArgument {
-                    flag: "create-topics",
-                    message: format!("target topic {name} does not exist; create it or pass --create-topics"),
-                });
-            }
-        }
-    }
-    if !to_create.is_empty() {
-        client.create_topics(&to_create).await?;
-    }
-    // The configs in effect on the targets (a broker-wide message.max.bytes included).
-    let names: Vec<&str> = needed.keys().map(String::as_str).collect();
-    let configs = if names.is_empty() {
-        BTreeMap::new()
-    } else {
-        client.describe_effective_topic_configs(&names).await?
-    };
-    warn_of_retention(&plans, &configs, now_ms());
+    let configs = prepare_targets(&client, &options, &plans, &needed, &existing).await?;
 
-    // Progress of an earlier run of this restore id.
-    let progress_key = format!(
-        "{}restores/{}/progress.json",
-        layout::backup_prefix(&options.backup_id),
-        options.restore_id
-    );
-    let (progress, version) = match storage.get(&progress_key).await {
-        Ok(got) => {
-            let progress: RestoreProgress = serde_json::from_slice(&got.bytes).map_err(|e| CliError::Unparsable {
-                key: progress_key.clone(),
-                message: e.to_string(),
-            })?;
-            (progress, Some(got.meta.version))
-        }
-        Err(e) if e.is_not_found() => (
-            RestoreProgress {
-                restore_id: options.restore_id.clone(),
-                backup_id: options.backup_id.to_string(),
-                ..Default::default()
-            },
-            None,
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    let (progress, version) = load_progress(&storage, &options).await?;
     // Another run that saved this progress lately may still be finishing its last batches.
     let earlier_run_lately = version.is_some() && now_ms() - progress.updated_at_ms < 10_000;
     let producer_config = ProducerConfig::default().with_compression(options.compression);
@@ -471,66 +412,7 @@ async fn produce_all(
         writers_saved: Default::default(),
         resumed_producers: Mutex::new(BTreeMap::new()),
     });
-    // The target topics as they are now: a rerun must find the topics it wrote, as long as it
-    // left them.
-    let target_names: Vec<&str> = plans.iter().map(|p| p.target_topic.as_str()).collect();
-    let target_ids: BTreeMap<String, Option<String>> = if target_names.is_empty() {
-        BTreeMap::new()
-    } else {
-        client
-            .metadata(Some(&target_names))
-            .await?
-            .topics
-            .into_iter()
-            .map(|t| (t.name, t.topic_id))
-            .collect()
-    };
-    // Where each partition starts in its target, recorded before anything is produced, so an
-    // interrupted run is always resumed from the progress document.
-    for p in &plans {
-        let key = partition_key(&p.topic, p.partition);
-        let now_id = target_ids.get(&p.target_topic).cloned().flatten();
-        let recorded = shared.progress.lock().await.0.partitions.get(&key).cloned();
-        if let Some(recorded) = recorded {
-            check_target_unchanged(&client, &options, p, &recorded, now_id.as_deref()).await?;
-            continue;
-        }
-        let (target_end, target_start) = target_bounds(&client, &p.target_topic, p.target_partition).await?;
-        if target_end > target_start && !options.allow_non_empty {
-            let others = restores_into(&storage, &options, &p.target_topic).await;
-            let resume = if others.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " Earlier restores of this backup wrote to {}: {} — to resume one, rerun it with --restore-id ID.",
-                    p.target_topic,
-                    others.join(", ")
-                )
-            };
-            return Err(CliError::InvalidArgument {
-                flag: "allow-non-empty",
-                message: format!(
-                    "target partition {}/{} already holds records (offsets {target_start}..{}) that restore {} did \
-                     not write.{resume} Otherwise restore into an empty topic. (--allow-non-empty appends the \
-                     backup's records after what is there: any of them already in the topic are then written twice.)",
-                    p.target_topic,
-                    p.target_partition,
-                    target_end - 1,
-                    options.restore_id
-                ),
-            });
-        }
-        shared.progress.lock().await.0.partitions.insert(
-            key,
-            PartitionProgress {
-                target_topic: p.target_topic.clone(),
-                target_partition: p.target_partition,
-                target_topic_id: now_id,
-                next_target_offset: target_end,
-                ..Default::default()
-            },
-        );
-    }
+    record_start_positions(&shared, &client, &storage, &options, &plans).await?;
     // Claim the progress document (and fence an earlier run) before producing anything. An
     // earlier run that was still saving it stops producing at its next save (within 1 s);
     // the target is read only after that, so its last batches are seen and matched.
@@ -539,34 +421,7 @@ async fn produce_all(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
-    let saver = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            // A failed write is retried at the next tick; only another run's takeover, or a
-            // store that refuses every write for a minute, ends the saving (and the producing).
-            let mut failures = 0u32;
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                match shared.save_progress().await {
-                    Ok(()) => failures = 0,
-                    Err(e) if shared.fence.lost.load(std::sync::atomic::Ordering::SeqCst) => {
-                        tracing::error!("restore progress taken over: {e}");
-                        return;
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        tracing::warn!(failures, "saving restore progress failed (retried in 1 s): {e}");
-                        if failures >= 60 {
-                            if let Ok(mut fatal) = shared.fence.fatal.lock() {
-                                *fatal = Some(format!("its progress could not be saved for 60 s ({e})"));
-                            }
-                            return;
-                        }
-                    }
-                }
-            }
-        })
-    };
+    let saver = spawn_progress_saver(shared.clone());
     let limit = Arc::new(Semaphore::new(options.parallelism.max(1)));
     let mut tasks = Vec::new();
     for p in plans.clone() {

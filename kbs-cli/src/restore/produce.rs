@@ -138,6 +138,37 @@ impl Shared {
     }
 }
 
+/// Saves the progress document every second in the background. A failed write is retried at
+/// the next tick; only another run's takeover, or a store that refuses every write for a
+/// minute, ends the saving (and, through the fence, the producing).
+pub(super) fn spawn_progress_saver(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // A failed write is retried at the next tick; only another run's takeover, or a
+        // store that refuses every write for a minute, ends the saving (and the producing).
+        let mut failures = 0u32;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match shared.save_progress().await {
+                Ok(()) => failures = 0,
+                Err(e) if shared.fence.lost.load(std::sync::atomic::Ordering::SeqCst) => {
+                    tracing::error!("restore progress taken over: {e}");
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(failures, "saving restore progress failed (retried in 1 s): {e}");
+                    if failures >= 60 {
+                        if let Ok(mut fatal) = shared.fence.fatal.lock() {
+                            *fatal = Some(format!("its progress could not be saved for 60 s ({e})"));
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// The record as it is produced: same timestamp, key, value and headers, plus the offset
 /// headers when asked.
 pub(super) fn produce_record(r: &kbs_format::Record, source_partition: i32, offset_headers: bool) -> ProduceRecord {

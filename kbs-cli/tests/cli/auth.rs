@@ -374,16 +374,7 @@ fn a_continuous_backup_outlives_its_oauthbearer_sessions_and_tokens() {
         .spawn()
         .unwrap();
     let checkpoint = root.join("reauth/checkpoints/checkpoint.json");
-    let checkpointed = || -> usize {
-        let text = std::fs::read_to_string(&checkpoint).unwrap_or_default();
-        kbs_manifest::Checkpoint::from_json(text.as_bytes()).map_or(0, |c| {
-            c.topics
-                .values()
-                .flat_map(|p| p.values())
-                .map(|p| (p.offset + 1) as usize)
-                .sum()
-        })
-    };
+    let checkpointed = || checkpointed_offsets(&checkpoint);
     // New records in four rounds, each after the sessions of the last one have expired.
     for round in 1..=4 {
         eventually(

@@ -139,16 +139,7 @@ fn a_continuous_backup_rides_through_its_busiest_leader_killed_and_restarted() {
         "-q",
     ]);
     let checkpoint = root.join("live/checkpoints/checkpoint.json");
-    let checkpointed = || -> usize {
-        let text = std::fs::read_to_string(&checkpoint).unwrap_or_default();
-        kbs_manifest::Checkpoint::from_json(text.as_bytes()).map_or(0, |c| {
-            c.topics
-                .values()
-                .flat_map(|p| p.values())
-                .map(|p| (p.offset + 1) as usize)
-                .sum()
-        })
-    };
+    let checkpointed = || checkpointed_offsets(&checkpoint);
     eventually("the first records checkpointed", Duration::from_secs(60), || {
         checkpointed() >= 4_000
     });

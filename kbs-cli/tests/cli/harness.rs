@@ -277,3 +277,16 @@ pub(crate) fn segment_files(dir: &Path) -> usize {
         })
         .sum()
 }
+
+/// The offsets a backup's checkpoint file covers, summed over its partitions (each partition's
+/// next offset); 0 while there is no readable checkpoint.
+pub(crate) fn checkpointed_offsets(checkpoint: &Path) -> usize {
+    let text = std::fs::read_to_string(checkpoint).unwrap_or_default();
+    kbs_manifest::Checkpoint::from_json(text.as_bytes()).map_or(0, |c| {
+        c.topics
+            .values()
+            .flat_map(|p| p.values())
+            .map(|p| (p.offset + 1) as usize)
+            .sum()
+    })
+}

@@ -297,12 +297,7 @@ fn continuous_mode_picks_up_new_topics_and_stops_cleanly_on_sigterm() {
     let source = consume(&bootstrap, dir.path(), &["live-a", "live-b"]);
     let storage = rt().block_on(open_storage(root_str, None));
     eventually("all records checkpointed", Duration::from_secs(60), || {
-        let checkpoint = std::fs::read_to_string(&checkpoint).unwrap_or_default();
-        let Ok(c) = kbs_manifest::Checkpoint::from_json(checkpoint.as_bytes()) else {
-            return false;
-        };
-        let stored: i64 = c.topics.values().flat_map(|p| p.values()).map(|p| p.offset + 1).sum();
-        stored as usize >= source.len()
+        checkpointed_offsets(&checkpoint) >= source.len()
     });
     // Prometheus metrics while it runs.
     let (status, body) = kbs_testkit::http_request(metrics_addr.parse().unwrap(), "GET", "/metrics").unwrap();
