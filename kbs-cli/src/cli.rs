@@ -266,7 +266,9 @@ pub struct BackupArgs {
     #[arg(long, env = "KBS_FETCH_MAX_WAIT", default_value = "10ms")]
     pub fetch_max_wait: String,
     /// Most bytes one fetch returns per partition (a batch larger than this still comes whole).
-    #[arg(long, env = "KBS_FETCH_MAX_PARTITION_BYTES", default_value = "1M")]
+    /// Larger fetches cost the broker less per byte (measured on one Kafka 4.1 node: 2 MiB took
+    /// about half the broker CPU of 1 MiB); the memory budget bounds the whole fetch either way.
+    #[arg(long, env = "KBS_FETCH_MAX_PARTITION_BYTES", default_value = "2M")]
     pub fetch_max_partition_bytes: String,
     /// How often continuous mode looks for new topics and partitions.
     #[arg(long, env = "KBS_TOPIC_REFRESH_INTERVAL", default_value = "30s")]

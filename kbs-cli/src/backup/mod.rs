@@ -119,7 +119,7 @@ impl BackupOptions {
             lease_ttl: crate::lease::DEFAULT_TTL,
             max_uploads: 4,
             metrics_addr: None,
-            fetch_max_partition_bytes: 1 << 20,
+            fetch_max_partition_bytes: 2 << 20,
         }
     }
 }
