@@ -46,9 +46,20 @@ async fn create_describe_and_delete_topics_with_configs() {
     assert!(again.to_string().contains("\"plain\""), "{again}");
 
     client.delete_topics(&["plain"]).await.unwrap();
-    match client.metadata(Some(&["plain"])).await {
-        Err(Error::UnknownTopic { topic }) => assert_eq!(topic, "plain"),
-        other => panic!("{other:?}"),
+    // DeleteTopics answers once the controller has committed the deletion; the broker's
+    // metadata follows within moments (it lagged once in CI).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match client.metadata(Some(&["plain"])).await {
+            Err(Error::UnknownTopic { topic }) => {
+                assert_eq!(topic, "plain");
+                break;
+            }
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => panic!("{other:?}"),
+        }
     }
     match client.describe_topic_configs(&["plain"]).await {
         Err(Error::UnknownTopic { topic }) => assert_eq!(topic, "plain"),
