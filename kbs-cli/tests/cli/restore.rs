@@ -231,7 +231,7 @@ fn target_end(bootstrap: &str, topic: &str) -> i64 {
     watermarks(bootstrap, topic).values().map(|w| w.1).sum()
 }
 
-/// Runs `restore` (a command with `--max-bytes-per-sec 1M` into `target`) and SIGKILLs it at a
+/// Runs `restore` (a command with `--max-bytes-per-sec` last but `-q`, into `target`) and SIGKILLs it at a
 /// random moment after it produced its first records (so that a kill often lands before the
 /// next progress save and leaves records the next run must recognise), until `kills_wanted`
 /// runs were killed while producing; then runs it to the end without the rate limit. Every
@@ -268,7 +268,11 @@ fn kill_while_producing_then_finish(bootstrap: &str, restore: &str, target: &str
         kills >= kills_wanted,
         "only {kills} restores were still producing when killed"
     );
-    run_args(&restore.replace(" --max-bytes-per-sec 1M", ""));
+    let unlimited = restore
+        .split_once(" --max-bytes-per-sec ")
+        .map(|(before, after)| format!("{before} {}", after.split_once(' ').map_or("", |(_, rest)| rest)))
+        .unwrap_or_else(|| restore.to_owned());
+    run_args(&unlimited);
 }
 
 #[test]
@@ -340,7 +344,7 @@ fn sigkilled_restores_resume_without_duplicates() {
     // Slowed down so the kills land while records are being produced.
     let restore = format!(
         "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id k --topic-map rk=rk-copy --create-topics \
-         --restore-id kill-me --max-bytes-per-sec 1M -q"
+         --restore-id kill-me --max-bytes-per-sec 512K -q"
     );
     kbs_testkit::run_script("kafka_admin.py", &["create-topic", &bootstrap, "rk-copy", "3", "1"]);
     kill_while_producing_then_finish(&bootstrap, &restore, "rk-copy", 10);
