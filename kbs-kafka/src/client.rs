@@ -287,6 +287,20 @@ impl KafkaClient {
         }
     }
 
+    /// The error for a partition's error `code` in an `api` answer, forgetting the topic's
+    /// cached metadata first when the code is retriable (a leader change, mostly).
+    pub(crate) fn partition_error(&self, api: &'static str, topic: &str, partition: i32, code: ErrorCode) -> Error {
+        if code.is_retriable() {
+            self.invalidate(topic);
+        }
+        Error::Partition {
+            api,
+            topic: topic.to_owned(),
+            partition,
+            code,
+        }
+    }
+
     /// Forgets what the cache knows about `topic`, so the next lookup asks the cluster.
     pub(crate) fn invalidate(&self, topic: &str) {
         self.write_cache().topics.remove(topic);

@@ -495,15 +495,7 @@ impl KafkaClient {
                             reason: format!("no answer for {topic}/{partition}"),
                         })?;
                     if let Some(code) = ErrorCode::check(answer.error_code) {
-                        if code.is_retriable() {
-                            self.invalidate(topic);
-                        }
-                        return Err(Error::Partition {
-                            api: "ListOffsets",
-                            topic: topic.to_owned(),
-                            partition,
-                            code,
-                        });
+                        return Err(self.partition_error("ListOffsets", topic, partition, code));
                     }
                     results[index] = Some(PartitionOffset {
                         topic: topic.to_owned(),

@@ -58,15 +58,7 @@ impl KafkaClient {
                 reason: format!("no answer for {topic}/{partition}"),
             })?;
         if let Some(code) = ErrorCode::check(answer.error_code) {
-            if code.is_retriable() {
-                self.invalidate(topic);
-            }
-            return Err(Error::Partition {
-                api: "DescribeProducers",
-                topic: topic.to_owned(),
-                partition,
-                code,
-            });
+            return Err(self.partition_error("DescribeProducers", topic, partition, code));
         }
         Ok(answer
             .active_producers

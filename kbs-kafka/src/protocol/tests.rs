@@ -385,15 +385,24 @@ where
 /// Decodes a body at a version with the decoder of one API.
 type Decode<'a> = &'a dyn Fn(Bytes, i16) -> Result<(), String>;
 
-/// Runs `check` on every API's filled-in responses: its name, the version, the body and the
-/// API's decoder.
-fn for_every_api(check: &mut dyn FnMut(&'static str, i16, Bytes, Decode<'_>)) {
+/// One API as the checks see it: its name, its response schema and its decoder.
+struct Under<'a> {
+    name: &'static str,
+    schema: &'static super::Schema,
+    decode: Decode<'a>,
+}
+
+/// Runs `check` on every API's filled-in responses: the API, the version and the body.
+fn for_every_api(check: &mut dyn FnMut(&Under<'_>, i16, Bytes)) {
     macro_rules! each {
         ($($request:ty => $fill:ident,)*) => {$(
+            let under = Under {
+                name: <$request as Api>::NAME,
+                schema: <$request as Api>::RESPONSE,
+                decode: &|body, version| decode_response::<$request>(body, version).map(drop),
+            };
             for (version, body) in encodings::<$request>($fill) {
-                check(<$request as Api>::NAME, version, body, &|body, version| {
-                    decode_response::<$request>(body, version).map(drop)
-                });
+                check(&under, version, body);
             }
         )*};
     }
@@ -421,16 +430,16 @@ fn for_every_api(check: &mut dyn FnMut(&'static str, i16, Bytes, Decode<'_>)) {
 #[test]
 fn every_version_of_every_response_is_walked_to_its_last_byte_and_decodes() {
     let mut checked = 0;
-    for_every_api(&mut |api, version, body, decode| {
-        let schema = schema_of(api);
-        let walked = check_response(schema, &body, version).unwrap_or_else(|e| panic!("{api} v{version}: {e}"));
+    for_every_api(&mut |under, version, body| {
+        let api = under.name;
+        let walked = check_response(under.schema, &body, version).unwrap_or_else(|e| panic!("{api} v{version}: {e}"));
         assert_eq!(
             walked,
             body.len(),
             "{api} v{version}: the walk took {walked} of {} bytes",
             body.len()
         );
-        decode(body, version).unwrap_or_else(|e| panic!("{api} v{version} does not decode: {e}"));
+        (under.decode)(body, version).unwrap_or_else(|e| panic!("{api} v{version} does not decode: {e}"));
         checked += 1;
     });
     assert_eq!(checked, 111, "versions checked");
@@ -443,7 +452,8 @@ fn every_version_of_every_response_is_walked_to_its_last_byte_and_decodes() {
 #[test]
 fn hostile_counts_anywhere_give_errors_not_huge_allocations() {
     let mut refused = 0usize;
-    for_every_api(&mut |api, version, body, decode| {
+    for_every_api(&mut |under, version, body| {
+        let api = under.name;
         for at in 0..body.len() {
             let mut classic = body.to_vec();
             let end = (at + 4).min(classic.len());
@@ -451,7 +461,7 @@ fn hostile_counts_anywhere_give_errors_not_huge_allocations() {
             let mut compact = body.to_vec();
             compact.splice(at..at + 1, [0xff, 0xff, 0xff, 0xff, 0x0f]);
             for hostile in [classic, compact] {
-                if let Err(reason) = decode(Bytes::from(hostile), version) {
+                if let Err(reason) = (under.decode)(Bytes::from(hostile), version) {
                     assert!(!reason.is_empty(), "{api} v{version}");
                     refused += 1;
                 }
@@ -481,34 +491,4 @@ fn a_tagged_field_whose_size_lies_is_refused() {
     let body = vec![0, 0, 1, 0, 0, 0, 0, 1, 1, 2, 0, 0];
     let reason = decode_response::<ApiVersionsRequest>(Bytes::from(body), 3).unwrap_err();
     assert!(reason.contains("tagged field 1"), "{reason}");
-}
-
-fn schema_of(api: &str) -> &'static super::Schema {
-    macro_rules! find {
-        ($($request:ty),*) => {$(
-            if api == <$request as Api>::NAME {
-                return <$request as Api>::RESPONSE;
-            }
-        )*};
-    }
-    find!(
-        ProduceRequest,
-        FetchRequest,
-        ListOffsetsRequest,
-        MetadataRequest,
-        OffsetCommitRequest,
-        OffsetFetchRequest,
-        FindCoordinatorRequest,
-        ListGroupsRequest,
-        DescribeGroupsRequest,
-        SaslHandshakeRequest,
-        ApiVersionsRequest,
-        CreateTopicsRequest,
-        DeleteTopicsRequest,
-        InitProducerIdRequest,
-        DescribeConfigsRequest,
-        SaslAuthenticateRequest,
-        DescribeProducersRequest
-    );
-    panic!("no schema for {api}")
 }
