@@ -122,7 +122,8 @@ pub struct KafkaArgs {
     #[arg(long, env = "KBS_SSL_SERVER_NAME")]
     pub ssl_server_name: Option<String>,
 
-    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM (Amazon MSK's IAM access
+    /// control, with AWS credentials found as the AWS SDKs find them).
     #[arg(long, env = "KBS_SASL_MECHANISM")]
     pub sasl_mechanism: Option<String>,
 
@@ -183,6 +184,21 @@ pub struct KafkaArgs {
     /// OAUTHBEARER with a token endpoint: the scope to ask for.
     #[arg(long, env = "KBS_SASL_OAUTHBEARER_SCOPE")]
     pub sasl_oauthbearer_scope: Option<String>,
+
+    /// OAUTHBEARER: Amazon MSK's IAM token, signed at every authentication with AWS credentials
+    /// (as `aws-msk-iam-sasl-signer` makes it).
+    #[arg(long, env = "KBS_SASL_OAUTHBEARER_AWS_MSK_IAM")]
+    pub sasl_oauthbearer_aws_msk_iam: bool,
+
+    /// MSK IAM: the region to sign for (default: from the broker host names, else AWS_REGION).
+    #[arg(long, env = "KBS_AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// MSK IAM: take credentials from this profile of ~/.aws/credentials and ~/.aws/config
+    /// only (default: the AWS SDKs' chain: environment, web identity, profile, container, EC2
+    /// instance role).
+    #[arg(long, env = "KBS_AWS_PROFILE")]
+    pub aws_profile: Option<String>,
 }
 
 /// A secret flag's value (a password): never shown by `Debug`, `--help` or an error. Secret

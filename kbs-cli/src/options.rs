@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use kbs_kafka::{ClientConfig, ClientCredentials, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
+use kbs_kafka::{
+    AwsCredentialsProvider, AwsMskIam, ClientConfig, ClientCredentials, Sasl, SaslMechanism, Security, TlsConfig,
+    TokenSource,
+};
 
 use crate::cli::KafkaArgs;
 use crate::error::CliError;
@@ -78,10 +81,13 @@ pub fn kafka_config(args: &KafkaArgs) -> Result<ClientConfig, CliError> {
             Some("SCRAM-SHA-256") => SaslMechanism::ScramSha256,
             Some("SCRAM-SHA-512") => SaslMechanism::ScramSha512,
             Some("OAUTHBEARER") => return oauth_bearer(args),
+            Some("AWS_MSK_IAM") => return Ok(Sasl::aws_msk_iam(aws_msk_iam(args))),
             Some(other) => {
                 return Err(CliError::InvalidArgument {
                     flag: "sasl-mechanism",
-                    message: format!("{other:?} is not PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"),
+                    message: format!(
+                        "{other:?} is not PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM"
+                    ),
                 });
             }
             None => {
@@ -161,9 +167,26 @@ fn read_secret_file(flag: &'static str, file: &std::path::Path) -> Result<String
         })
 }
 
-/// OAUTHBEARER credentials: exactly one of the token, its file or its command.
+/// MSK IAM settings: the profile's or the default chain's credentials, the region if given.
+fn aws_msk_iam(args: &KafkaArgs) -> AwsMskIam {
+    let credentials = match &args.aws_profile {
+        Some(profile) => AwsCredentialsProvider::profile(profile.clone()),
+        None => AwsCredentialsProvider::default_chain(),
+    };
+    let iam = AwsMskIam::new().with_credentials(credentials);
+    match &args.aws_region {
+        Some(region) => iam.with_region(region.clone()),
+        None => iam,
+    }
+}
+
+/// OAUTHBEARER credentials: exactly one of the token, its file, its command, a token endpoint
+/// or an MSK IAM token.
 fn oauth_bearer(args: &KafkaArgs) -> Result<Sasl, CliError> {
     let mut sources = Vec::new();
+    if args.sasl_oauthbearer_aws_msk_iam {
+        sources.push(TokenSource::AwsMskIam(aws_msk_iam(args)));
+    }
     if let Some(token) = &args.sasl_oauthbearer_token {
         sources.push(TokenSource::Static(token.expose().to_owned()));
     }
@@ -205,13 +228,15 @@ fn oauth_bearer(args: &KafkaArgs) -> Result<Sasl, CliError> {
         0 => Err(CliError::InvalidArgument {
             flag: "sasl-oauthbearer-token-file",
             message: "OAUTHBEARER needs a token: --sasl-oauthbearer-token-file, --sasl-oauthbearer-token-command, \
-                      --sasl-oauthbearer-token-endpoint-url or --sasl-oauthbearer-token (KBS_SASL_OAUTHBEARER_TOKEN)"
+                      --sasl-oauthbearer-token-endpoint-url, --sasl-oauthbearer-aws-msk-iam or \
+                      --sasl-oauthbearer-token (KBS_SASL_OAUTHBEARER_TOKEN)"
                 .into(),
         }),
         _ => Err(CliError::InvalidArgument {
             flag: "sasl-oauthbearer-token-file",
             message: "give only one of --sasl-oauthbearer-token, --sasl-oauthbearer-token-file, \
-                      --sasl-oauthbearer-token-command and --sasl-oauthbearer-token-endpoint-url"
+                      --sasl-oauthbearer-token-command, --sasl-oauthbearer-token-endpoint-url and \
+                      --sasl-oauthbearer-aws-msk-iam"
                 .into(),
         }),
     }

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::aws::AwsMskIam;
+
 /// How to reach and authenticate to the cluster. Start from [`ClientConfig::new`] and change
 /// fields as needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +130,9 @@ pub enum SaslMechanism {
     /// `OAUTHBEARER` (RFC 7628, KIP-255): a bearer token from the [`Sasl::token`] source, read
     /// again at every authentication.
     OAuthBearer,
+    /// `AWS_MSK_IAM`: Amazon MSK's IAM access control, a SigV4-signed payload made from the
+    /// [`Sasl::aws`] settings at every authentication.
+    AwsMskIam,
 }
 
 impl SaslMechanism {
@@ -138,6 +143,7 @@ impl SaslMechanism {
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
             SaslMechanism::OAuthBearer => "OAUTHBEARER",
+            SaslMechanism::AwsMskIam => "AWS_MSK_IAM",
         }
     }
 }
@@ -153,6 +159,8 @@ pub struct Sasl {
     pub password: String,
     /// Where the bearer token comes from (OAUTHBEARER).
     pub token: Option<TokenSource>,
+    /// Credentials and region (AWS_MSK_IAM).
+    pub aws: Option<AwsMskIam>,
 }
 
 impl Sasl {
@@ -163,6 +171,7 @@ impl Sasl {
             username: username.into(),
             password: password.into(),
             token: None,
+            aws: None,
         }
     }
 
@@ -173,6 +182,18 @@ impl Sasl {
             username: String::new(),
             password: String::new(),
             token: Some(token),
+            aws: None,
+        }
+    }
+
+    /// `AWS_MSK_IAM` with these settings.
+    pub fn aws_msk_iam(aws: AwsMskIam) -> Sasl {
+        Sasl {
+            mechanism: SaslMechanism::AwsMskIam,
+            username: String::new(),
+            password: String::new(),
+            token: None,
+            aws: Some(aws),
         }
     }
 }
@@ -184,6 +205,7 @@ impl fmt::Debug for Sasl {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .field("token", &self.token)
+            .field("aws", &self.aws)
             .finish()
     }
 }
@@ -205,6 +227,9 @@ pub enum TokenSource {
     /// (RFC 6749 4.4), as Kafka's `sasl.oauthbearer.token.endpoint.url` and
     /// `sasl.oauthbearer.client.credentials.*` settings do.
     ClientCredentials(ClientCredentials),
+    /// Amazon MSK's OAUTHBEARER token: a SigV4-presigned URL made from these settings at every
+    /// authentication, as AWS's `aws-msk-iam-sasl-signer` libraries make it.
+    AwsMskIam(AwsMskIam),
 }
 
 /// The client-credentials grant: the client authenticates to the token endpoint with HTTP
@@ -256,6 +281,7 @@ impl fmt::Debug for TokenSource {
             TokenSource::File(path) => f.debug_tuple("File").field(path).finish(),
             TokenSource::Command(argv) => f.debug_tuple("Command").field(&argv.first()).finish(),
             TokenSource::ClientCredentials(c) => f.debug_tuple("ClientCredentials").field(c).finish(),
+            TokenSource::AwsMskIam(aws) => f.debug_tuple("AwsMskIam").field(aws).finish(),
         }
     }
 }

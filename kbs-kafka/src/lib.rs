@@ -2,7 +2,7 @@
 //!
 //! * [`KafkaClient`] — bootstrap, metadata and leader routing, [`fetch`](KafkaClient::fetch)
 //!   of many partitions per request, [`list_offsets`](KafkaClient::list_offsets), topic
-//!   administration and consumer-group offsets. TLS (rustls) and SASL PLAIN / SCRAM / OAUTHBEARER.
+//!   administration and consumer-group offsets. TLS (rustls) and SASL PLAIN / SCRAM / OAUTHBEARER / AWS_MSK_IAM.
 //! * [`IdempotentProducer`] — batches with sequence numbers, pipelined, retried without
 //!   duplicates.
 //!
@@ -55,6 +55,7 @@
 //! ```
 
 mod admin;
+mod aws;
 pub(crate) mod batch;
 mod client;
 mod config;
@@ -74,6 +75,7 @@ mod sasl;
 mod tls;
 
 pub use admin::NewTopic;
+pub use aws::{AwsCredentials, AwsCredentialsProvider, AwsMskIam};
 pub use client::KafkaClient;
 pub use config::{ClientConfig, ClientCredentials, RetryConfig, Sasl, SaslMechanism, Security, TlsConfig, TokenSource};
 pub use error::{Error, ErrorCode, PartitionError, Result};

@@ -1,6 +1,6 @@
 //! SASL authentication over SaslHandshake v1 + SaslAuthenticate: PLAIN (RFC 4616),
-//! SCRAM-SHA-256 / SCRAM-SHA-512 (RFC 5802, RFC 7677) and OAUTHBEARER (RFC 7628). Passwords and
-//! tokens never reach errors or logs.
+//! SCRAM-SHA-256 / SCRAM-SHA-512 (RFC 5802, RFC 7677), OAUTHBEARER (RFC 7628) and Amazon MSK's
+//! AWS_MSK_IAM (see `crate::aws::msk`). Passwords, tokens and keys never reach errors or logs.
 
 use std::num::NonZeroU32;
 
@@ -64,7 +64,9 @@ pub(crate) async fn authenticate(handshake: &mut Handshake<'_>, sasl: &Sasl) -> 
                 .token
                 .as_ref()
                 .ok_or_else(|| failed(handshake.broker(), "no token source is configured".into()))?;
-            let token = read_token(source).await.map_err(|r| failed(handshake.broker(), r))?;
+            let token = read_token(source, host_of(handshake.broker()))
+                .await
+                .map_err(|r| failed(handshake.broker(), r))?;
             let challenge = exchange(handshake, version, oauth_bearer_message(&token), mechanism).await?;
             if !challenge.is_empty() {
                 // RFC 7628 3.2.3: the server's error, answered with a lone %x01 before it ends
@@ -76,6 +78,33 @@ pub(crate) async fn authenticate(handshake: &mut Handshake<'_>, sasl: &Sasl) -> 
                     format!("the broker refused the token: {status}"),
                 ));
             }
+        }
+        SaslMechanism::AwsMskIam => {
+            let aws = sasl
+                .aws
+                .as_ref()
+                .ok_or_else(|| failed(handshake.broker(), "no AWS settings are configured".into()))?;
+            let host = host_of(handshake.broker()).to_owned();
+            let region = aws.region_for(&host).map_err(|r| failed(handshake.broker(), r))?;
+            let credentials = aws
+                .credentials
+                .credentials()
+                .await
+                .map_err(|r| failed(handshake.broker(), r))?;
+            let payload = crate::aws::msk::auth_payload(&host, &region, &credentials, std::time::SystemTime::now());
+            let answer = exchange(handshake, version, payload, mechanism).await?;
+            // A successful answer is a JSON object with the broker's request id.
+            let request_id = serde_json::from_slice::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|json| json.get("request-id").and_then(|id| id.as_str()).map(str::to_owned))
+                .ok_or_else(|| failed(handshake.broker(), "the broker's answer is not MSK IAM's JSON".into()))?;
+            tracing::debug!(
+                broker = handshake.broker(),
+                access_key_id = %credentials.access_key_id,
+                %region,
+                %request_id,
+                "MSK IAM accepted"
+            );
         }
     }
     tracing::debug!(broker = handshake.broker(), mechanism, user = %sasl.username, "authenticated");
@@ -107,8 +136,15 @@ pub(crate) fn oauth_bearer_message(token: &str) -> Vec<u8> {
     format!("n,,\x01auth=Bearer {token}\x01\x01").into_bytes()
 }
 
-/// Reads the token from its source. Errors never contain the token.
-pub(crate) async fn read_token(source: &TokenSource) -> std::result::Result<String, String> {
+/// The host part of `host:port` (an IPv6 address keeps no brackets).
+fn host_of(broker: &str) -> &str {
+    let host = broker.rsplit_once(':').map_or(broker, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Reads the token from its source; `host` is the broker's (MSK tokens may take their region
+/// from it). Errors never contain the token.
+pub(crate) async fn read_token(source: &TokenSource, host: &str) -> std::result::Result<String, String> {
     let token = match source {
         TokenSource::Static(token) => token.trim().to_owned(),
         TokenSource::File(path) => tokio::fs::read_to_string(path)
@@ -136,6 +172,11 @@ pub(crate) async fn read_token(source: &TokenSource) -> std::result::Result<Stri
                 .to_owned()
         }
         TokenSource::ClientCredentials(credentials) => client_credentials_token(credentials).await?,
+        TokenSource::AwsMskIam(aws) => {
+            let region = aws.region_for(host)?;
+            let credentials = aws.credentials.credentials().await?;
+            crate::aws::msk::oauth_token(&region, &credentials, std::time::SystemTime::now())
+        }
     };
     if token.is_empty() {
         return Err("the token is empty".into());
@@ -361,18 +402,18 @@ mod tests {
     #[tokio::test]
     async fn bad_tokens_are_refused_without_being_echoed() {
         for bad in ["", "  ", "two words", "a\x01b"] {
-            let error = read_token(&TokenSource::Static(bad.into())).await.unwrap_err();
+            let error = read_token(&TokenSource::Static(bad.into()), "h").await.unwrap_err();
             assert!(bad.trim().is_empty() || !error.contains(bad), "{error}");
         }
         assert_eq!(
-            read_token(&TokenSource::Static(" t.k.n \n".into())).await.unwrap(),
+            read_token(&TokenSource::Static(" t.k.n \n".into()), "h").await.unwrap(),
             "t.k.n"
         );
-        let missing = read_token(&TokenSource::File("/nonexistent/token".into()))
+        let missing = read_token(&TokenSource::File("/nonexistent/token".into()), "h")
             .await
             .unwrap_err();
         assert!(missing.contains("/nonexistent/token"), "{missing}");
-        let failing = read_token(&TokenSource::Command(vec!["false".into()]))
+        let failing = read_token(&TokenSource::Command(vec!["false".into()]), "h")
             .await
             .unwrap_err();
         assert!(failing.contains("failed"), "{failing}");

@@ -6,6 +6,7 @@
 //! | item | what |
 //! | --- | --- |
 //! | [`KafkaCluster`] | Apache Kafka in KRaft mode: one node, or several with per-node stop, SIGKILL and restart; PLAINTEXT, SSL, mTLS, SASL (PLAIN, SCRAM, OAUTHBEARER) |
+//! | [`MskIamEndpoint`] | a local Amazon MSK IAM endpoint in front of a Kafka node: `AWS_MSK_IAM` and MSK OAUTHBEARER signatures checked with botocore |
 //! | [`Pki`] | a test CA with server and client certificates, as PEM files |
 //! | [`Moto`] | an S3 server with AWS conditional-write semantics, with a bucket |
 //! | [`Garage`] | a single-node Garage S3 cluster (ignores conditional headers), with a bucket and a key |
@@ -32,6 +33,7 @@
 
 mod faults;
 mod kafka;
+mod msk;
 mod oauth;
 mod pki;
 mod python;
@@ -41,6 +43,7 @@ mod tools;
 
 pub use faults::{S3Fault, S3FaultProxy};
 pub use kafka::{KAFKA_VERSION, KafkaCluster, KafkaNode, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER};
+pub use msk::{AwsKey, MskAuthentication, MskIamEndpoint};
 pub use oauth::{TokenEndpoint, unsecured_jwt};
 pub use pki::Pki;
 pub use python::{python_command, run_python, run_script, script};

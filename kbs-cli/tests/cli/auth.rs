@@ -403,3 +403,178 @@ fn a_continuous_backup_outlives_its_oauthbearer_sessions_and_tokens() {
     let (_, stored) = read_stored(root_str, "reauth");
     assert_same_records(&stored, &consume(&internal, dir.path(), &["auth"]));
 }
+
+/// Amazon MSK IAM through the binary, against kbs-testkit's verifying endpoint (botocore
+/// recomputes every signature) in front of a Kafka node: `AWS_MSK_IAM` with temporary keys from
+/// the environment and with a profile's keys, MSK's OAUTHBEARER token, a restore, and a wrong
+/// secret refused. No output of any run (stdout, stderr at debug level, the backup's files)
+/// holds a secret key or session token.
+#[test]
+fn msk_iam_backs_up_and_restores_through_the_binary_without_showing_a_secret() {
+    use kbs_testkit::{AwsKey, MskAuthentication, MskIamEndpoint, free_port};
+
+    const SECRETS: [&str; 3] = ["msk-temporary-SECRET", "msk-session-TOKEN", "msk-profile-SECRET"];
+    let keys = [
+        AwsKey {
+            access_key_id: "ASIAKBSCLITEMP".into(),
+            secret_access_key: SECRETS[0].into(),
+            session_token: Some(SECRETS[1].into()),
+        },
+        AwsKey {
+            access_key_id: "AKIAKBSCLIPROFILE".into(),
+            secret_access_key: SECRETS[2].into(),
+            session_token: None,
+        },
+    ];
+    let kafka_port = free_port();
+    let endpoint = MskIamEndpoint::start(kafka_port, "ap-southeast-2", &keys);
+    let Some(kafka) = KafkaCluster::start_with(KafkaOptions::behind_proxy(kafka_port, endpoint.port())) else {
+        return;
+    };
+    let internal = kafka.internal_bootstrap();
+    seed_simple(&internal, "auth", 2_000, 2, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    let source = consume(&internal, dir.path(), &["auth"]);
+    let profiles = dir.path().join("credentials");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[backup]\naws_access_key_id = AKIAKBSCLIPROFILE\naws_secret_access_key = {}\n",
+            SECRETS[2]
+        ),
+    )
+    .unwrap();
+
+    let run_msk = |args: &[&str], secret: &str, extra: &[&str]| {
+        let mut command = kbs();
+        command
+            .args(args)
+            .args([
+                "--bootstrap-servers",
+                &kafka.bootstrap(),
+                "--security-protocol",
+                "SASL_PLAINTEXT",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &profiles)
+            .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+            .env("AWS_REGION", "ap-southeast-2")
+            .env("AWS_ACCESS_KEY_ID", "ASIAKBSCLITEMP")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_SESSION_TOKEN", SECRETS[1])
+            .env_remove("AWS_PROFILE");
+        let out = command.output().expect("run kbs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for secret in SECRETS.iter().chain([&"Wr0ng-msk-SECRET"]) {
+            assert!(!text.contains(secret), "a secret was printed: {text}");
+        }
+        (out.status.success(), text)
+    };
+    let backup = |id: &str| {
+        [
+            "backup",
+            "--storage",
+            root,
+            "--backup-id",
+            id,
+            "--topics",
+            "auth",
+            "--output",
+            "json",
+        ]
+        .map(str::to_owned)
+    };
+
+    for (id, extra) in [
+        ("msk-env", vec!["--sasl-mechanism", "AWS_MSK_IAM"]),
+        (
+            "msk-profile",
+            vec!["--sasl-mechanism", "AWS_MSK_IAM", "--aws-profile", "backup"],
+        ),
+        (
+            "msk-oauthbearer",
+            vec!["--sasl-mechanism", "OAUTHBEARER", "--sasl-oauthbearer-aws-msk-iam"],
+        ),
+    ] {
+        let args = backup(id);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, text) = run_msk(&args, SECRETS[0], &extra);
+        assert!(ok, "{id}: {text}");
+        let (_, stored) = read_stored(root, id);
+        assert_same_records(&stored, &source);
+    }
+    let log = endpoint.authentications();
+    for (mechanism, key) in [
+        ("AWS_MSK_IAM", "ASIAKBSCLITEMP"),
+        ("AWS_MSK_IAM", "AKIAKBSCLIPROFILE"),
+        ("OAUTHBEARER", "ASIAKBSCLITEMP"),
+    ] {
+        assert!(
+            log.contains(&MskAuthentication::Accepted(mechanism.into(), key.into())),
+            "{log:?}"
+        );
+    }
+
+    // A wrong secret: refused by the endpoint, named, not shown.
+    let args = backup("msk-wrong");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, text) = run_msk(&args, "Wr0ng-msk-SECRET", &["--sasl-mechanism", "AWS_MSK_IAM"]);
+    assert!(!ok, "a wrong secret was accepted");
+    assert!(
+        text.contains("AWS_MSK_IAM") && text.contains("signature does not match"),
+        "{text}"
+    );
+
+    // Restore through the endpoint.
+    let (ok, text) = run_msk(
+        &[
+            "restore",
+            "--storage",
+            root,
+            "--backup-id",
+            "msk-env",
+            "--topic-map",
+            "auth=auth-restored",
+            "--create-topics",
+        ],
+        SECRETS[0],
+        &["--sasl-mechanism", "AWS_MSK_IAM"],
+    );
+    assert!(ok, "{text}");
+    let restored = consume(&internal, dir.path(), &["auth-restored"]);
+    assert_eq!(restored.len(), source.len());
+
+    // Nothing the backups wrote holds a secret.
+    for entry in walk(std::path::Path::new(root)) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for secret in SECRETS {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds a secret",
+                entry.display()
+            );
+        }
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
