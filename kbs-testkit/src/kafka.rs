@@ -521,6 +521,32 @@ impl KafkaCluster {
         self.wait_ready(START_DEADLINE).unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Starts node `id` again with its log folder but its `CLIENT` listener on a new free port,
+    /// which it advertises from then on (a broker moved to another address); waits until every
+    /// running node lists it, and returns the new port. [`bootstrap`](Self::bootstrap) names
+    /// the new port afterwards.
+    pub fn restart_node_on_a_new_port(&mut self, id: i32) -> u16 {
+        let voters = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let index = self.nodes.iter().position(|n| n.id == id).expect("node id");
+        let node = &mut self.nodes[index];
+        assert!(
+            node.child.is_none(),
+            "node {id} is still running: stop or kill it first"
+        );
+        let port = free_port();
+        node.client_port = port;
+        node.advertised_client_port = port;
+        let properties = server_properties(&self.options, node, &voters, self.dir.path(), self.pki.as_ref());
+        std::fs::write(&node.config, properties).unwrap_or_else(|e| panic!("rewrite node {id}'s config: {e}"));
+        self.restart_node(id);
+        port
+    }
+
     /// Every node's log so far, each under a heading.
     pub fn log_text(&self) -> String {
         let mut text = String::new();

@@ -524,3 +524,69 @@ fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_a
     assert!(manifest.is_complete());
     assert_same_records(&records, &source);
 }
+
+/// A broker that comes back at another address (a pod rescheduled, a host replaced): the
+/// continuous backup's cached address for it stops answering, and kbs follows Metadata to the
+/// new one. Each partition has its only replica on one node, so the moved node's partition can
+/// be read nowhere else.
+#[test]
+fn a_continuous_backup_follows_a_broker_to_its_new_address() {
+    let options = KafkaOptions::nodes(3)
+        .with_config("broker.session.timeout.ms", "3000")
+        .with_config("broker.heartbeat.interval.ms", "500");
+    let Some(mut kafka) = KafkaCluster::start_with(options) else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    kbs_testkit::run_script("kafka_admin.py", &["create-topic", &bootstrap, "moved", "3", "1"]);
+    seed_simple(&bootstrap, "moved", 3_000, 3, false);
+    let node = leaders_of(&bootstrap, "moved")[0] as i32;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    let child = spawn(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "moved",
+        "--topics",
+        "moved",
+        "--continuous",
+        "--segment-max-interval",
+        "1s",
+        "-q",
+    ]);
+    let checkpoint = root.join("moved/checkpoints/checkpoint.json");
+    eventually("the first records checkpointed", Duration::from_secs(60), || {
+        checkpointed_offsets(&checkpoint) >= 3_000
+    });
+    kafka.kill_node(node);
+    let new_port = kafka.restart_node_on_a_new_port(node);
+    let moved_bootstrap = kafka.bootstrap();
+    assert!(
+        !bootstrap.split(',').any(|b| b.ends_with(&format!(":{new_port}"))),
+        "{bootstrap} already had port {new_port}"
+    );
+    seed_simple(&moved_bootstrap, "moved", 3_000, 3, false);
+    let source = consume(&moved_bootstrap, dir.path(), &["moved"]);
+    assert_eq!(source.len(), 6_000);
+    eventually(
+        "every record checkpointed, the moved node's partition too",
+        Duration::from_secs(120),
+        || checkpointed_offsets(&checkpoint) >= source.len(),
+    );
+    terminate(&child);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run_ok(&["validate", "--path", root_str, "--backup-id", "moved", "--deep"]);
+    let (_, stored) = read_stored(root_str, "moved");
+    assert_same_records(&stored, &source);
+}
