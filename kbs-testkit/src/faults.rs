@@ -1,12 +1,13 @@
 //! A fault-injecting HTTP proxy for S3 servers: every connection carries one request, and the
 //! faults queued with [`S3FaultProxy::fail_next`] are applied to the next connections, one each
-//! (a reset, S3's `503 SlowDown`, a `403`, a hang); the others are forwarded.
+//! (a reset, S3's `503 SlowDown`, a `403`, a hang); the others are forwarded, request bodies
+//! at most at the rate [`S3FaultProxy::slow_uploads`] sets (a store that writes slowly).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the proxy does with one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,36 @@ pub struct S3FaultProxy {
     /// Connections accepted so far (one per request).
     pub connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    pacing: Arc<Pacing>,
+    download_pacing: Arc<Pacing>,
+}
+
+/// A rate limit, shared by every connection: each chunk of a request body takes its
+/// turn on one clock.
+#[derive(Debug, Default)]
+struct Pacing {
+    bytes_per_sec: AtomicUsize,
+    next: Mutex<Option<Instant>>,
+}
+
+impl Pacing {
+    /// Waits until `bytes` more may pass.
+    fn take(&self, bytes: usize) {
+        let rate = self.bytes_per_sec.load(Ordering::SeqCst);
+        if rate == 0 {
+            return;
+        }
+        let cost = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        let due = {
+            let mut next = self.next.lock().unwrap();
+            let now = Instant::now();
+            let start = next.filter(|n| *n > now).unwrap_or(now);
+            *next = Some(start + cost);
+            start + cost
+        };
+        // Rate limiting, not synchronisation: this is how slow the store is.
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
 }
 
 impl S3FaultProxy {
@@ -40,7 +71,10 @@ impl S3FaultProxy {
         let plan: Arc<Mutex<Vec<S3Fault>>> = Arc::default();
         let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let pacing = Arc::new(Pacing::default());
+        let download_pacing = Arc::new(Pacing::default());
         let (plan2, connections2, stop2) = (Arc::clone(&plan), Arc::clone(&connections), Arc::clone(&stop));
+        let (pacing2, download_pacing2) = (Arc::clone(&pacing), Arc::clone(&download_pacing));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
@@ -52,7 +86,8 @@ impl S3FaultProxy {
                     let mut plan = plan2.lock().unwrap();
                     if plan.is_empty() { None } else { Some(plan.remove(0)) }
                 };
-                std::thread::spawn(move || handle(client, target, fault));
+                let pacing = (Arc::clone(&pacing2), Arc::clone(&download_pacing2));
+                std::thread::spawn(move || handle(client, target, fault, &pacing.0, &pacing.1));
             }
         });
         S3FaultProxy {
@@ -60,7 +95,23 @@ impl S3FaultProxy {
             plan,
             connections,
             stop,
+            pacing,
+            download_pacing,
         }
+    }
+
+    /// From now on, response bodies pass at most at `bytes_per_sec` in all (0: unlimited), as
+    /// from a store that reads slowly.
+    pub fn slow_downloads(&self, bytes_per_sec: usize) {
+        self.download_pacing
+            .bytes_per_sec
+            .store(bytes_per_sec, Ordering::SeqCst);
+    }
+
+    /// From now on, request bodies pass at most at `bytes_per_sec` in all (0: unlimited), as
+    /// through a store that writes slowly.
+    pub fn slow_uploads(&self, bytes_per_sec: usize) {
+        self.pacing.bytes_per_sec.store(bytes_per_sec, Ordering::SeqCst);
     }
 
     /// Queues faults for the next connections.
@@ -122,14 +173,17 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<(String, usiz
 /// Handles one connection, which carries exactly one request: every forwarded request and
 /// response gets `Connection: close`, so the client opens a new connection per request and each
 /// scripted fault hits exactly one request.
-fn handle(client: TcpStream, target: SocketAddr, fault: Option<S3Fault>) {
+fn handle(client: TcpStream, target: SocketAddr, fault: Option<S3Fault>, pacing: &Pacing, download_pacing: &Pacing) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
     let Ok((head, length)) = read_head(&mut reader) else {
         return;
     };
     let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
+    for chunk in body.chunks_mut(64 << 10) {
+        pacing.take(chunk.len());
+        if reader.read_exact(chunk).is_err() {
+            return;
+        }
     }
     let mut client = client;
     let answer = |status: &str, code: &str| {
@@ -159,7 +213,17 @@ fn handle(client: TcpStream, target: SocketAddr, fault: Option<S3Fault>) {
                 return;
             };
             let _ = client.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes());
-            let _ = std::io::copy(&mut response, &mut client);
+            let mut chunk = vec![0u8; 64 << 10];
+            loop {
+                let n = match response.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                download_pacing.take(n);
+                if client.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+            }
         }
         Some(S3Fault::Reset) => {}
         Some(S3Fault::Unavailable) => {

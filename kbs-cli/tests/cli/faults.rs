@@ -590,3 +590,178 @@ fn a_continuous_backup_follows_a_broker_to_its_new_address() {
     let (_, stored) = read_stored(root_str, "moved");
     assert_same_records(&stored, &source);
 }
+
+/// Runs `command` to completion, sampling its peak resident set (the kernel's `VmHWM`, in
+/// KiB) until it exits.
+fn run_measuring_peak_rss(command: &mut std::process::Command) -> (std::process::Output, u64) {
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kbs");
+    let status_file = format!("/proc/{}/status", child.id());
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let high_water = std::fs::read_to_string(&status_file).ok().and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                });
+                if let Some(kib) = high_water {
+                    peak.fetch_max(kib, std::sync::atomic::Ordering::SeqCst);
+                }
+                // A sampling period: VmHWM only grows, so the last sample before exit is the peak.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let out = child.wait_with_output().expect("wait for kbs");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    sampler.join().unwrap();
+    (out, peak.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// A store that writes slowly: fetching waits for uploads (the memory budget's backpressure),
+/// so a backup of many times its budget stays within it, and the backup is whole. A store that
+/// reads slowly: the restore's memory stays within its budget too, and nothing is lost.
+#[test]
+fn a_slow_store_slows_fetching_and_restoring_and_memory_stays_within_the_budget() {
+    let Some(kafka) = KafkaCluster::start() else {
+        return;
+    };
+    let Some(moto) = kbs_testkit::Moto::start() else {
+        return;
+    };
+    moto.create_bucket("slow");
+    let proxy = kbs_testkit::S3FaultProxy::start(moto.addr());
+    let endpoint = proxy.endpoint();
+    let bootstrap = kafka.bootstrap();
+    let records = 48_000usize;
+    kbs_testkit::run_script(
+        "seed.py",
+        &[
+            &bootstrap,
+            "simple",
+            "big",
+            &records.to_string(),
+            "4",
+            "--value-size",
+            "1024",
+        ],
+    );
+    let data_bytes = records * 1024;
+    let backup = |id: &str, budget: &str| {
+        let mut command = kbs();
+        command
+            .args([
+                "backup",
+                "--bootstrap-servers",
+                &bootstrap,
+                "--storage",
+                "s3://slow/kafka",
+                "--s3-endpoint",
+                &endpoint,
+                "--s3-allow-http",
+                "--s3-path-style",
+                "--s3-region",
+                "us-east-1",
+                "--backup-id",
+                id,
+                "--topics",
+                "big",
+                "--compression",
+                "none",
+                "--memory-budget",
+                budget,
+                "-q",
+            ])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+        let started = std::time::Instant::now();
+        let (out, peak_kib) = run_measuring_peak_rss(&mut command);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (started.elapsed(), peak_kib)
+    };
+    let (fast_time, fast_peak) = backup("fast", "16M");
+    let rate = 8 << 20;
+    proxy.slow_uploads(rate);
+    let (slow_time, slow_peak) = backup("slow", "16M");
+    kbs_testkit::note(&format!(
+        "{data_bytes} bytes, budget 16 MiB: unlimited store {fast_time:?}, peak RSS {fast_peak} KiB; \
+         store at {rate} B/s {slow_time:?}, peak RSS {slow_peak} KiB"
+    ));
+    let least = Duration::from_secs_f64(data_bytes as f64 / rate as f64);
+    assert!(
+        slow_time >= least,
+        "the store was not slow: {slow_time:?} for {data_bytes} bytes"
+    );
+    // The same budget with a store that keeps up is the measure: waiting for a slow store must
+    // not hold more (without the budget's backpressure the slow run peaks near 104 MiB).
+    assert!(
+        slow_peak <= fast_peak + (16 << 10) && slow_peak < 80 << 10,
+        "peak RSS {slow_peak} KiB with a slow store, {fast_peak} KiB with a fast one (budget 16 MiB)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = consume(&bootstrap, dir.path(), &["big"]);
+    let storage = rt().block_on(open_storage("s3://slow/kafka", Some(&moto.endpoint())));
+    for id in ["fast", "slow"] {
+        let (manifest, stored) = rt().block_on(read_backup(&storage, id));
+        assert!(manifest.is_complete());
+        assert_same_records(&stored, &source);
+    }
+
+    // Restores: uploads fast again, downloads slow.
+    proxy.slow_uploads(0);
+    let restore = |id: &str| {
+        let mut command = kbs();
+        command
+            .args([
+                "restore",
+                "--bootstrap-servers",
+                &bootstrap,
+                "--storage",
+                "s3://slow/kafka",
+                "--s3-endpoint",
+                &endpoint,
+                "--s3-allow-http",
+                "--s3-path-style",
+                "--s3-region",
+                "us-east-1",
+                "--backup-id",
+                "slow",
+                "--restore-id",
+                id,
+                "--topic-map",
+                &format!("big=big-{id}"),
+                "--create-topics",
+                "--memory-budget",
+                "16M",
+                "-q",
+            ])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+        let started = std::time::Instant::now();
+        let (out, peak_kib) = run_measuring_peak_rss(&mut command);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let copy = consume(&bootstrap, dir.path(), &[&format!("big-{id}")]);
+        assert_eq!(copy.len(), source.len(), "records duplicated or lost");
+        (started.elapsed(), peak_kib)
+    };
+    let (fast_time, fast_peak) = restore("fast");
+    proxy.slow_downloads(rate);
+    let (slow_time, slow_peak) = restore("slow");
+    kbs_testkit::note(&format!(
+        "restore, budget 16 MiB: unlimited store {fast_time:?}, peak RSS {fast_peak} KiB; \
+         store at {rate} B/s {slow_time:?}, peak RSS {slow_peak} KiB"
+    ));
+    assert!(slow_time >= least, "the store was not slow: {slow_time:?}");
+    assert!(
+        slow_peak <= fast_peak + (16 << 10),
+        "restore peak RSS {slow_peak} KiB with a slow store, {fast_peak} KiB with a fast one (budget 16 MiB)"
+    );
+}
