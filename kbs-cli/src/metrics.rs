@@ -38,6 +38,8 @@ pub struct BackupMetrics {
     pub kafka_throttles: AtomicU64,
     /// Time spent waiting for partitions without a leader, in microseconds.
     pub leader_wait_micros: AtomicU64,
+    /// SASL sessions renewed on live connections (KIP-368).
+    pub kafka_reauthentications: AtomicU64,
 }
 
 /// The kind of a Kafka client error, for metric labels: the broker's error name when it sent
@@ -65,6 +67,10 @@ impl kbs_kafka::ClientEvents for BackupMetrics {
         self.kafka_throttles.fetch_add(1, Ordering::Relaxed);
         self.kafka_throttle_micros
             .fetch_add(throttle.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn reauthenticated(&self, _broker: &str, _session: Option<Duration>) {
+        self.kafka_reauthentications.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -151,6 +157,12 @@ impl BackupMetrics {
              kbs_kafka_throttle_seconds_sum {}\nkbs_kafka_throttle_seconds_count {}",
             self.kafka_throttle_micros.load(Ordering::Relaxed) as f64 / 1e6,
             self.kafka_throttles.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kbs_kafka_reauthentications_total SASL sessions renewed on live connections (KIP-368).\n\
+             # TYPE kbs_kafka_reauthentications_total counter\nkbs_kafka_reauthentications_total {}",
+            self.kafka_reauthentications.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -211,8 +211,8 @@ impl fmt::Debug for Sasl {
 }
 
 /// Where an OAUTHBEARER token comes from. It is read again at every authentication (each new
-/// connection, and each reconnection after the broker closed a connection whose session
-/// expired), so a token refreshed in its file or by its command keeps a long run going.
+/// connection, and each renewal of a session the broker limits, KIP-368), so a token refreshed
+/// in its file or by its command keeps a long run going.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenSource {

@@ -77,6 +77,39 @@ struct State {
     closed: Option<Closed>,
     /// Until when the broker throttles this connection (KIP-219): nothing is sent before.
     throttled_until: Option<tokio::time::Instant>,
+    /// The SASL session the broker granted, when it set a lifetime (KIP-368).
+    session: Option<Session>,
+    /// While the connection re-authenticates: the frames sent meanwhile, in order, to go out
+    /// once it is done (the broker takes nothing but SASL between the two).
+    held: Option<Vec<Bytes>>,
+}
+
+/// A SASL session with an end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Session {
+    /// When to authenticate again: 85–95 % into the lifetime, as Kafka's own clients do.
+    reauthenticate_at: tokio::time::Instant,
+    /// When the broker stops taking requests on this connection.
+    expires_at: tokio::time::Instant,
+}
+
+impl Session {
+    /// The session that starts now and lasts `lifetime`.
+    pub(crate) fn starting_now(lifetime: Duration) -> Session {
+        let now = tokio::time::Instant::now();
+        // Jitter, so that connections authenticated together do not all re-authenticate at once.
+        let jitter = f64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos()
+                % 1000,
+        ) / 10_000.0;
+        Session {
+            reauthenticate_at: now + lifetime.mul_f64(0.85 + jitter),
+            expires_at: now + lifetime,
+        }
+    }
 }
 
 struct Waiter {
@@ -135,6 +168,10 @@ pub(crate) struct Connection {
     request_timeout: Duration,
     tasks: [AbortHandle; 2],
     events: Option<crate::events::EventsHook>,
+    /// The credentials, to authenticate again before the session ends.
+    sasl: Option<Sasl>,
+    /// Limit on one re-authentication.
+    connect_timeout: Duration,
 }
 
 impl Drop for Connection {
@@ -201,15 +238,21 @@ impl Connection {
             versions: Versions::default(),
         };
         handshake.negotiate_versions().await?;
+        let mut session = None;
         if let Some(sasl) = &options.sasl {
-            crate::sasl::authenticate(&mut handshake, sasl).await?;
+            session = crate::sasl::authenticate(&mut handshake, sasl)
+                .await?
+                .map(Session::starting_now);
         }
         let versions = handshake.versions;
         let next_correlation = handshake.correlation;
 
         let shared = Arc::new(Shared {
             broker: broker.to_owned(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                session,
+                ..State::default()
+            }),
         });
         let (reader, writer): (Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>) = match stream {
             Stream::Plain(tcp) => {
@@ -225,7 +268,7 @@ impl Connection {
         let read_task = tokio::spawn(read_loop(reader, shared.clone(), options.max_response_bytes));
         let write_task = tokio::spawn(write_loop(writer, queue, shared.clone()));
         tracing::debug!(broker, "connected");
-        Ok(Arc::new(Connection {
+        let connection = Arc::new(Connection {
             shared,
             outgoing,
             versions,
@@ -234,7 +277,38 @@ impl Connection {
             request_timeout: options.request_timeout,
             tasks: [read_task.abort_handle(), write_task.abort_handle()],
             events: options.events.clone(),
-        }))
+            sasl: options.sasl.clone(),
+            connect_timeout: options.connect_timeout,
+        });
+        if let Some(session) = session {
+            connection.schedule_reauthentication(session);
+        }
+        Ok(connection)
+    }
+
+    /// Renews the SASL session when its time comes, whether or not requests are being sent
+    /// then (a request in flight, such as a long-polling Fetch, is answered first: the broker
+    /// takes the SaslHandshake that follows it even after the session's end).
+    fn schedule_reauthentication(self: &Arc<Self>, session: Session) {
+        let connection = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(session.reauthenticate_at).await;
+            if let Some(connection) = connection.upgrade() {
+                connection.begin_reauthentication();
+            }
+        });
+    }
+
+    /// Starts renewing the session unless the connection is closed or already renewing: from
+    /// now on, new requests are held until it is done.
+    fn begin_reauthentication(self: &Arc<Self>) {
+        let mut state = self.shared.lock();
+        if state.closed.is_some() || state.held.is_some() || self.sasl.is_none() {
+            return;
+        }
+        state.held = Some(Vec::new());
+        drop(state);
+        tokio::spawn(crate::sasl::reauth::reauthenticate(self.clone()));
     }
 
     /// `host:port` of the broker.
@@ -242,9 +316,14 @@ impl Connection {
         &self.shared.broker
     }
 
-    /// Whether the connection failed or was closed.
+    /// Whether the connection failed or was closed, or its SASL session ended without being
+    /// renewed (the broker would close it at the next request): a new connection is needed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.lock().closed.is_some()
+        let state = self.shared.lock();
+        let expired = state
+            .session
+            .is_some_and(|s| state.held.is_none() && tokio::time::Instant::now() >= s.expires_at);
+        state.closed.is_some() || expired
     }
 
     /// The version of `R` to use with this broker.
@@ -300,6 +379,27 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<PendingResponse<R>> {
+        self.queue(request, version, timeout, false)
+    }
+
+    /// Queues `request` ahead of the frames held during a re-authentication (its own SASL
+    /// requests).
+    pub(crate) fn send_while_reauthenticating<R: Api>(
+        self: &Arc<Self>,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<PendingResponse<R>> {
+        self.queue(request, version, timeout, true)
+    }
+
+    fn queue<R: Api>(
+        self: &Arc<Self>,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+        sasl_exchange: bool,
+    ) -> Result<PendingResponse<R>> {
         let (reply, receiver) = oneshot::channel();
         let header_version = protocol::response_header_version::<R>(version);
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed) & i32::MAX;
@@ -317,12 +417,29 @@ impl Connection {
             return Err(self.shared.error(closed.clone()));
         }
         state.pending.insert(correlation_id, Waiter { header_version, reply });
-        if self.outgoing.send(frame).is_err() {
-            state.pending.remove(&correlation_id);
-            return Err(Error::Connection {
-                broker: self.broker().to_owned(),
-                reason: "writer stopped".into(),
-            });
+        // The renewal's timer may lag (a busy runtime): a request sent past the renewal time
+        // starts it itself, and waits for it.
+        let due = !sasl_exchange
+            && state.held.is_none()
+            && self.sasl.is_some()
+            && state
+                .session
+                .is_some_and(|s| tokio::time::Instant::now() >= s.reauthenticate_at);
+        if due {
+            state.held = Some(Vec::new());
+            tokio::spawn(crate::sasl::reauth::reauthenticate(self.clone()));
+        }
+        match state.held.as_mut() {
+            Some(held) if !sasl_exchange => held.push(frame),
+            _ => {
+                if self.outgoing.send(frame).is_err() {
+                    state.pending.remove(&correlation_id);
+                    return Err(Error::Connection {
+                        broker: self.broker().to_owned(),
+                        reason: "writer stopped".into(),
+                    });
+                }
+            }
         }
         drop(state);
         Ok(PendingResponse {
@@ -338,6 +455,49 @@ impl Connection {
     /// Closes the connection, failing whatever waits on it.
     pub(crate) fn close(&self, reason: &str) {
         self.shared.close(Closed::Io(reason.to_owned()));
+    }
+
+    /// The credentials the connection authenticated with, and the limit on authenticating.
+    pub(crate) fn sasl(&self) -> Option<(&Sasl, Duration)> {
+        self.sasl.as_ref().map(|s| (s, self.connect_timeout))
+    }
+
+    /// The request timeout.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The versions the broker announced.
+    pub(crate) fn versions(&self) -> &Versions {
+        &self.versions
+    }
+
+    /// Ends a re-authentication: on success the new session starts and the held frames go out
+    /// in order; on failure the connection closes, failing them with the reason.
+    pub(crate) fn finish_reauthentication(self: &Arc<Self>, outcome: std::result::Result<Option<Duration>, String>) {
+        match outcome {
+            Ok(lifetime) => {
+                let mut state = self.shared.lock();
+                state.session = lifetime.map(Session::starting_now);
+                if let Some(session) = state.session {
+                    self.schedule_reauthentication(session);
+                }
+                for frame in state.held.take().unwrap_or_default() {
+                    if self.outgoing.send(frame).is_err() {
+                        break;
+                    }
+                }
+                drop(state);
+                if let Some(events) = &self.events {
+                    events.0.reauthenticated(self.broker(), lifetime);
+                }
+            }
+            Err(reason) => {
+                self.shared
+                    .close(Closed::Io(format!("re-authentication failed: {reason}")));
+                self.shared.lock().held = None;
+            }
+        }
     }
 }
 
@@ -533,17 +693,26 @@ pub(crate) struct Handshake<'a> {
     versions: Versions,
 }
 
-impl Handshake<'_> {
-    /// `host:port` of the broker.
-    pub(crate) fn broker(&self) -> &str {
+impl crate::sasl::SaslChannel for Handshake<'_> {
+    fn broker(&self) -> &str {
         self.broker
     }
 
-    /// The version of `R` to use.
-    pub(crate) fn version<R: Api>(&self) -> Result<i16> {
+    fn version<R: Api>(&self) -> Result<i16> {
         self.versions.pick::<R>(self.broker)
     }
 
+    async fn call<R: Api>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+        let body = self.round_trip(request, version).await?;
+        protocol::decode_response::<R>(body, version).map_err(|reason| Error::Protocol {
+            broker: self.broker.to_owned(),
+            api: R::NAME,
+            reason,
+        })
+    }
+}
+
+impl Handshake<'_> {
     /// Sends one request and reads its response (the raw body).
     async fn round_trip<R: Api>(&mut self, request: &R, version: i16) -> Result<Bytes> {
         let correlation_id = self.correlation;
@@ -593,16 +762,6 @@ impl Handshake<'_> {
             });
         }
         Ok(frame)
-    }
-
-    /// Sends one request and decodes its response.
-    pub(crate) async fn call<R: Api>(&mut self, request: &R, version: i16) -> Result<R::Response> {
-        let body = self.round_trip(request, version).await?;
-        protocol::decode_response::<R>(body, version).map_err(|reason| Error::Protocol {
-            broker: self.broker.to_owned(),
-            api: R::NAME,
-            reason,
-        })
     }
 
     /// ApiVersions: asks at the highest version we know; a broker that does not know it answers

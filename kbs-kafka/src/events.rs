@@ -21,6 +21,12 @@ pub trait ClientEvents: Send + Sync {
     fn throttled(&self, broker: &str, api: &str, throttle: Duration) {
         let _ = (broker, api, throttle);
     }
+
+    /// A live connection to `broker` authenticated again before its SASL session ended
+    /// (KIP-368); the new session lasts `session` (`None`: the broker set no end).
+    fn reauthenticated(&self, broker: &str, session: Option<Duration>) {
+        let _ = (broker, session);
+    }
 }
 
 /// A [`ClientEvents`] receiver in a [`ClientConfig`](crate::ClientConfig): configurations

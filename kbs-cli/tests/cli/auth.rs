@@ -315,7 +315,9 @@ fn a_target_the_user_may_not_read_is_never_taken_for_an_empty_one() {
 /// OAUTHBEARER sessions that expire during a long run: the broker ends each session after 2 s
 /// (`connections.max.reauth.ms`, KIP-368) and the token in the file is replaced every second
 /// by one that expires 5 s later, as a sidecar refreshing tokens does. A continuous backup
-/// reconnects with the file's current token each time and stores every record once.
+/// renews each session on its live connections with the file's current token (KIP-368
+/// re-authentication), never has a request refused for an ended session, and stores every
+/// record once.
 #[test]
 fn a_continuous_backup_outlives_its_oauthbearer_sessions_and_tokens() {
     let options = KafkaOptions::default()
@@ -367,7 +369,10 @@ fn a_continuous_backup_outlives_its_oauthbearer_sessions_and_tokens() {
     let started = std::time::Instant::now();
     let log = dir.path().join("backup.log");
     let child = kbs()
-        .env("RUST_LOG", "warn,kbs_kafka::connection=debug")
+        .env(
+            "RUST_LOG",
+            "warn,kbs_kafka::connection=debug,kbs_kafka::sasl::reauth=debug,kbs_kafka::client=debug",
+        )
         .args(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -396,9 +401,17 @@ fn a_continuous_backup_outlives_its_oauthbearer_sessions_and_tokens() {
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(out.status.success(), "exit {}: {stderr}", out.status);
     assert!(ran > std::time::Duration::from_secs(10), "{ran:?}");
-    // The broker ended sessions and kbs opened new ones, each with the token of the moment.
-    let connections = stderr.matches("connected").count();
-    assert!(connections >= 4, "{connections} connections in {ran:?}:\n{stderr}");
+    // The sessions were renewed on the live connections, each with the token of the moment;
+    // none ended under a request (that would have closed the connection and been retried).
+    let renewals = stderr.matches("re-authenticated").count();
+    assert!(renewals >= 4, "{renewals} sessions renewed in {ran:?}:\n{stderr}");
+    assert!(!stderr.contains("re-authentication failed"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    let connections = stderr.matches("kbs_kafka::connection: connected").count();
+    assert!(
+        connections <= 2,
+        "{connections} connections: sessions were not renewed in place:\n{stderr}"
+    );
     assert!(rotations >= 8, "{rotations}");
     let (_, stored) = read_stored(root_str, "reauth");
     assert_same_records(&stored, &consume(&internal, dir.path(), &["auth"]));

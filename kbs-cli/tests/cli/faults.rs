@@ -417,6 +417,30 @@ fn a_partition_without_a_leader_is_waited_for_then_left_out_and_completed_by_a_r
     assert_same_records(&stored, &source);
 }
 
+/// `kbs SUBCOMMAND` reaching `bootstrap` and the S3 store `storage` (moto's bucket, through
+/// `endpoint`), with moto's test credentials; the caller adds the rest.
+fn kbs_on_s3(subcommand: &str, bootstrap: &str, storage: &str, endpoint: &str) -> std::process::Command {
+    let mut command = kbs();
+    command
+        .args([
+            subcommand,
+            "--bootstrap-servers",
+            bootstrap,
+            "--storage",
+            storage,
+            "--s3-endpoint",
+            endpoint,
+            "--s3-allow-http",
+            "--s3-path-style",
+            "--s3-region",
+            "us-east-1",
+            "-q",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    command
+}
+
 /// S3 (moto) behind a proxy that answers `503 SlowDown` or drops the connection for scripted
 /// requests: a backup and a restore retry through them and store and write every record once;
 /// a store that stays down fails the backup with the store's error, and the rerun, once the
@@ -437,24 +461,9 @@ fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_a
     seed_simple(&bootstrap, "s3f", 12_000, 3, true);
     let dir = tempfile::tempdir().unwrap();
     let run_s3 = |args: &[&str]| {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend([
-            "--bootstrap-servers",
-            &bootstrap,
-            "--storage",
-            "s3://flaky/kafka",
-            "--s3-endpoint",
-            &endpoint,
-            "--s3-allow-http",
-            "--s3-path-style",
-            "--s3-region",
-            "us-east-1",
-            "-q",
-        ]);
-        kbs()
-            .args(&all)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+        let (subcommand, rest) = args.split_first().unwrap();
+        kbs_on_s3(subcommand, &bootstrap, "s3://flaky/kafka", &endpoint)
+            .args(rest)
             .output()
             .unwrap()
     };
@@ -656,32 +665,17 @@ fn a_slow_store_slows_fetching_and_restoring_and_memory_stays_within_the_budget(
     );
     let data_bytes = records * 1024;
     let backup = |id: &str, budget: &str| {
-        let mut command = kbs();
-        command
-            .args([
-                "backup",
-                "--bootstrap-servers",
-                &bootstrap,
-                "--storage",
-                "s3://slow/kafka",
-                "--s3-endpoint",
-                &endpoint,
-                "--s3-allow-http",
-                "--s3-path-style",
-                "--s3-region",
-                "us-east-1",
-                "--backup-id",
-                id,
-                "--topics",
-                "big",
-                "--compression",
-                "none",
-                "--memory-budget",
-                budget,
-                "-q",
-            ])
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test");
+        let mut command = kbs_on_s3("backup", &bootstrap, "s3://slow/kafka", &endpoint);
+        command.args([
+            "--backup-id",
+            id,
+            "--topics",
+            "big",
+            "--compression",
+            "none",
+            "--memory-budget",
+            budget,
+        ]);
         let started = std::time::Instant::now();
         let (out, peak_kib) = run_measuring_peak_rss(&mut command);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -718,33 +712,18 @@ fn a_slow_store_slows_fetching_and_restoring_and_memory_stays_within_the_budget(
     // Restores: uploads fast again, downloads slow.
     proxy.slow_uploads(0);
     let restore = |id: &str| {
-        let mut command = kbs();
-        command
-            .args([
-                "restore",
-                "--bootstrap-servers",
-                &bootstrap,
-                "--storage",
-                "s3://slow/kafka",
-                "--s3-endpoint",
-                &endpoint,
-                "--s3-allow-http",
-                "--s3-path-style",
-                "--s3-region",
-                "us-east-1",
-                "--backup-id",
-                "slow",
-                "--restore-id",
-                id,
-                "--topic-map",
-                &format!("big=big-{id}"),
-                "--create-topics",
-                "--memory-budget",
-                "16M",
-                "-q",
-            ])
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test");
+        let mut command = kbs_on_s3("restore", &bootstrap, "s3://slow/kafka", &endpoint);
+        command.args([
+            "--backup-id",
+            "slow",
+            "--restore-id",
+            id,
+            "--topic-map",
+            &format!("big=big-{id}"),
+            "--create-topics",
+            "--memory-budget",
+            "16M",
+        ]);
         let started = std::time::Instant::now();
         let (out, peak_kib) = run_measuring_peak_rss(&mut command);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
