@@ -59,3 +59,22 @@ pub struct PartitionMetadata {
     /// In-sync replica node ids.
     pub isr: Vec<i32>,
 }
+
+/// The host part of `host:port` (`[v6]:port` too).
+pub(crate) fn host_of(broker: &str) -> &str {
+    let host = broker.rsplit_once(':').map_or(broker, |(host, _)| host);
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_handles_names_ipv4_and_ipv6() {
+        assert_eq!(host_of("broker-1.example.com:9092"), "broker-1.example.com");
+        assert_eq!(host_of("127.0.0.1:9092"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:9092"), "::1");
+        assert_eq!(host_of("plainhost"), "plainhost");
+    }
+}

@@ -1,11 +1,10 @@
 //! SASL authentication over SaslHandshake v1 + SaslAuthenticate: PLAIN (RFC 4616),
 //! SCRAM-SHA-256 / SCRAM-SHA-512 (`scram`), OAUTHBEARER (`oauth`) and Amazon MSK's AWS_MSK_IAM
 //! (see `crate::aws::msk`), when a connection opens and again on the live connection before
-//! the session the broker granted ends (KIP-368, `reauth`). Passwords, tokens and keys never
+//! the session the broker granted ends (KIP-368, see `crate::connection`). Passwords, tokens and keys never
 //! reach errors or logs.
 
 mod oauth;
-pub(crate) mod reauth;
 mod scram;
 
 use bytes::Bytes;
@@ -13,8 +12,8 @@ use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::config::{Sasl, SaslMechanism};
-use crate::connection::host_of;
 use crate::error::{Error, ErrorCode, Result};
+use crate::metadata::host_of;
 use crate::protocol::Api;
 
 pub(crate) use oauth::oauth_bearer_message;
