@@ -4,6 +4,8 @@
     kafka_admin.py scram-users INTERNAL_BOOTSTRAP USER PASSWORD PROTOCOL CLIENT_ADDRS [CA_FILE]
     kafka_admin.py describe BOOTSTRAP                  JSON: cluster id, broker ids, partition leaders
     kafka_admin.py create-topic BOOTSTRAP TOPIC PARTITIONS REPLICAS [KEY=VALUE ...]
+    kafka_admin.py create-topic-on BOOTSTRAP TOPIC PARTITIONS NODE
+                                                       every partition's one replica on broker NODE
     kafka_admin.py wait-leaders BOOTSTRAP TOPIC IDS    until every partition is led by one of IDS
     kafka_admin.py acl BOOTSTRAP allow|deny USER OPERATION RESOURCE_TYPE NAME
                                                        CreateAcls (e.g. deny kbs READ TOPIC secret; NAME * is any)
@@ -73,6 +75,16 @@ def create_topic(bootstrap, topic, partitions, replicas, *configs):
     for future in admin.create_topics([new]).values():
         future.result()
     wait_leaders(bootstrap, topic, None)
+
+
+def create_topic_on(bootstrap, topic, partitions, node):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    # This confluent-kafka wants the partition count with an assignment (despite its docs).
+    new = NewTopic(topic, num_partitions=int(partitions),
+                   replica_assignment=[[int(node)] for _ in range(int(partitions))])
+    for future in admin.create_topics([new]).values():
+        future.result()
+    wait_leaders(bootstrap, topic, node)
 
 
 def wait_leaders(bootstrap, topic, ids):
@@ -147,6 +159,7 @@ def try_login(bootstrap, protocol, mechanism, user, password, ca_file=None):
 def main():
     command, *args = sys.argv[1:]
     commands = {"scram-users": scram_users, "describe": describe, "create-topic": create_topic,
+                "create-topic-on": create_topic_on,
                 "wait-leaders": wait_leaders, "try-login": try_login,
                 "delete-records": delete_records, "offsets": offsets, "acl": acl,
                 "delete-topic": delete_topic}

@@ -744,3 +744,64 @@ fn a_slow_store_slows_fetching_and_restoring_and_memory_stays_within_the_budget(
         "restore peak RSS {slow_peak} KiB with a slow store, {fast_peak} KiB with a fast one (budget 16 MiB)"
     );
 }
+
+/// A broker that joins after kbs started (scaled out, or back from maintenance): a continuous
+/// backup of `fresh-*` finds a new topic whose partitions all live on that broker, learns its
+/// address from Metadata and backs the topic up.
+#[test]
+fn a_continuous_backup_reads_from_a_broker_that_joined_after_it_started() {
+    let Some(mut kafka) = three_nodes() else {
+        return;
+    };
+    kafka.stop_node(3);
+    let bootstrap = kafka.bootstrap();
+    let running: String = bootstrap.split(',').take(2).collect::<Vec<_>>().join(",");
+    kbs_testkit::run_script("kafka_admin.py", &["create-topic", &running, "fresh-a", "2", "2"]);
+    seed_simple(&running, "fresh-a", 2_000, 2, false);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    let child = spawn(&[
+        "backup",
+        "--bootstrap-servers",
+        &running,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "joined",
+        "--topics",
+        "fresh-*",
+        "--continuous",
+        "--segment-max-interval",
+        "1s",
+        "--topic-refresh-interval",
+        "1s",
+        "-q",
+    ]);
+    let checkpoint = root.join("joined/checkpoints/checkpoint.json");
+    eventually("fresh-a checkpointed", Duration::from_secs(60), || {
+        checkpointed_offsets(&checkpoint) >= 2_000
+    });
+    kafka.restart_node(3);
+    kbs_testkit::run_script("kafka_admin.py", &["create-topic-on", &running, "fresh-b", "2", "3"]);
+    assert_eq!(leaders_of(&running, "fresh-b"), vec![3, 3]);
+    seed_simple(&running, "fresh-b", 2_000, 2, false);
+    let source = consume(&running, dir.path(), &["fresh-a", "fresh-b"]);
+    assert_eq!(source.len(), 4_000);
+    eventually(
+        "fresh-b, led by the broker that joined, checkpointed",
+        Duration::from_secs(120),
+        || checkpointed_offsets(&checkpoint) >= 4_000,
+    );
+    terminate(&child);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run_ok(&["validate", "--path", root_str, "--backup-id", "joined", "--deep"]);
+    let (_, stored) = read_stored(root_str, "joined");
+    assert_same_records(&stored, &source);
+}
