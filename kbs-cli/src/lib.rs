@@ -290,8 +290,10 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
     match &cli.command {
         Command::Backup(args) => {
             let options = backup_options(args)?;
-            let storage = storage::open(&args.storage).await?;
-            let report = backup::run(storage, options, context.progress, context.shutdown).await?;
+            let metrics = std::sync::Arc::new(metrics::BackupMetrics::default());
+            let storage = storage::open_observed(&args.storage, metrics.clone()).await?;
+            let report =
+                backup::run_with_metrics(storage, options, metrics, context.progress, context.shutdown).await?;
             match format {
                 OutputFormat::Json => writeln!(
                     out,

@@ -40,6 +40,17 @@ pub struct BackupMetrics {
     pub leader_wait_micros: AtomicU64,
     /// SASL sessions renewed on live connections (KIP-368).
     pub kafka_reauthentications: AtomicU64,
+    /// Storage operations retried, by operation.
+    pub storage_retries: Mutex<BTreeMap<String, u64>>,
+}
+
+impl kbs_storage::RetryObserver for BackupMetrics {
+    fn retrying(&self, error: &kbs_storage::Error, _attempt: u32, _delay: Duration) {
+        let operation = error.operation().map_or("unknown", |o| o.as_str());
+        if let Ok(mut retries) = self.storage_retries.lock() {
+            *retries.entry(operation.to_owned()).or_default() += 1;
+        }
+    }
 }
 
 /// The kind of a Kafka client error, for metric labels: the broker's error name when it sent
@@ -124,6 +135,16 @@ impl BackupMetrics {
             "Errors that stopped the backup.",
             self.errors.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP kbs_storage_retries_total Storage operations retried, by operation.\n\
+             # TYPE kbs_storage_retries_total counter"
+        );
+        if let Ok(retries) = self.storage_retries.lock() {
+            for (operation, n) in retries.iter() {
+                let _ = writeln!(out, "kbs_storage_retries_total{{operation=\"{operation}\"}} {n}");
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP kbs_storage_write_seconds Storage write latency.\n# TYPE kbs_storage_write_seconds summary\n\

@@ -45,3 +45,13 @@ pub async fn open(args: &StorageArgs) -> Result<Arc<dyn ObjectStorage>, CliError
     let options = storage_options(args)?;
     Ok(kbs_storage::open(&args.storage, &options).await?)
 }
+
+/// Opens the storage root named by `args`, telling `observer` of every retry.
+pub async fn open_observed(
+    args: &StorageArgs,
+    observer: Arc<dyn kbs_storage::RetryObserver>,
+) -> Result<Arc<dyn ObjectStorage>, CliError> {
+    let mut options = storage_options(args)?;
+    options.retry = options.retry.with_observer(observer);
+    Ok(kbs_storage::open(&args.storage, &options).await?)
+}

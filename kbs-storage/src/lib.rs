@@ -126,7 +126,10 @@ use std::sync::Arc;
 pub use error::{Error, Operation, Result};
 pub use key::MAX_KEY_LEN;
 pub use multipart::{MultipartUpload, MultipartWriter};
-pub use options::{ConditionalWrites, RetryConfig, S3Encryption, S3StorageClass, Secret, StorageOptions};
+pub use options::{
+    ConditionalWrites, RetryConfig, RetryObserver, RetryObserverHook, S3Encryption, S3StorageClass, Secret,
+    StorageOptions,
+};
 pub use retry::Retrying;
 pub use storage::{
     Capabilities, CapabilitySource, DEFAULT_PART_SIZE, GetOutcome, Listing, MAX_PART_SIZE, ObjectMeta, ObjectStorage,

@@ -172,7 +172,35 @@ pub struct RetryConfig {
     /// none: HTTP backends already bound each request with
     /// [`StorageOptions::request_timeout`].
     pub attempt_timeout: Option<Duration>,
+    /// Who hears of each retry (none by default), e.g. to count them as metrics.
+    pub observer: Option<RetryObserverHook>,
 }
+
+/// Hears of the retries of [`Retrying`](crate::Retrying). Implementations must be quick and
+/// must not block: they run on the retrying task.
+pub trait RetryObserver: Send + Sync {
+    /// `error` (retriable) ended attempt `attempt`; the next starts after `delay`.
+    fn retrying(&self, error: &crate::Error, attempt: u32, delay: Duration);
+}
+
+/// A [`RetryObserver`] in a [`RetryConfig`]: configurations with the same observer compare
+/// equal.
+#[derive(Clone)]
+pub struct RetryObserverHook(pub std::sync::Arc<dyn RetryObserver>);
+
+impl std::fmt::Debug for RetryObserverHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryObserverHook")
+    }
+}
+
+impl PartialEq for RetryObserverHook {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RetryObserverHook {}
 
 impl Default for RetryConfig {
     fn default() -> Self {
@@ -182,6 +210,7 @@ impl Default for RetryConfig {
             max_backoff: Duration::from_secs(10),
             max_elapsed: Duration::from_secs(120),
             attempt_timeout: None,
+            observer: None,
         }
     }
 }
@@ -206,6 +235,12 @@ impl RetryConfig {
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.initial_backoff = initial;
         self.max_backoff = max;
+        self
+    }
+
+    /// The same configuration, telling `observer` of every retry.
+    pub fn with_observer(mut self, observer: std::sync::Arc<dyn RetryObserver>) -> Self {
+        self.observer = Some(RetryObserverHook(observer));
         self
     }
 

@@ -108,6 +108,9 @@ impl<'a> Attempts<'a> {
             });
         }
         tracing::debug!(attempt = self.attempt, ?delay, %error, "retrying a storage operation");
+        if let Some(observer) = &self.config.observer {
+            observer.0.retrying(&error, self.attempt, delay);
+        }
         tokio::time::sleep(delay).await;
         self.attempt += 1;
         Ok(())

@@ -225,6 +225,18 @@ pub async fn run(
     progress: Arc<dyn ProgressSink>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<BackupReport, CliError> {
+    run_with_metrics(storage, options, Arc::new(BackupMetrics::default()), progress, shutdown).await
+}
+
+/// [`run`], counting into `metrics` (served at `--metrics-addr`); pass the same metrics as the
+/// storage's retry observer to count its retries too.
+pub async fn run_with_metrics(
+    storage: Arc<dyn ObjectStorage>,
+    options: BackupOptions,
+    metrics: Arc<BackupMetrics>,
+    progress: Arc<dyn ProgressSink>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<BackupReport, CliError> {
     let started = Instant::now();
     let capabilities = storage.capabilities();
     let conditional = capabilities.conditional_create && capabilities.conditional_update;
@@ -241,7 +253,6 @@ pub async fn run(
             ),
         });
     }
-    let metrics = Arc::new(BackupMetrics::default());
     let metrics_server = match &options.metrics_addr {
         Some(addr) => {
             Some(

@@ -532,6 +532,43 @@ fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_a
     let (manifest, records) = stored();
     assert!(manifest.is_complete());
     assert_same_records(&records, &source);
+
+    // A continuous backup counts the store's retries for its metrics endpoint.
+    let metrics_addr = format!("127.0.0.1:{}", kbs_testkit::free_port());
+    let child = kbs_on_s3("backup", &bootstrap, "s3://flaky/kafka", &endpoint)
+        .args([
+            "--backup-id",
+            "flaky-live",
+            "--topics",
+            "s3f",
+            "--continuous",
+            "--segment-max-interval",
+            "1s",
+            "--metrics-addr",
+            &metrics_addr,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.fail_next(&[Unavailable, Reset, Unavailable]);
+    let retries = || {
+        kbs_testkit::http_request(metrics_addr.parse().unwrap(), "GET", "/metrics")
+            .ok()
+            .map(|(_, body)| {
+                body.lines()
+                    .filter(|l| l.starts_with("kbs_storage_retries_total{"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    eventually("the store's retries counted", Duration::from_secs(60), || {
+        retries() >= 3
+    });
+    terminate(&child);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A broker that comes back at another address (a pod rescheduled, a host replaced): the

@@ -408,6 +408,41 @@ async fn transient_errors_are_retried_until_they_pass() {
     assert!(!store.exists("k").await.unwrap());
 }
 
+/// Remembers the retries it hears of.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<(Option<Operation>, u32)>>);
+
+impl kbs_storage::RetryObserver for Heard {
+    fn retrying(&self, error: &kbs_storage::Error, attempt: u32, _delay: Duration) {
+        self.0.lock().unwrap().push((error.operation(), attempt));
+    }
+}
+
+#[tokio::test]
+async fn every_retry_is_told_to_the_observer_with_its_operation() {
+    let inner = kbs_storage::open_without_retries("memory://", &StorageOptions::default())
+        .await
+        .unwrap();
+    let (store, script) = FaultyStore::new(inner);
+    let heard = Arc::new(Heard::default());
+    let store = Retrying::new(store, fast_retries().with_observer(heard.clone()));
+    script.push(Operation::Put, [Fault::Unavailable, Fault::Reset]);
+    store.put("k", Bytes::from_static(b"value")).await.unwrap();
+    script.push(Operation::Get, [Fault::Unavailable]);
+    store.get("k").await.unwrap();
+    assert_eq!(
+        *heard.0.lock().unwrap(),
+        vec![
+            (Some(Operation::Put), 1),
+            (Some(Operation::Put), 2),
+            (Some(Operation::Get), 1)
+        ]
+    );
+    // A permanent error is no retry.
+    assert!(store.get("missing").await.is_err());
+    assert_eq!(heard.0.lock().unwrap().len(), 3);
+}
+
 #[tokio::test]
 async fn hanging_attempts_time_out_and_are_retried() {
     let (store, script) = faulty("memory://").await;
