@@ -25,7 +25,9 @@
 //! # Brokers
 //!
 //! The integration tests run against Apache Kafka 4.1 in KRaft mode (one node, and three for
-//! failover), over PLAINTEXT, TLS, mTLS and SASL (PLAIN, SCRAM-SHA-256/512). Kafka 4 removed
+//! failover), over PLAINTEXT, TLS, mTLS and SASL (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER, with
+//! sessions renewed in place), and `AWS_MSK_IAM` against a local endpoint that verifies the
+//! signatures with botocore. Kafka 4 removed
 //! old request versions (KIP-896); the versions this client negotiates are at or above
 //! Kafka 4's minimums. The client also copes with what some Kafka-compatible brokers do
 //! differently (e.g. labelling a topic's own configs `DEFAULT_CONFIG`, serving a batch twice in
