@@ -465,4 +465,7 @@ pub struct RestoreArgs {
     /// Partitions restored at once.
     #[arg(long, env = "KBS_PARALLELISM", default_value_t = 8)]
     pub parallelism: usize,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while the restore runs.
+    #[arg(long, env = "KBS_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }

@@ -210,6 +210,7 @@ fn restore_options(args: &cli::RestoreArgs) -> Result<restore::RestoreOptions, C
         allow_incomplete: args.allow_incomplete,
         memory_budget: options::parse_size("memory-budget", &args.memory_budget)?,
         parallelism: args.parallelism.max(1),
+        metrics_addr: args.metrics_addr.clone(),
     };
     options.restore_id = match &args.restore_id {
         Some(id) => kbs_manifest::BackupId::new(id)
@@ -307,8 +308,9 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
         }
         Command::Restore(args) => {
             let options = restore_options(args)?;
-            let storage = storage::open(&args.storage).await?;
-            let report = restore::run(storage, options, context.progress.clone()).await?;
+            let metrics = std::sync::Arc::new(metrics::RestoreMetrics::default());
+            let storage = storage::open_observed(&args.storage, metrics.clone()).await?;
+            let report = restore::run_with_metrics(storage, options, metrics, context.progress.clone()).await?;
             match format {
                 OutputFormat::Json => writeln!(
                     out,

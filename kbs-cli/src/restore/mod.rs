@@ -44,6 +44,7 @@ pub use progress::{PartitionProgress, RestoreProgress, partition_key};
 use crate::backup::TopicFilter;
 use crate::error::CliError;
 use crate::lease::Lease;
+use crate::metrics::RestoreMetrics;
 
 pub use plan::{PartitionPlan, plan};
 pub use report::{GroupMove, RestoreReport, TargetTopic, report_text};
@@ -103,6 +104,8 @@ pub struct RestoreOptions {
     pub memory_budget: u64,
     /// Partitions restored at once.
     pub parallelism: usize,
+    /// Serve Prometheus metrics at this address while the restore runs.
+    pub metrics_addr: Option<String>,
 }
 
 /// The default restore id: the same command against the same target resumes the same restore.
@@ -153,7 +156,47 @@ fn load_manifest_sync(bytes: &[u8], key: &str) -> Result<Manifest, CliError> {
 /// cluster's id once connected; `progress` hears which id runs.
 pub async fn run(
     storage: Arc<dyn ObjectStorage>,
+    options: RestoreOptions,
+    progress: Arc<dyn crate::backup::ProgressSink>,
+) -> Result<RestoreReport, CliError> {
+    run_with_metrics(storage, options, Arc::new(RestoreMetrics::default()), progress).await
+}
+
+/// [`run`], counting into `metrics` (served at `options.metrics_addr`); pass the same metrics
+/// as the storage's retry observer to count its retries too.
+pub async fn run_with_metrics(
+    storage: Arc<dyn ObjectStorage>,
+    options: RestoreOptions,
+    metrics: Arc<RestoreMetrics>,
+    progress: Arc<dyn crate::backup::ProgressSink>,
+) -> Result<RestoreReport, CliError> {
+    let server = match &options.metrics_addr {
+        Some(addr) => {
+            Some(
+                crate::metrics::serve(addr, metrics.clone())
+                    .await
+                    .map_err(|e| CliError::InvalidArgument {
+                        flag: "metrics-addr",
+                        message: format!("cannot listen on {addr}: {e}"),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let result = restore(storage, options, metrics.clone(), progress).await;
+    if result.is_err() {
+        metrics.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(server) = server {
+        server.abort();
+    }
+    result
+}
+
+async fn restore(
+    storage: Arc<dyn ObjectStorage>,
     mut options: RestoreOptions,
+    metrics: Arc<RestoreMetrics>,
     progress: Arc<dyn crate::backup::ProgressSink>,
 ) -> Result<RestoreReport, CliError> {
     let started = Instant::now();
@@ -215,7 +258,7 @@ pub async fn run(
         }
     }
 
-    let client = KafkaClient::connect(options.kafka.clone()).await?;
+    let client = KafkaClient::connect(options.kafka.clone().with_events(metrics.clone())).await?;
     let cluster_id = client.metadata(Some(&[])).await?.cluster_id.unwrap_or_default();
     if options.restore_id.is_empty() {
         options.restore_id = default_restore_id(&options, &cluster_id);
@@ -327,6 +370,7 @@ pub async fn run(
         report,
         fence,
         started,
+        metrics,
     )
     .await;
     renewer.abort();
@@ -389,6 +433,7 @@ async fn produce_all(
     mut report: RestoreReport,
     fence: Fence,
     started: Instant,
+    metrics: Arc<RestoreMetrics>,
 ) -> Result<RestoreReport, CliError> {
     let configs = prepare_targets(&client, &options, &plans, &needed, &existing).await?;
 
@@ -411,6 +456,7 @@ async fn produce_all(
         writers_marked: Default::default(),
         writers_saved: Default::default(),
         resumed_producers: Mutex::new(BTreeMap::new()),
+        metrics,
     });
     record_start_positions(&shared, &client, &storage, &options, &plans).await?;
     // Claim the progress document (and fence an earlier run) before producing anything. An

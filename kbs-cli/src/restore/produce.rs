@@ -69,6 +69,8 @@ pub(super) struct Shared {
     pub(super) writers_saved: std::sync::atomic::AtomicU64,
     /// Producers of interrupted runs this run continues, by producer id.
     pub(super) resumed_producers: Mutex<BTreeMap<i64, IdempotentProducer>>,
+    /// What the metrics endpoint serves.
+    pub(super) metrics: Arc<crate::metrics::RestoreMetrics>,
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -441,6 +443,10 @@ pub(super) async fn restore_partition(
         .get_mut(&key)
         .expect("inserted")
         .done = true;
+    shared
+        .metrics
+        .partitions_done
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
@@ -494,5 +500,9 @@ pub(super) async fn acknowledge(
     let mut produced = shared.produced.lock().await;
     produced.0 += flight.sources.len() as u64;
     produced.1 += flight.bytes;
+    drop(produced);
+    let counted = std::sync::atomic::Ordering::Relaxed;
+    shared.metrics.records.fetch_add(flight.sources.len() as u64, counted);
+    shared.metrics.bytes.fetch_add(flight.bytes, counted);
     Ok(())
 }

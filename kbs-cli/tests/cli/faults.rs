@@ -500,18 +500,48 @@ fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_a
     assert!(manifest.is_complete());
     assert_same_records(&records, &source);
 
-    // The restore reads segments and saves its progress through the same faults.
+    // The restore reads segments and saves its progress through the same faults, and counts
+    // its retries and records for its metrics endpoint (read while it runs: rate-limited).
     proxy.fail_next(&[Reset, Unavailable, Unavailable, Reset, Unavailable, Unavailable]);
-    let out = run_s3(&[
-        "restore",
-        "--backup-id",
-        "flaky",
-        "--topic-map",
-        "s3f=s3f-copy",
-        "--create-topics",
-        "--restore-id",
-        "flaky",
-    ]);
+    let restore_metrics = format!("127.0.0.1:{}", kbs_testkit::free_port());
+    let child = kbs_on_s3("restore", &bootstrap, "s3://flaky/kafka", &endpoint)
+        .args([
+            "--backup-id",
+            "flaky",
+            "--topic-map",
+            "s3f=s3f-copy",
+            "--create-topics",
+            "--restore-id",
+            "flaky",
+            "--max-bytes-per-sec",
+            "1M",
+            "--metrics-addr",
+            &restore_metrics,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scrape = |addr: &str, metric: &str| {
+        kbs_testkit::http_request(addr.parse().unwrap(), "GET", "/metrics")
+            .ok()
+            .map(|(_, body)| {
+                body.lines()
+                    .filter(|l| l.starts_with(metric))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    eventually(
+        "the restore's storage retries and records counted",
+        Duration::from_secs(60),
+        || {
+            scrape(&restore_metrics, "kbs_storage_retries_total{") >= 6
+                && scrape(&restore_metrics, "kbs_restore_records_total ") > 0
+        },
+    );
+    let out = wait_with_deadline(child, Duration::from_secs(120));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(proxy.pending_faults(), 0, "every fault was met");
     let copy = consume(&bootstrap, dir.path(), &["s3f-copy"]);
@@ -552,19 +582,8 @@ fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_a
         .spawn()
         .unwrap();
     proxy.fail_next(&[Unavailable, Reset, Unavailable]);
-    let retries = || {
-        kbs_testkit::http_request(metrics_addr.parse().unwrap(), "GET", "/metrics")
-            .ok()
-            .map(|(_, body)| {
-                body.lines()
-                    .filter(|l| l.starts_with("kbs_storage_retries_total{"))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                    .sum::<u64>()
-            })
-            .unwrap_or(0)
-    };
     eventually("the store's retries counted", Duration::from_secs(60), || {
-        retries() >= 3
+        scrape(&metrics_addr, "kbs_storage_retries_total{") >= 3
     });
     terminate(&child);
     let out = wait_with_deadline(child, Duration::from_secs(60));
