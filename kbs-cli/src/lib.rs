@@ -292,7 +292,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
         Command::Backup(args) => {
             let options = backup_options(args)?;
             let metrics = std::sync::Arc::new(metrics::BackupMetrics::default());
-            let storage = storage::open_observed(&args.storage, metrics.clone()).await?;
+            let storage = storage::open_observed(&args.storage, metrics.client.clone()).await?;
             let report =
                 backup::run_with_metrics(storage, options, metrics, context.progress, context.shutdown).await?;
             match format {
@@ -309,7 +309,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
         Command::Restore(args) => {
             let options = restore_options(args)?;
             let metrics = std::sync::Arc::new(metrics::RestoreMetrics::default());
-            let storage = storage::open_observed(&args.storage, metrics.clone()).await?;
+            let storage = storage::open_observed(&args.storage, metrics.client.clone()).await?;
             let report = restore::run_with_metrics(storage, options, metrics, context.progress.clone()).await?;
             match format {
                 OutputFormat::Json => writeln!(

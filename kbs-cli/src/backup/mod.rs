@@ -253,19 +253,7 @@ pub async fn run_with_metrics(
             ),
         });
     }
-    let metrics_server = match &options.metrics_addr {
-        Some(addr) => {
-            Some(
-                crate::metrics::serve(addr, metrics.clone())
-                    .await
-                    .map_err(|e| CliError::InvalidArgument {
-                        flag: "metrics-addr",
-                        message: format!("cannot listen on {addr}: {e}"),
-                    })?,
-            )
-        }
-        None => None,
-    };
+    let metrics_server = crate::metrics::serve_if_asked(options.metrics_addr.as_deref(), metrics.clone()).await?;
     let storage: Arc<dyn ObjectStorage> = if conditional {
         storage
     } else {
@@ -276,7 +264,7 @@ pub async fn run_with_metrics(
         );
         Arc::new(single_writer::SingleWriter(storage))
     };
-    let client = KafkaClient::connect(options.kafka.clone().with_events(metrics.clone())).await?;
+    let client = KafkaClient::connect(options.kafka.clone().with_events(metrics.client.clone())).await?;
     let lease = Arc::new(Mutex::new(Some(
         Lease::acquire(storage.clone(), &options.backup_id, options.lease_ttl).await?,
     )));

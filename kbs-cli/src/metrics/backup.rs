@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,29 +31,9 @@ pub struct BackupMetrics {
     /// Per partition: (next offset to read, high watermark).
     pub partitions: Mutex<BTreeMap<(String, i32), (i64, i64)>>,
     /// The Kafka client's and the store's retries and throttling.
-    pub client: ClientMetrics,
+    pub client: Arc<ClientMetrics>,
     /// Time spent waiting for partitions without a leader, in microseconds.
     pub leader_wait_micros: AtomicU64,
-}
-
-impl kbs_kafka::ClientEvents for BackupMetrics {
-    fn retrying(&self, operation: &str, error: &kbs_kafka::Error, attempt: u32, delay: Duration) {
-        self.client.retrying(operation, error, attempt, delay);
-    }
-
-    fn throttled(&self, broker: &str, api: &str, throttle: Duration) {
-        self.client.throttled(broker, api, throttle);
-    }
-
-    fn reauthenticated(&self, broker: &str, session: Option<Duration>) {
-        self.client.reauthenticated(broker, session);
-    }
-}
-
-impl kbs_storage::RetryObserver for BackupMetrics {
-    fn retrying(&self, error: &kbs_storage::Error, attempt: u32, delay: Duration) {
-        kbs_storage::RetryObserver::retrying(&self.client, error, attempt, delay);
-    }
 }
 
 impl BackupMetrics {

@@ -15,6 +15,21 @@ pub use backup::BackupMetrics;
 pub use client::ClientMetrics;
 pub use restore::RestoreMetrics;
 
+/// Serves `metrics` at `addr`, if one is given, for the command line's `--metrics-addr`.
+pub async fn serve_if_asked(
+    addr: Option<&str>,
+    metrics: Arc<dyn Exposition>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, crate::error::CliError> {
+    let Some(addr) = addr else { return Ok(None) };
+    serve(addr, metrics)
+        .await
+        .map(Some)
+        .map_err(|e| crate::error::CliError::InvalidArgument {
+            flag: "metrics-addr",
+            message: format!("cannot listen on {addr}: {e}"),
+        })
+}
+
 /// Metrics that render as Prometheus text.
 pub trait Exposition: Send + Sync + 'static {
     /// The Prometheus text exposition of the current values.

@@ -1,8 +1,8 @@
 //! The metrics of a running restore.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use super::{ClientMetrics, Exposition};
 
@@ -18,27 +18,7 @@ pub struct RestoreMetrics {
     /// Errors that ended the run.
     pub errors: AtomicU64,
     /// The Kafka client's and the store's retries and throttling.
-    pub client: ClientMetrics,
-}
-
-impl kbs_kafka::ClientEvents for RestoreMetrics {
-    fn retrying(&self, operation: &str, error: &kbs_kafka::Error, attempt: u32, delay: Duration) {
-        self.client.retrying(operation, error, attempt, delay);
-    }
-
-    fn throttled(&self, broker: &str, api: &str, throttle: Duration) {
-        self.client.throttled(broker, api, throttle);
-    }
-
-    fn reauthenticated(&self, broker: &str, session: Option<Duration>) {
-        self.client.reauthenticated(broker, session);
-    }
-}
-
-impl kbs_storage::RetryObserver for RestoreMetrics {
-    fn retrying(&self, error: &kbs_storage::Error, attempt: u32, delay: Duration) {
-        kbs_storage::RetryObserver::retrying(&self.client, error, attempt, delay);
-    }
+    pub client: Arc<ClientMetrics>,
 }
 
 impl Exposition for RestoreMetrics {

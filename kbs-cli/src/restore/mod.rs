@@ -170,19 +170,7 @@ pub async fn run_with_metrics(
     metrics: Arc<RestoreMetrics>,
     progress: Arc<dyn crate::backup::ProgressSink>,
 ) -> Result<RestoreReport, CliError> {
-    let server = match &options.metrics_addr {
-        Some(addr) => {
-            Some(
-                crate::metrics::serve(addr, metrics.clone())
-                    .await
-                    .map_err(|e| CliError::InvalidArgument {
-                        flag: "metrics-addr",
-                        message: format!("cannot listen on {addr}: {e}"),
-                    })?,
-            )
-        }
-        None => None,
-    };
+    let server = crate::metrics::serve_if_asked(options.metrics_addr.as_deref(), metrics.clone()).await?;
     let result = restore(storage, options, metrics.clone(), progress).await;
     if result.is_err() {
         metrics.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -258,7 +246,7 @@ async fn restore(
         }
     }
 
-    let client = KafkaClient::connect(options.kafka.clone().with_events(metrics.clone())).await?;
+    let client = KafkaClient::connect(options.kafka.clone().with_events(metrics.client.clone())).await?;
     let cluster_id = client.metadata(Some(&[])).await?.cluster_id.unwrap_or_default();
     if options.restore_id.is_empty() {
         options.restore_id = default_restore_id(&options, &cluster_id);

@@ -14,6 +14,15 @@ fn three_nodes() -> Option<KafkaCluster> {
     KafkaCluster::start_with(KafkaOptions::nodes(3))
 }
 
+/// Three nodes whose controller notices a dead one within 3 s (Kafka's default is 9 s).
+fn three_nodes_quick_to_notice_a_dead_one() -> Option<KafkaCluster> {
+    KafkaCluster::start_with(
+        KafkaOptions::nodes(3)
+            .with_config("broker.session.timeout.ms", "3000")
+            .with_config("broker.heartbeat.interval.ms", "500"),
+    )
+}
+
 /// A topic on all three nodes that stays writable with one of them down.
 fn create_replicated(bootstrap: &str, topic: &str, partitions: usize) {
     kbs_testkit::run_script(
@@ -317,10 +326,7 @@ fn leaders_of(bootstrap: &str, topic: &str) -> Vec<i64> {
 #[test]
 fn a_partition_without_a_leader_is_waited_for_then_left_out_and_completed_by_a_rerun() {
     // Quick failure detection, so the partition loses its leader soon after its node dies.
-    let options = KafkaOptions::nodes(3)
-        .with_config("broker.session.timeout.ms", "3000")
-        .with_config("broker.heartbeat.interval.ms", "500");
-    let Some(mut kafka) = KafkaCluster::start_with(options) else {
+    let Some(mut kafka) = three_nodes_quick_to_notice_a_dead_one() else {
         return;
     };
     let bootstrap = kafka.bootstrap();
@@ -441,6 +447,15 @@ fn kbs_on_s3(subcommand: &str, bootstrap: &str, storage: &str, endpoint: &str) -
     command
 }
 
+/// A Kafka node and moto with `bucket`, behind a fault-injecting proxy.
+fn kafka_and_s3_behind_a_proxy(bucket: &str) -> Option<(KafkaCluster, kbs_testkit::Moto, kbs_testkit::S3FaultProxy)> {
+    let kafka = KafkaCluster::start()?;
+    let moto = kbs_testkit::Moto::start()?;
+    moto.create_bucket(bucket);
+    let proxy = kbs_testkit::S3FaultProxy::start(moto.addr());
+    Some((kafka, moto, proxy))
+}
+
 /// S3 (moto) behind a proxy that answers `503 SlowDown` or drops the connection for scripted
 /// requests: a backup and a restore retry through them and store and write every record once;
 /// a store that stays down fails the backup with the store's error, and the rerun, once the
@@ -448,14 +463,9 @@ fn kbs_on_s3(subcommand: &str, bootstrap: &str, storage: &str, endpoint: &str) -
 #[test]
 fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_an_outage() {
     use kbs_testkit::S3Fault::{Reset, Unavailable};
-    let Some(kafka) = KafkaCluster::start() else {
+    let Some((kafka, moto, proxy)) = kafka_and_s3_behind_a_proxy("flaky") else {
         return;
     };
-    let Some(moto) = kbs_testkit::Moto::start() else {
-        return;
-    };
-    moto.create_bucket("flaky");
-    let proxy = kbs_testkit::S3FaultProxy::start(moto.addr());
     let endpoint = proxy.endpoint();
     let bootstrap = kafka.bootstrap();
     seed_simple(&bootstrap, "s3f", 12_000, 3, true);
@@ -596,10 +606,7 @@ fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_a
 /// be read nowhere else.
 #[test]
 fn a_continuous_backup_follows_a_broker_to_its_new_address() {
-    let options = KafkaOptions::nodes(3)
-        .with_config("broker.session.timeout.ms", "3000")
-        .with_config("broker.heartbeat.interval.ms", "500");
-    let Some(mut kafka) = KafkaCluster::start_with(options) else {
+    let Some(mut kafka) = three_nodes_quick_to_notice_a_dead_one() else {
         return;
     };
     let bootstrap = kafka.bootstrap();
@@ -696,14 +703,9 @@ fn run_measuring_peak_rss(command: &mut std::process::Command) -> (std::process:
 /// reads slowly: the restore's memory stays within its budget too, and nothing is lost.
 #[test]
 fn a_slow_store_slows_fetching_and_restoring_and_memory_stays_within_the_budget() {
-    let Some(kafka) = KafkaCluster::start() else {
+    let Some((kafka, moto, proxy)) = kafka_and_s3_behind_a_proxy("slow") else {
         return;
     };
-    let Some(moto) = kbs_testkit::Moto::start() else {
-        return;
-    };
-    moto.create_bucket("slow");
-    let proxy = kbs_testkit::S3FaultProxy::start(moto.addr());
     let endpoint = proxy.endpoint();
     let bootstrap = kafka.bootstrap();
     let records = 48_000usize;
