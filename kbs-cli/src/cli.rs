@@ -271,7 +271,8 @@ pub struct BackupArgs {
     /// Follow every record with its own CRC-32 in the segments.
     #[arg(long, env = "KBS_PER_RECORD_CRC")]
     pub per_record_crc: bool,
-    /// Memory budget for fetched and not yet uploaded data (suffixes k, M, G).
+    /// Memory budget of the backup (suffixes k, M, G): an eighth of it, at most 32 MiB, is kept
+    /// for kbs itself, the rest bounds fetched and not yet uploaded data.
     #[arg(long, env = "KBS_MEMORY_BUDGET", default_value = "256M")]
     pub memory_budget: String,
     /// Run on a store that ignores conditional writes. Only safe when nothing else can write

@@ -72,11 +72,12 @@ impl Engine {
     /// The fetch size that keeps everything held within the budget, after making room by
     /// waiting for uploads or rolling the largest open segments.
     pub(super) async fn make_room(&mut self) -> Result<u64, CliError> {
-        let want = (self.options.memory_budget / 4).clamp(1 << 20, 64 << 20);
+        let budget = self.options.data_budget();
+        let want = (budget / 4).clamp(1 << 20, 64 << 20);
         loop {
             // Responses of the fetches in flight count against the budget too.
             let held = self.held_bytes() + self.inflight.iter().map(|f| f.bytes).sum::<u64>();
-            if held + want <= self.options.memory_budget {
+            if held + want <= budget {
                 return Ok(want);
             }
             let has_uploads = self.partitions.values().any(|p| !p.queue.is_empty());
@@ -93,7 +94,7 @@ impl Engine {
                 .map(|(k, _)| k.clone());
             match largest {
                 Some(key) => self.roll(&key).await?,
-                None => return Ok(want.min(self.options.memory_budget.saturating_sub(held)).max(1 << 20)),
+                None => return Ok(want.min(budget.saturating_sub(held)).max(1 << 20)),
             }
         }
     }
@@ -331,7 +332,8 @@ impl Engine {
         let inflight_lanes: Vec<Option<usize>> = self.inflight.iter().map(|f| f.lane).collect();
         let lanes = lanes_to_fetch(self.options.continuous, &self.lane_idle, &inflight_lanes);
         let share = if lanes == [None] { 1 } else { FETCH_LANES as u64 };
-        let want = ((self.options.memory_budget / 4) / share).clamp(1 << 20, 64 << 20);
+        let budget = self.options.data_budget();
+        let want = ((budget / 4) / share).clamp(1 << 20, 64 << 20);
         for lane in lanes {
             let busy: HashSet<&(TopicName, i32)> = self.inflight.iter().flat_map(|f| &f.keys).collect();
             let keys: Vec<(TopicName, i32)> = self
@@ -341,7 +343,7 @@ impl Engine {
                 .map(|(k, _)| k.clone())
                 .collect();
             let inflight: u64 = self.inflight.iter().map(|f| f.bytes).sum();
-            if keys.is_empty() || self.held_bytes() + encoding + inflight + want > self.options.memory_budget {
+            if keys.is_empty() || self.held_bytes() + encoding + inflight + want > budget {
                 continue;
             }
             let active: Vec<FetchPosition> = keys
@@ -376,6 +378,16 @@ mod tests {
         assert_eq!(options.effective_segment_max_bytes(), 4 << 20);
         options.memory_budget = 1 << 20;
         assert_eq!(options.effective_segment_max_bytes(), 1 << 20, "never below 1 MiB");
+    }
+
+    #[test]
+    fn data_takes_the_budget_but_what_kbs_itself_needs() {
+        let mut options = BackupOptions::new(BackupId::new("b").unwrap(), kbs_kafka::ClientConfig::new(["k:9092"]));
+        assert_eq!(options.data_budget(), 224 << 20);
+        options.memory_budget = 1 << 30;
+        assert_eq!(options.data_budget(), (1 << 30) - (32 << 20), "at most 32 MiB kept");
+        options.memory_budget = 16 << 20;
+        assert_eq!(options.data_budget(), 14 << 20, "an eighth of a small budget");
     }
 
     use super::*;

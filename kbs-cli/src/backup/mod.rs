@@ -96,6 +96,12 @@ impl BackupOptions {
         self.segment_max_bytes.min((self.memory_budget / 8).max(1 << 20))
     }
 
+    /// The part of the memory budget data may take: the budget bounds the whole process, so
+    /// an eighth of it, at most 32 MiB, is kept for kbs itself (code, runtime, TLS, tables).
+    pub fn data_budget(&self) -> u64 {
+        self.memory_budget - (self.memory_budget / 8).min(32 << 20)
+    }
+
     /// Options with the documented defaults.
     pub fn new(backup_id: BackupId, kafka: kbs_kafka::ClientConfig) -> Self {
         BackupOptions {
