@@ -42,8 +42,9 @@ pub(super) async fn read_loop(
     max_response_bytes: usize,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let pool = Arc::new(FramePool::default());
     loop {
-        let frame = match read_frame(&mut reader, &mut buf, max_response_bytes).await {
+        let frame = match read_frame_pooled(&mut reader, &mut buf, max_response_bytes, Some(&pool)).await {
             Ok(frame) => frame,
             Err(why) => {
                 shared.close(why);
@@ -68,11 +69,73 @@ fn dispatch(shared: &Shared, mut frame: Bytes) {
     let _ = waiter.reply.send(reply);
 }
 
+/// Frames at least this large are read into pooled buffers.
+const POOLED_FRAME_BYTES: usize = 256 << 10;
+
+/// How many finished frame buffers a connection keeps for its next large responses (two: a
+/// backup keeps two fetches in flight per broker)...
+const POOLED_FRAMES: usize = 2;
+
+/// ... each of at most this capacity, so a connection keeps at most 32 MiB idle.
+const POOLED_FRAME_MAX_CAPACITY: usize = 16 << 20;
+
+/// Buffers of large responses (fetches) their readers are done with, kept for the next ones:
+/// a new buffer of megabytes costs a page fault per 4 KiB when it is first written, a reused
+/// one none. At most [`POOLED_FRAMES`] of at most [`POOLED_FRAME_MAX_CAPACITY`] are kept.
+#[derive(Default)]
+pub(super) struct FramePool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl FramePool {
+    fn take(&self) -> Vec<u8> {
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+}
+
+/// A frame in a pooled buffer; dropping it (when the last `Bytes` of it goes) returns the
+/// buffer to its pool.
+struct PooledFrame {
+    buf: Vec<u8>,
+    pool: Arc<FramePool>,
+}
+
+impl AsRef<[u8]> for PooledFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledFrame {
+    fn drop(&mut self) {
+        let mut free = self.pool.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < POOLED_FRAMES && self.buf.capacity() <= POOLED_FRAME_MAX_CAPACITY {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            free.push(buf);
+        }
+    }
+}
+
 /// Reads one `[i32 size][size bytes]` frame; the buffer grows only as bytes arrive.
 pub(super) async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     reader: &mut R,
     buf: &mut BytesMut,
     max_response_bytes: usize,
+) -> std::result::Result<Bytes, Closed> {
+    read_frame_pooled(reader, buf, max_response_bytes, None).await
+}
+
+/// [`read_frame`], reading large frames into buffers of `pool`.
+pub(super) async fn read_frame_pooled<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    max_response_bytes: usize,
+    pool: Option<&Arc<FramePool>>,
 ) -> std::result::Result<Bytes, Closed> {
     let io_error = |e: io::Error| Closed::Io(format!("read failed: {e}"));
     while buf.len() < 4 {
@@ -100,6 +163,32 @@ pub(super) async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
         )));
     }
     let total = 4 + size;
+    if let Some(pool) = pool.filter(|_| size >= POOLED_FRAME_BYTES) {
+        let mut frame = pool.take();
+        buf.advance(4);
+        let buffered = buf.len().min(size);
+        frame.extend_from_slice(&buf[..buffered]);
+        buf.advance(buffered);
+        while frame.len() < size {
+            let missing = size - frame.len();
+            frame.reserve(missing.min(16 << 20));
+            // Only this frame's bytes: the next frame's start stays in the socket for `buf`.
+            let read = (&mut *reader)
+                .take(missing as u64)
+                .read_buf(&mut frame)
+                .await
+                .map_err(io_error)?;
+            if read == 0 {
+                return Err(Closed::Io(format!(
+                    "closed by the broker {missing} bytes before the end of a frame"
+                )));
+            }
+        }
+        return Ok(Bytes::from_owner(PooledFrame {
+            buf: frame,
+            pool: pool.clone(),
+        }));
+    }
     while buf.len() < total {
         let missing = total - buf.len();
         buf.reserve(missing.min(16 << 20));
@@ -131,6 +220,53 @@ mod tests {
         assert!(matches!(
             read_frame(&mut input, &mut BytesMut::new(), 1 << 20).await,
             Err(Closed::Io(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn large_frames_come_in_pooled_buffers_that_are_reused() {
+        let body: Vec<u8> = (0..POOLED_FRAME_BYTES + 10).map(|i| i as u8).collect();
+        let mut wire = Vec::new();
+        for _ in 0..3 {
+            wire.extend_from_slice(&(body.len() as i32).to_be_bytes());
+            wire.extend_from_slice(&body);
+        }
+        wire.extend_from_slice(&6i32.to_be_bytes());
+        wire.extend_from_slice(b"\0\0\0\x09ok");
+        let pool = Arc::new(FramePool::default());
+        let mut input = &wire[..];
+        let mut buf = BytesMut::new();
+        let first = read_frame_pooled(&mut input, &mut buf, 1 << 20, Some(&pool))
+            .await
+            .unwrap();
+        assert_eq!(&first[..], &body[..]);
+        let first_at = first.as_ptr();
+        drop(first);
+        let second = read_frame_pooled(&mut input, &mut buf, 1 << 20, Some(&pool))
+            .await
+            .unwrap();
+        assert_eq!(&second[..], &body[..]);
+        assert_eq!(second.as_ptr(), first_at, "the first frame's buffer is reused");
+        // A slice kept alive keeps its buffer out of the pool.
+        let kept = second.slice(10..20);
+        drop(second);
+        let third = read_frame_pooled(&mut input, &mut buf, 1 << 20, Some(&pool))
+            .await
+            .unwrap();
+        assert_eq!(&third[..], &body[..]);
+        assert_ne!(third.as_ptr(), first_at);
+        assert_eq!(&kept[..], &body[10..20]);
+        let small = read_frame_pooled(&mut input, &mut buf, 1 << 20, Some(&pool))
+            .await
+            .unwrap();
+        assert_eq!(&small[..], b"\0\0\0\x09ok");
+        // A truncated large frame is an error, not a short frame.
+        let mut cut = (body.len() as i32).to_be_bytes().to_vec();
+        cut.extend_from_slice(&body[..1000]);
+        let mut input = &cut[..];
+        assert!(matches!(
+            read_frame_pooled(&mut input, &mut BytesMut::new(), 1 << 20, Some(&pool)).await,
+            Err(Closed::Io(m)) if m.contains("before the end")
         ));
     }
 
