@@ -75,6 +75,7 @@ pub(crate) mod protocol;
 mod record;
 mod sasl;
 mod tls;
+mod urls;
 
 pub use admin::NewTopic;
 pub use aws::{AwsCredentials, AwsCredentialsProvider, AwsMskIam};

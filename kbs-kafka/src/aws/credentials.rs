@@ -242,7 +242,7 @@ async fn from_web_identity(env: &Environment) -> Result<Option<AwsCredentials>, 
     ];
     let body = form
         .iter()
-        .map(|(k, v)| format!("{k}={}", super::sigv4::uri_encode(v, false)))
+        .map(|(k, v)| format!("{k}={}", crate::urls::percent_encode(v, false)))
         .collect::<Vec<_>>()
         .join("&");
     let response = http_client(Duration::from_secs(30))?
@@ -408,19 +408,11 @@ async fn from_container(env: &Environment) -> Result<Option<AwsCredentials>, Str
         format!("http://169.254.170.2{relative}")
     } else if let Some(full) = env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
         let parsed = reqwest::Url::parse(&full).map_err(|e| format!("{what}: {full}: {e}"))?;
-        let host = parsed.host_str().unwrap_or_default();
-        let allowed_http = host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| {
-                    ip.is_loopback()
-                        || ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"]
-                            .iter()
-                            .any(|allowed| allowed.parse() == Ok(ip))
-                });
-        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && allowed_http) {
+        let agents: Vec<std::net::IpAddr> = ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        if !crate::urls::may_carry_secrets(&parsed, &agents) {
             return Err(format!(
                 "{what}: {full} must be https, or http on loopback or the ECS/EKS link-local addresses"
             ));

@@ -74,9 +74,12 @@ pub(crate) fn oauth_token(region: &str, credentials: &AwsCredentials, at: System
     let host = format!("kafka.{region}.amazonaws.com");
     let mut query: Vec<String> = presign(&host, region, credentials, at)
         .iter()
-        .map(|(name, value)| format!("{name}={}", sigv4::uri_encode(value, false)))
+        .map(|(name, value)| format!("{name}={}", crate::urls::percent_encode(value, false)))
         .collect();
-    query.push(format!("User-Agent={}", sigv4::uri_encode(&user_agent(), false)));
+    query.push(format!(
+        "User-Agent={}",
+        crate::urls::percent_encode(&user_agent(), false)
+    ));
     URL_SAFE_NO_PAD.encode(format!("https://{host}/?{}", query.join("&")))
 }
 

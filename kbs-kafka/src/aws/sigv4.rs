@@ -23,6 +23,7 @@
 use ring::{digest, hmac};
 
 use super::AwsCredentials;
+use crate::urls::percent_encode as uri_encode;
 
 /// The algorithm name, as it appears in the string to sign and in `X-Amz-Algorithm`.
 pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -37,20 +38,6 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
         out
     })
-}
-
-/// SigV4 URI encoding: unreserved characters (`A-Z a-z 0-9 - _ . ~`) stay, every other byte is
-/// `%XX` (upper-case hex); `/` stays only when `keep_slash` (paths, not query values).
-pub(crate) fn uri_encode(value: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') || (keep_slash && byte == b'/') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// The canonical query string: each name and value URI-encoded, the pairs sorted by encoded
@@ -340,8 +327,6 @@ mod tests {
 
     #[test]
     fn encoding_and_dates() {
-        assert_eq!(uri_encode("a b/c~d:e", false), "a%20b%2Fc~d%3Ae");
-        assert_eq!(uri_encode("/a b/", true), "/a%20b/");
         assert_eq!(
             amz_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160)),
             "20150830T123600Z"

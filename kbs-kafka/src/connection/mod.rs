@@ -334,15 +334,8 @@ impl Connection {
         state.pending.insert(correlation_id, Waiter { header_version, reply });
         // The renewal's timer may lag (a busy runtime): a request sent past the renewal time
         // starts it itself, and waits for it.
-        let due = !sasl_exchange
-            && state.held.is_none()
-            && self.sasl.is_some()
-            && state
-                .session
-                .is_some_and(|s| tokio::time::Instant::now() >= s.reauthenticate_at);
-        if due {
-            state.held = Some(Vec::new());
-            tokio::spawn(session::reauthenticate(self.clone()));
+        if !sasl_exchange {
+            self.renew_if_due(&mut state);
         }
         match state.held.as_mut() {
             Some(held) if !sasl_exchange => held.push(frame),
@@ -370,16 +363,6 @@ impl Connection {
     /// Closes the connection, failing whatever waits on it.
     pub(crate) fn close(&self, reason: &str) {
         self.shared.close(Closed::Io(reason.to_owned()));
-    }
-
-    /// The request timeout.
-    pub(crate) fn request_timeout(&self) -> Duration {
-        self.request_timeout
-    }
-
-    /// The versions the broker announced.
-    pub(crate) fn versions(&self) -> &Versions {
-        &self.versions
     }
 }
 

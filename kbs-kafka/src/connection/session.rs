@@ -12,8 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Closed, Connection, PendingResponse};
-use crate::config::Sasl;
+use super::{Closed, Connection, PendingResponse, State};
 use crate::error::Result;
 use crate::protocol::Api;
 use crate::sasl::SaslChannel;
@@ -55,26 +54,29 @@ impl Connection {
         tokio::spawn(async move {
             tokio::time::sleep_until(session.reauthenticate_at).await;
             if let Some(connection) = connection.upgrade() {
-                connection.begin_reauthentication();
+                let mut state = connection.shared.lock();
+                connection.renew_if_due(&mut state);
             }
         });
     }
 
-    /// Starts renewing the session unless the connection is closed or already renewing: from
-    /// now on, new requests are held until it is done.
-    fn begin_reauthentication(self: &Arc<Self>) {
-        let mut state = self.shared.lock();
-        if state.closed.is_some() || state.held.is_some() || self.sasl.is_none() {
+    /// Starts renewing the session if its renewal time has come, unless the connection is
+    /// closed or already renewing: from now on, new requests are held until it is done. The
+    /// caller holds the state's lock. A timer of a session already renewed finds nothing due.
+    pub(super) fn renew_if_due(self: &Arc<Self>, state: &mut State) {
+        let due = state
+            .session
+            .is_some_and(|s| tokio::time::Instant::now() >= s.reauthenticate_at);
+        if !due || state.closed.is_some() || state.held.is_some() || self.sasl.is_none() {
             return;
         }
         state.held = Some(Vec::new());
-        drop(state);
         tokio::spawn(reauthenticate(self.clone()));
     }
 
     /// Queues `request` ahead of the frames held during a re-authentication (its own SASL
     /// requests).
-    pub(crate) fn send_while_reauthenticating<R: Api>(
+    fn send_while_reauthenticating<R: Api>(
         self: &Arc<Self>,
         request: &R,
         version: i16,
@@ -83,14 +85,9 @@ impl Connection {
         self.queue(request, version, timeout, true)
     }
 
-    /// The credentials the connection authenticated with, and the limit on authenticating.
-    pub(crate) fn sasl(&self) -> Option<(&Sasl, Duration)> {
-        self.sasl.as_ref().map(|s| (s, self.connect_timeout))
-    }
-
     /// Ends a re-authentication: on success the new session starts and the held frames go out
     /// in order; on failure the connection closes, failing them with the reason.
-    pub(crate) fn finish_reauthentication(self: &Arc<Self>, outcome: std::result::Result<Option<Duration>, String>) {
+    fn finish_reauthentication(self: &Arc<Self>, outcome: std::result::Result<Option<Duration>, String>) {
         match outcome {
             Ok(lifetime) => {
                 let mut state = self.shared.lock();
@@ -128,11 +125,11 @@ impl SaslChannel for LiveChannel<'_> {
     }
 
     fn version<R: Api>(&self) -> Result<i16> {
-        self.connection.versions().pick::<R>(self.connection.broker())
+        self.connection.versions.pick::<R>(self.connection.broker())
     }
 
     async fn call<R: Api>(&mut self, request: &R, version: i16) -> Result<R::Response> {
-        let timeout = self.connection.request_timeout();
+        let timeout = self.connection.request_timeout;
         self.connection
             .send_while_reauthenticating(request, version, timeout)?
             .wait()
@@ -142,11 +139,11 @@ impl SaslChannel for LiveChannel<'_> {
 
 /// Authenticates `connection` again and releases the requests held meanwhile, or closes it.
 pub(super) async fn reauthenticate(connection: Arc<Connection>) {
-    let Some((sasl, limit)) = connection.sasl() else {
+    let Some(sasl) = connection.sasl.clone() else {
         connection.finish_reauthentication(Err("no credentials".into()));
         return;
     };
-    let sasl = sasl.clone();
+    let limit = connection.connect_timeout;
     let mut channel = LiveChannel {
         connection: &connection,
     };

@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::config::{ClientCredentials, TokenSource};
+use crate::urls::{may_carry_secrets, percent_encode};
 
 /// The OAUTHBEARER client's first message (RFC 7628 3.1): GS2 header without authorization
 /// id, then `auth=Bearer <token>`, each key-value pair ended by %x01, and a final %x01.
@@ -64,27 +65,20 @@ pub(crate) async fn read_token(source: &TokenSource, host: &str) -> std::result:
 async fn client_credentials_token(credentials: &ClientCredentials) -> std::result::Result<String, String> {
     let endpoint = &credentials.token_endpoint;
     let url = reqwest::Url::parse(endpoint).map_err(|e| format!("token endpoint {endpoint}: {e}"))?;
-    let host = url.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+    if !may_carry_secrets(&url, &[]) {
         return Err(format!(
             "token endpoint {endpoint}: use https (http only on loopback), the client secret would travel in clear"
         ));
     }
     let basic = BASE64.encode(format!(
         "{}:{}",
-        form_encode(&credentials.client_id),
-        form_encode(&credentials.client_secret)
+        percent_encode(&credentials.client_id, false),
+        percent_encode(&credentials.client_secret, false)
     ));
     let mut body = "grant_type=client_credentials".to_owned();
     if let Some(scope) = &credentials.scope {
         body.push_str("&scope=");
-        body.push_str(&form_encode(scope));
+        body.push_str(&percent_encode(scope, false));
     }
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
@@ -115,20 +109,6 @@ async fn client_credentials_token(credentials: &ClientCredentials) -> std::resul
         .and_then(|t| t.as_str())
         .map(str::to_owned)
         .ok_or_else(|| format!("token endpoint {endpoint} answered no access_token"))
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value: unreserved characters as they
-/// are, everything else percent-encoded.
-fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
