@@ -13,6 +13,7 @@
 //! | [`find_program`], [`python`], [`cache_dir`] | where set-up installed the tools |
 //! | [`require`], [`note`] | the skip rule, and notes on stderr |
 //! | [`run_script`], [`run_python`], [`python_command`], [`script`] | running Python scripts with the venv |
+//! | [`HttpStub`] | a stand-in for a remote HTTP service (token endpoint, STS, metadata endpoints): answers by a function of the request and keeps the requests |
 //! | [`free_port`], [`wait_until`], [`http_request`], [`Server`] | building blocks |
 //!
 //! ```no_run
@@ -32,6 +33,7 @@
 //! suite's own scripts stay with the suite and run with [`run_python`].
 
 mod faults;
+mod http;
 mod kafka;
 mod msk;
 mod oauth;
@@ -42,6 +44,7 @@ mod server;
 mod tools;
 
 pub use faults::{S3Fault, S3FaultProxy};
+pub use http::{HttpRequest, HttpStub};
 pub use kafka::{KAFKA_VERSION, KafkaCluster, KafkaNode, KafkaOptions, Listener, SASL_PASSWORD, SASL_USER};
 pub use msk::{AwsKey, MskAuthentication, MskIamEndpoint};
 pub use oauth::{TokenEndpoint, unsecured_jwt};

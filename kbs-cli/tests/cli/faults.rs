@@ -117,6 +117,44 @@ fn snapshot_backup_through_a_leader_going_away(go_away: fn(&mut KafkaCluster, i3
     assert!(recovered < Duration::from_secs(120), "{recovered:?}");
 }
 
+/// Starts `kbs backup --continuous` of `topics` into backup `id` under `root`, rolling
+/// segments every second, with `extra` flags.
+fn spawn_continuous_backup(bootstrap: &str, root: &str, id: &str, topics: &str, extra: &[&str]) -> std::process::Child {
+    let mut args = vec![
+        "backup",
+        "--bootstrap-servers",
+        bootstrap,
+        "--storage",
+        root,
+        "--backup-id",
+        id,
+        "--topics",
+        topics,
+        "--continuous",
+        "--segment-max-interval",
+        "1s",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    spawn(&args)
+}
+
+/// Stops a continuous backup with SIGTERM, checks that it exits cleanly and that backup `id`
+/// passes `validate --deep` and holds exactly `source`.
+fn stop_validate_and_compare(child: std::process::Child, root: &str, id: &str, source: &[Row]) {
+    terminate(&child);
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run_ok(&["validate", "--path", root, "--backup-id", id, "--deep"]);
+    let (_, stored) = read_stored(root, id);
+    assert_same_records(&stored, source);
+}
+
 #[test]
 fn a_continuous_backup_rides_through_its_busiest_leader_killed_and_restarted() {
     let Some(mut kafka) = three_nodes() else {
@@ -130,23 +168,7 @@ fn a_continuous_backup_rides_through_its_busiest_leader_killed_and_restarted() {
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();
     let metrics_addr = format!("127.0.0.1:{}", kbs_testkit::free_port());
-    let child = spawn(&[
-        "backup",
-        "--bootstrap-servers",
-        &bootstrap,
-        "--storage",
-        root_str,
-        "--backup-id",
-        "live",
-        "--topics",
-        "live",
-        "--continuous",
-        "--segment-max-interval",
-        "1s",
-        "--metrics-addr",
-        &metrics_addr,
-        "-q",
-    ]);
+    let child = spawn_continuous_backup(&bootstrap, root_str, "live", "live", &["--metrics-addr", &metrics_addr]);
     let checkpoint = root.join("live/checkpoints/checkpoint.json");
     let checkpointed = || checkpointed_offsets(&checkpoint);
     eventually("the first records checkpointed", Duration::from_secs(60), || {
@@ -172,17 +194,7 @@ fn a_continuous_backup_rides_through_its_busiest_leader_killed_and_restarted() {
         .sum();
     assert!(retries > 0, "no retries counted:\n{body}");
     assert!(body.contains("kbs_kafka_throttle_seconds_count 0"), "{body}");
-    terminate(&child);
-    let out = wait_with_deadline(child, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "exit {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    run_ok(&["validate", "--path", root_str, "--backup-id", "live", "--deep"]);
-    let (_, stored) = read_stored(root_str, "live");
-    assert_same_records(&stored, &source);
+    stop_validate_and_compare(child, root_str, "live", &source);
 }
 
 #[test]
@@ -406,13 +418,7 @@ fn a_partition_without_a_leader_is_waited_for_then_left_out_and_completed_by_a_r
     });
     // The wait shows in the metrics while it lasts.
     eventually("the wait in the metrics", Duration::from_secs(60), || {
-        let Ok((200, body)) = kbs_testkit::http_request(metrics_addr.parse().unwrap(), "GET", "/metrics") else {
-            return false;
-        };
-        body.lines()
-            .find_map(|l| l.strip_prefix("kbs_backup_leader_wait_seconds_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .is_some_and(|seconds| seconds >= 1.0)
+        metric_sum(&metrics_addr, "kbs_backup_leader_wait_seconds_total ") >= 1.0
     });
     kafka.restart_node(node);
     let out = wait_with_deadline(rerun, Duration::from_secs(180));
@@ -532,23 +538,12 @@ fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_a
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let scrape = |addr: &str, metric: &str| {
-        kbs_testkit::http_request(addr.parse().unwrap(), "GET", "/metrics")
-            .ok()
-            .map(|(_, body)| {
-                body.lines()
-                    .filter(|l| l.starts_with(metric))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                    .sum::<u64>()
-            })
-            .unwrap_or(0)
-    };
     eventually(
         "the restore's storage retries and records counted",
         Duration::from_secs(60),
         || {
-            scrape(&restore_metrics, "kbs_storage_retries_total{") >= 6
-                && scrape(&restore_metrics, "kbs_restore_records_total ") > 0
+            metric_sum(&restore_metrics, "kbs_storage_retries_total{") >= 6.0
+                && metric_sum(&restore_metrics, "kbs_restore_records_total ") > 0.0
         },
     );
     let out = wait_with_deadline(child, Duration::from_secs(120));
@@ -593,7 +588,7 @@ fn backups_and_restores_ride_through_s3_throttling_and_resets_and_resume_after_a
         .unwrap();
     proxy.fail_next(&[Unavailable, Reset, Unavailable]);
     eventually("the store's retries counted", Duration::from_secs(60), || {
-        scrape(&metrics_addr, "kbs_storage_retries_total{") >= 3
+        metric_sum(&metrics_addr, "kbs_storage_retries_total{") >= 3.0
     });
     terminate(&child);
     let out = wait_with_deadline(child, Duration::from_secs(60));
@@ -616,21 +611,7 @@ fn a_continuous_backup_follows_a_broker_to_its_new_address() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();
-    let child = spawn(&[
-        "backup",
-        "--bootstrap-servers",
-        &bootstrap,
-        "--storage",
-        root_str,
-        "--backup-id",
-        "moved",
-        "--topics",
-        "moved",
-        "--continuous",
-        "--segment-max-interval",
-        "1s",
-        "-q",
-    ]);
+    let child = spawn_continuous_backup(&bootstrap, root_str, "moved", "moved", &[]);
     let checkpoint = root.join("moved/checkpoints/checkpoint.json");
     eventually("the first records checkpointed", Duration::from_secs(60), || {
         checkpointed_offsets(&checkpoint) >= 3_000
@@ -650,17 +631,7 @@ fn a_continuous_backup_follows_a_broker_to_its_new_address() {
         Duration::from_secs(120),
         || checkpointed_offsets(&checkpoint) >= source.len(),
     );
-    terminate(&child);
-    let out = wait_with_deadline(child, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "exit {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    run_ok(&["validate", "--path", root_str, "--backup-id", "moved", "--deep"]);
-    let (_, stored) = read_stored(root_str, "moved");
-    assert_same_records(&stored, &source);
+    stop_validate_and_compare(child, root_str, "moved", &source);
 }
 
 /// Runs `command` to completion, sampling its peak resident set (the kernel's `VmHWM`, in
@@ -819,23 +790,13 @@ fn a_continuous_backup_reads_from_a_broker_that_joined_after_it_started() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root_str = root.to_str().unwrap();
-    let child = spawn(&[
-        "backup",
-        "--bootstrap-servers",
+    let child = spawn_continuous_backup(
         &running,
-        "--storage",
         root_str,
-        "--backup-id",
         "joined",
-        "--topics",
         "fresh-*",
-        "--continuous",
-        "--segment-max-interval",
-        "1s",
-        "--topic-refresh-interval",
-        "1s",
-        "-q",
-    ]);
+        &["--topic-refresh-interval", "1s"],
+    );
     let checkpoint = root.join("joined/checkpoints/checkpoint.json");
     eventually("fresh-a checkpointed", Duration::from_secs(60), || {
         checkpointed_offsets(&checkpoint) >= 2_000
@@ -851,15 +812,5 @@ fn a_continuous_backup_reads_from_a_broker_that_joined_after_it_started() {
         Duration::from_secs(120),
         || checkpointed_offsets(&checkpoint) >= 4_000,
     );
-    terminate(&child);
-    let out = wait_with_deadline(child, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "exit {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    run_ok(&["validate", "--path", root_str, "--backup-id", "joined", "--deep"]);
-    let (_, stored) = read_stored(root_str, "joined");
-    assert_same_records(&stored, &source);
+    stop_validate_and_compare(child, root_str, "joined", &source);
 }

@@ -290,3 +290,19 @@ pub(crate) fn checkpointed_offsets(checkpoint: &Path) -> usize {
             .sum()
     })
 }
+
+/// The sum of the values of every sample of the metrics endpoint at `addr` whose line starts
+/// with `prefix` (a metric name and `{` for all its labels, or the name and a space); 0 when
+/// the endpoint does not answer yet.
+pub(crate) fn metric_sum(addr: &str, prefix: &str) -> f64 {
+    kbs_testkit::http_request(addr.parse().expect("a socket address"), "GET", "/metrics")
+        .ok()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| {
+            body.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0)
+}

@@ -491,69 +491,10 @@ async fn from_instance_metadata(env: &Environment) -> Result<AwsCredentials, Str
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use kbs_testkit::HttpStub;
 
     use super::*;
     use crate::aws::AwsCredentialsProvider;
-
-    /// A one-purpose HTTP server on loopback: answers every request with `answer(request
-    /// text)`, and keeps the requests it saw.
-    async fn http_server(
-        answer: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
-    ) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let answer = Arc::new(answer);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let answer = answer.clone();
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let mut buffer = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Headers, then the body its Content-Length announces.
-                    loop {
-                        let n = socket.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buffer.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buffer).into_owned();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let length = text[..end]
-                                .lines()
-                                .find_map(|l| {
-                                    let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("content-length")
-                                        .then(|| v.trim().parse().ok())?
-                                })
-                                .unwrap_or(0usize);
-                            if buffer.len() >= end + 4 + length {
-                                break;
-                            }
-                        }
-                    }
-                    let request = String::from_utf8_lossy(&buffer).into_owned();
-                    let (status, body) = answer(&request);
-                    log.lock().unwrap().push(request);
-                    let response = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = socket.write_all(response.as_bytes()).await;
-                });
-            }
-        });
-        (addr, seen)
-    }
 
     fn chain(pairs: &[(&str, &str)]) -> AwsCredentialsProvider {
         let mut vars: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -646,11 +587,15 @@ mod tests {
 
     #[tokio::test]
     async fn web_identity_is_exchanged_with_sts_and_cached_until_near_expiry() {
-        let (addr, seen) = http_server(|request| {
-            if !request.contains("Action=AssumeRoleWithWebIdentity") || !request.contains("WebIdentityToken=jwt.from.k8s") {
-                return (400, "<ErrorResponse><Error><Code>InvalidParameterValue</Code></Error></ErrorResponse>".into());
+        let sts = HttpStub::start(|request| {
+            let form = &request.body;
+            if !form.contains("Action=AssumeRoleWithWebIdentity") || !form.contains("WebIdentityToken=jwt.from.k8s") {
+                return (
+                    400,
+                    "<ErrorResponse><Error><Code>InvalidParameterValue</Code></Error></ErrorResponse>".into(),
+                );
             }
-            if request.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123%3Arole%2Fdenied") {
+            if form.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123%3Arole%2Fdenied") {
                 return (
                     403,
                     "<ErrorResponse><Error><Code>AccessDenied</Code><Message>Not authorized</Message></Error></ErrorResponse>"
@@ -667,12 +612,11 @@ mod tests {
                      </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
                 ),
             )
-        })
-        .await;
+        });
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "jwt.from.k8s\n").unwrap();
-        let endpoint = format!("http://{addr}");
+        let endpoint = sts.url("");
         let provider = |role: &str| {
             chain(&[
                 ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
@@ -685,7 +629,7 @@ mod tests {
         assert_eq!(credentials.access_key_id, "ASIASTS");
         assert_eq!(credentials.session_token.as_deref(), Some("sts/token+&="));
         allowed.clone().credentials().await.unwrap();
-        assert_eq!(seen.lock().unwrap().len(), 1, "an hour-long credential is fetched once");
+        assert_eq!(sts.requests().len(), 1, "an hour-long credential is fetched once");
         let denied = provider("arn:aws:iam::123:role/denied")
             .credentials()
             .await
@@ -698,20 +642,19 @@ mod tests {
 
     #[tokio::test]
     async fn container_credentials_send_the_authorization_token() {
-        let (addr, seen) = http_server(|request| {
-            if !request.contains("Authorization: pod-identity-token") && !request.contains("authorization: pod-identity-token") {
+        let agent = HttpStub::start(|request| {
+            if request.header("authorization") != Some("pod-identity-token") {
                 return (401, String::new());
             }
             (
                 200,
                 r#"{"AccessKeyId":"ASIAPOD","SecretAccessKey":"pod-secret","Token":"pod-token","Expiration":"2999-01-01T00:00:00Z"}"#.into(),
             )
-        })
-        .await;
+        });
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "pod-identity-token\n").unwrap();
-        let url = format!("http://{addr}/v1/credentials");
+        let url = agent.url("/v1/credentials");
         let credentials = chain(&[
             ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
             ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.to_str().unwrap()),
@@ -720,7 +663,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(credentials.access_key_id, "ASIAPOD");
-        assert!(seen.lock().unwrap()[0].starts_with("GET /v1/credentials"));
+        let first = &agent.requests()[0];
+        assert_eq!((first.method.as_str(), first.path.as_str()), ("GET", "/v1/credentials"));
         let refused = chain(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url)])
             .credentials()
             .await
@@ -735,10 +679,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_instance_role_comes_through_imdsv2() {
-        let (addr, seen) = http_server(|request| {
-            let line = request.lines().next().unwrap_or_default().to_owned();
-            let has_token = request.to_ascii_lowercase().contains("x-aws-ec2-metadata-token: imds-session");
-            match line.split_whitespace().take(2).collect::<Vec<_>>()[..] {
+        let imds = HttpStub::start(|request| {
+            let has_token = request.header("x-aws-ec2-metadata-token") == Some("imds-session");
+            match [request.method.as_str(), request.path.as_str()] {
                 ["PUT", "/latest/api/token"] => (200, "imds-session".into()),
                 ["GET", "/latest/meta-data/iam/security-credentials/"] if has_token => (200, "backup-role\n".into()),
                 ["GET", "/latest/meta-data/iam/security-credentials/backup-role"] if has_token => (
@@ -747,14 +690,13 @@ mod tests {
                 ),
                 _ => (401, String::new()),
             }
-        })
-        .await;
-        let endpoint = format!("http://{addr}");
+        });
+        let endpoint = imds.url("");
         let credentials = chain(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)])
             .credentials()
             .await
             .unwrap();
         assert_eq!(credentials.access_key_id, "ASIAEC2");
-        assert_eq!(seen.lock().unwrap().len(), 3);
+        assert_eq!(imds.requests().len(), 3);
     }
 }
