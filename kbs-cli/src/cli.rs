@@ -410,6 +410,17 @@ pub struct RestoreArgs {
     /// Restore partitions into other partitions: TOPIC:SRC=DST,... (source topic names).
     #[arg(long, env = "KBS_PARTITION_MAP", value_delimiter = ',')]
     pub partition_map: Vec<String>,
+    /// How records are placed in the target partitions: keep (each source partition into one
+    /// target partition), key (by key, where Kafka's default partitioner puts it; records
+    /// without a key round robin) or round-robin (every record). With key or round-robin the
+    /// target may have any number of partitions, and a resumed restore still writes every
+    /// record exactly once.
+    #[arg(long, env = "KBS_REPARTITION", value_name = "MODE", default_value = "keep")]
+    pub repartition: String,
+    /// With --repartition key or round-robin and --create-topics: the partition count of the
+    /// created target topics (an existing target keeps its own).
+    #[arg(long, env = "KBS_PARTITIONS", value_name = "N")]
+    pub partitions: Option<i32>,
     /// Only records with timestamps at or after T (RFC 3339, e.g. 2026-11-21T06:00:00Z, or Unix ms).
     #[arg(long, env = "KBS_START_TIME", value_name = "T")]
     pub start_time: Option<String>,

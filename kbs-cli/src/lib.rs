@@ -131,6 +131,36 @@ fn restore_options(args: &cli::RestoreArgs) -> Result<restore::RestoreOptions, C
             })?;
         partition_map.insert(key, dst);
     }
+    let repartition = restore::Repartition::parse(&args.repartition).ok_or_else(|| CliError::InvalidArgument {
+        flag: "repartition",
+        message: format!("{:?} is not keep, key or round-robin", args.repartition),
+    })?;
+    if repartition.reshapes() && !partition_map.is_empty() {
+        return Err(CliError::InvalidArgument {
+            flag: "partition-map",
+            message: format!(
+                "maps partitions one to one; --repartition {} places records by itself (leave one of them out)",
+                repartition.name()
+            ),
+        });
+    }
+    match args.partitions {
+        Some(n) if !(1..=100_000).contains(&n) => {
+            return Err(CliError::InvalidArgument {
+                flag: "partitions",
+                message: format!("{n} is not a partition count (1 to 100000)"),
+            });
+        }
+        Some(_) if !repartition.reshapes() => {
+            return Err(CliError::InvalidArgument {
+                flag: "partitions",
+                message: "sets the partition count of a repartitioned target: it needs --repartition key or \
+                          round-robin"
+                    .into(),
+            });
+        }
+        _ => {}
+    }
     let offsets = |flag: &'static str,
                    items: &[String]|
      -> Result<std::collections::BTreeMap<(String, i32), i64>, CliError> {
@@ -189,6 +219,8 @@ fn restore_options(args: &cli::RestoreArgs) -> Result<restore::RestoreOptions, C
         ),
         topic_map,
         partition_map,
+        repartition,
+        target_partitions: args.partitions,
         start_time,
         end_time,
         start_offsets: offsets("start-offset", &args.start_offset)?,

@@ -5,6 +5,7 @@
 //!   administration and consumer-group offsets. TLS (rustls) and SASL PLAIN / SCRAM / OAUTHBEARER / AWS_MSK_IAM.
 //! * [`IdempotentProducer`] — batches with sequence numbers, pipelined, retried without
 //!   duplicates.
+//! * [`default_partition`] — where Kafka's default partitioner puts a key (murmur2).
 //!
 //! Records keep exactly what Kafka stores: offset, timestamp and its type, null vs empty key
 //! and value, headers in order with duplicate keys and null values. Control records and
@@ -69,6 +70,7 @@ mod fetch;
 mod golden_tests;
 mod groups;
 mod metadata;
+mod partitioner;
 mod producer;
 mod producer_state;
 pub(crate) mod protocol;
@@ -86,6 +88,7 @@ pub use events::{ClientEvents, EventsHook};
 pub use fetch::{FetchPosition, FetchRequest, IsolationLevel, OffsetSpec, PartitionFetch, PartitionOffset};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
+pub use partitioner::{default_partition, murmur2};
 pub use producer::{Acks, IdempotentProducer, ProduceAck, ProducerCompression, ProducerConfig};
 pub use producer_state::ActiveProducer;
 pub use record::{ProduceRecord, Record, RecordHeader, TimestampType};

@@ -15,12 +15,18 @@
                                                        DeleteRecords before OFFSET (-1: the high watermark)
     kafka_admin.py try-login BOOTSTRAP PROTOCOL MECHANISM USER PASSWORD [CA_FILE]
                                                        prints "admitted" or "refused: ERROR"
+    kafka_admin.py placement BOOTSTRAP TOPIC PARTITIONS KEYS
+                                                       KEYS: a file of keys in base64, one per line (an empty line
+                                                       is the empty key); JSON {base64: partition}: where
+                                                       librdkafka's murmur2_random partitioner put each key when
+                                                       producing it to TOPIC, created with PARTITIONS
 
 Creates USER's SCRAM-SHA-256 and SCRAM-SHA-512 credentials through the admin API
 (AlterUserScramCredentials) on the PLAINTEXT INTERNAL listener, then waits (30 s at most) until
 USER authenticates with PLAIN, both SCRAM mechanisms and OAUTHBEARER (unsecured JWS) on every
 CLIENT address (comma-separated), which use PROTOCOL (SASL_PLAINTEXT or SASL_SSL, with CA_FILE).
 """
+import base64
 import json
 import sys
 import time
@@ -156,13 +162,34 @@ def try_login(bootstrap, protocol, mechanism, user, password, ca_file=None):
         print(f"refused: {'; '.join(errors) or e}")
 
 
+def placement(bootstrap, topic, partitions, keys_file):
+    from confluent_kafka import Producer
+    with open(keys_file) as f:
+        keys = [base64.b64decode(line.strip()) for line in f.read().split("\n")[:-1]]
+    create_topic(bootstrap, topic, partitions, "1")
+    prod = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "acks": "all"})
+    placed, errors = {}, []
+
+    def delivered(err, msg):
+        if err is not None:
+            errors.append(str(err))
+        else:
+            placed[base64.b64encode(msg.key()).decode()] = msg.partition()
+
+    for key in keys:
+        prod.produce(topic, key=key, value=b"", on_delivery=delivered)
+    if prod.flush(60) or errors or len(placed) != len(set(keys)):
+        sys.exit(f"placement failed: {errors[:3]}, {len(placed)} of {len(set(keys))} keys placed")
+    print(json.dumps(placed))
+
+
 def main():
     command, *args = sys.argv[1:]
     commands = {"scram-users": scram_users, "describe": describe, "create-topic": create_topic,
                 "create-topic-on": create_topic_on,
                 "wait-leaders": wait_leaders, "try-login": try_login,
                 "delete-records": delete_records, "offsets": offsets, "acl": acl,
-                "delete-topic": delete_topic}
+                "delete-topic": delete_topic, "placement": placement}
     if command not in commands:
         sys.exit(f"unknown command {command}")
     commands[command](*args)

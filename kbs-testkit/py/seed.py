@@ -7,6 +7,12 @@
         a compacted topic (cleanup.policy=compact, segments rolled after 100 ms, min.cleanable.dirty.ratio
         0.01, tombstones kept 1 s): COUNT records over N keys (key-<i % N>), every seventh a tombstone;
         values name the round R so that later rounds supersede earlier ones
+    seed.py BOOTSTRAP keyed TOPIC COUNT PARTITIONS [--keys N] [--value-size B]
+        a keyed topic as real producers fill it: keyed records placed by librdkafka's murmur2_random
+        partitioner (so each key lives in one partition), over N keys (2000), with records without a
+        key (about 15 %, spread over the partitions), empty keys, tombstones, headers and
+        out-of-order timestamps; each keyed value starts with "<key>#<n>", the key's n-th record,
+        followed by up to B random bytes (120)
 
 varied: 12 topics, every one with 3 or more partitions, over 200k records at --scale 1:
   v-none, v-gzip, v-snappy, v-lz4, v-zstd  one producer codec each
@@ -182,6 +188,50 @@ def compacted(bootstrap, topic, count, partitions, keys, round_, create_topic):
     print(json.dumps({"topic": topic, "records": count}))
 
 
+def keyed(bootstrap, topic, count, partitions, keys, value_size):
+    create(bootstrap, [(topic, partitions, {})])
+    rng = random.Random(f"keyed-{topic}")
+    prod = Producer({
+        "bootstrap.servers": bootstrap,
+        "partitioner": "murmur2_random",
+        "compression.type": "lz4",
+        "acks": "all",
+        "linger.ms": 10,
+        "batch.num.messages": 5000,
+        "queue.buffering.max.kbytes": 512 * 1024,
+    })
+    s = Sender(prod)
+    seen = {}
+    for i in range(count):
+        r = rng.random()
+        key = None if r < 0.15 else (b"" if r < 0.17 else f"user-{rng.randrange(keys)}".encode())
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if key is not None and rng.random() < 0.05:
+            value = None  # a tombstone
+        else:
+            prefix = b"" if key is None else key + b"#" + str(n).encode() + b" "
+            value = prefix + rng.randbytes(rng.randrange(0, value_size + 1))
+        headers = [("n", str(i).encode())] + ([("dup", None), ("dup", b"x")] if i % 11 == 0 else [])
+        ts = T0 + i * 10 + rng.randrange(-3000, 3000)  # out of order
+        # Records without a key go to an explicit partition (librdkafka would pick one at random).
+        partition = i % partitions if key is None else -1
+        kwargs = {"key": key, "value": value, "headers": headers, "timestamp": ts, "on_delivery": s.cb}
+        if partition >= 0:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                prod.produce(topic, **kwargs)
+                break
+            except BufferError:
+                prod.poll(0.05)
+        s.count += 1
+        if s.count % 5000 == 0:
+            prod.poll(0)
+    s.finish()
+    print(json.dumps({"topic": topic, "records": count}))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("bootstrap")
@@ -204,8 +254,16 @@ def main():
     c.add_argument("--keys", type=int, default=500)
     c.add_argument("--round", type=int, default=0)
     c.add_argument("--no-create", action="store_true")
+    k = sub.add_parser("keyed")
+    k.add_argument("topic")
+    k.add_argument("count", type=int)
+    k.add_argument("partitions", type=int)
+    k.add_argument("--keys", type=int, default=2000)
+    k.add_argument("--value-size", type=int, default=120)
     args = p.parse_args()
-    if args.mode == "varied":
+    if args.mode == "keyed":
+        keyed(args.bootstrap, args.topic, args.count, args.partitions, args.keys, args.value_size)
+    elif args.mode == "varied":
         varied(args.bootstrap, args.scale)
     elif args.mode == "compacted":
         compacted(args.bootstrap, args.topic, args.count, args.partitions, args.keys, args.round, not args.no_create)

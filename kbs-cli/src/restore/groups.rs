@@ -68,6 +68,11 @@ pub(super) async fn commit_groups(
     {
         let guard = shared.progress.lock().await;
         for mut m in moves {
+            if let Some(offset) = reshape::translated_offset(&guard.0, &m) {
+                m.target_offset = Some(offset);
+                by_group.entry(m.group.clone()).or_default().push(m);
+                continue;
+            }
             let Some(p) = guard.0.partitions.get(&m.source) else {
                 continue;
             };

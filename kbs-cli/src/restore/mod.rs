@@ -13,6 +13,9 @@
 //!   so nothing is written twice.
 //! * **Consumer groups**: each committed offset is translated to the target offset of the first
 //!   restored record at or after it (the partition's end when there is none) and committed.
+//! * **Repartitioning** (`--repartition key|round-robin`): a topic's source partitions are merged
+//!   into one deterministic sequence and routed by key or round robin into any number of target
+//!   partitions, still exactly once across interruptions (see `reshape/mod.rs`).
 
 mod groups;
 mod plan;
@@ -20,6 +23,7 @@ mod preflight;
 mod produce;
 mod progress;
 mod report;
+mod reshape;
 mod segments;
 mod target;
 mod writer;
@@ -48,6 +52,7 @@ use crate::metrics::RestoreMetrics;
 
 pub use plan::{PartitionPlan, plan};
 pub use report::{GroupMove, RestoreReport, TargetTopic, report_text};
+pub use reshape::{Repartition, ReshapedTopic, TargetShare};
 
 use groups::*;
 use preflight::*;
@@ -69,6 +74,12 @@ pub struct RestoreOptions {
     pub topic_map: BTreeMap<String, String>,
     /// (source topic, source partition) → target partition.
     pub partition_map: BTreeMap<(String, i32), i32>,
+    /// How records are placed in the target partitions: one to one (the default), or spread by
+    /// key or round robin over the target topic's partitions.
+    pub repartition: Repartition,
+    /// With `repartition` key or round robin: the partition count of a target topic
+    /// `create_topics` creates (an existing target keeps its own, which must then equal it).
+    pub target_partitions: Option<i32>,
     /// Only records with timestamps at or after this (Unix ms).
     pub start_time: Option<i64>,
     /// Only records with timestamps at or before this (Unix ms).
@@ -140,6 +151,10 @@ pub fn default_restore_id(options: &RestoreOptions, target_cluster_id: &str) -> 
     }
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     text.hash(&mut h);
+    if options.repartition.reshapes() {
+        // Another shape is another restore (one-to-one restores keep the ids they always had).
+        (options.repartition, options.target_partitions).hash(&mut h);
+    }
     format!("r-{:016x}", h.finish())
 }
 
@@ -223,7 +238,7 @@ async fn restore(
     // One source partition per target partition: resuming without duplicates relies on each
     // target partition being written by one ordered stream.
     let mut targets_seen = BTreeMap::new();
-    for p in &plans {
+    for p in plans.iter().filter(|_| !options.repartition.reshapes()) {
         if let Some(other) = targets_seen.insert(
             (p.target_topic.clone(), p.target_partition),
             (p.topic.clone(), p.partition),
@@ -287,7 +302,8 @@ async fn restore(
             )
         });
     }
-    for p in &plans {
+    let mut reshapes = reshape::reshape_plans(&plans, &options)?;
+    for p in plans.iter().filter(|_| !options.repartition.reshapes()) {
         let source = manifest.topic(&p.topic);
         let entry = needed.entry(p.target_topic.clone()).or_insert_with(|| {
             (
@@ -308,6 +324,17 @@ async fn restore(
             }
         }
     }
+    // A repartitioned target has the partitions it has, or `--partitions` when created; its
+    // topic selected without records too.
+    if options.repartition.reshapes() {
+        for (name, needs) in needed.iter_mut() {
+            needs.0 = reshape::target_partition_count(&options, name, existing.get(name).copied())?;
+            needs.1 = None;
+        }
+        for r in &mut reshapes {
+            r.target_partitions = needed[&r.target_topic].0;
+        }
+    }
     for (name, (partitions_needed, source_count, _)) in &needed {
         report.targets.push(TargetTopic {
             name: name.clone(),
@@ -317,8 +344,26 @@ async fn restore(
             existing_partitions: existing.get(name).copied(),
         });
     }
-    let group_moves = planned_group_moves(&manifest, &options, &plans);
+    let mut group_moves = planned_group_moves(&manifest, &options, &plans);
+    group_moves.extend(reshape::planned_group_moves(&manifest, &options, &reshapes));
+    let group_commits: BTreeMap<String, _> = reshapes
+        .iter()
+        .map(|r| (r.topic.clone(), reshape::group_commits(&manifest, &options, &r.topic)))
+        .collect();
     if options.dry_run {
+        if !reshapes.is_empty() {
+            let shared = Shared::new(
+                storage.clone(),
+                options.clone(),
+                Default::default(),
+                None,
+                Fence::new(RESTORE_LEASE_TTL),
+                metrics,
+            );
+            for r in &reshapes {
+                report.reshaped.push(reshape::planned_shares(&shared, r).await?);
+            }
+        }
         report.groups = group_moves;
         report.duration_secs = started.elapsed().as_secs_f64();
         return Ok(report);
@@ -350,7 +395,7 @@ async fn restore(
     let result = produce_all(
         storage.clone(),
         options,
-        plans,
+        (plans, reshapes, group_commits),
         needed,
         existing,
         client,
@@ -404,6 +449,9 @@ fn warn_of_retention(plans: &[PartitionPlan], configs: &BTreeMap<String, BTreeMa
 /// What a target topic needs: partitions, and the source's partition count and configs.
 type Needs = (i32, Option<u32>, BTreeMap<String, String>);
 
+/// Per reshaped source topic: moved group → source partition → committed offset.
+type GroupCommits = BTreeMap<String, BTreeMap<String, BTreeMap<i32, i64>>>;
+
 /// How long a restore's lease lives without renewal (renewed every third of it).
 const RESTORE_LEASE_TTL: Duration = Duration::from_secs(15);
 
@@ -413,7 +461,7 @@ const RESTORE_LEASE_TTL: Duration = Duration::from_secs(15);
 async fn produce_all(
     storage: Arc<dyn ObjectStorage>,
     options: RestoreOptions,
-    plans: Vec<PartitionPlan>,
+    (plans, reshapes, group_commits): (Vec<PartitionPlan>, Vec<reshape::ReshapePlan>, GroupCommits),
     needed: BTreeMap<String, Needs>,
     existing: BTreeMap<String, i32>,
     client: KafkaClient,
@@ -430,23 +478,15 @@ async fn produce_all(
     let earlier_run_lately = version.is_some() && now_ms() - progress.updated_at_ms < 10_000;
     let producer_config = ProducerConfig::default().with_compression(options.compression);
     let producer = IdempotentProducer::new(client.clone(), producer_config).await?;
-    let memory_permits = (options.memory_budget >> 10).clamp(1, u64::from(u32::MAX >> 4));
-    let shared = Arc::new(Shared {
-        storage: storage.clone(),
-        memory: Arc::new(Semaphore::new(memory_permits as usize)),
-        memory_permits,
-        rate: options.max_bytes_per_sec.map(|_| Mutex::new((0.0, Instant::now()))),
-        options: options.clone(),
-        progress: Mutex::new((progress, version)),
-        skipped: Mutex::new(Vec::new()),
-        produced: Mutex::new((0, 0)),
+    let shared = Arc::new(Shared::new(
+        storage.clone(),
+        options.clone(),
+        progress,
+        version,
         fence,
-        writers_marked: Default::default(),
-        writers_saved: Default::default(),
-        resumed_producers: Mutex::new(BTreeMap::new()),
         metrics,
-    });
-    record_start_positions(&shared, &client, &storage, &options, &plans).await?;
+    ));
+    record_start_positions(&shared, &client, &storage, &options, &plans, &reshapes).await?;
     // Claim the progress document (and fence an earlier run) before producing anything. An
     // earlier run that was still saving it stops producing at its next save (within 1 s);
     // the target is read only after that, so its last batches are seen and matched.
@@ -457,21 +497,45 @@ async fn produce_all(
 
     let saver = spawn_progress_saver(shared.clone());
     let limit = Arc::new(Semaphore::new(options.parallelism.max(1)));
-    let mut tasks = Vec::new();
-    for p in plans.clone() {
-        let max_message_bytes = configs
-            .get(&p.target_topic)
+    let max_message_bytes = |topic: &str| {
+        configs
+            .get(topic)
             .and_then(|c| c.get("max.message.bytes"))
             .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(1_048_588);
-        let (shared, client, producer, limit) = (shared.clone(), client.clone(), producer.clone(), limit.clone());
-        tasks.push(tokio::spawn(async move {
+            .unwrap_or(1_048_588)
+    };
+    // Each task waits for one of `parallelism` slots; a reshaped topic takes one slot, its
+    // sources sharing that slot's memory.
+    let in_a_slot = |work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CliError>> + Send>>| {
+        let limit = limit.clone();
+        tokio::spawn(async move {
             let _slot = limit
                 .acquire_owned()
                 .await
                 .map_err(|_| CliError::Locked("restore pool closed".into()))?;
+            work.await
+        })
+    };
+    let mut tasks = Vec::new();
+    for p in plans.iter().filter(|_| !options.repartition.reshapes()).cloned() {
+        let max_message_bytes = max_message_bytes(&p.target_topic);
+        let (shared, client, producer) = (shared.clone(), client.clone(), producer.clone());
+        tasks.push(in_a_slot(Box::pin(async move {
             restore_partition(&shared, &client, &producer, &p, max_message_bytes).await
-        }));
+        })));
+    }
+    for r in reshapes.iter().cloned() {
+        let max_message_bytes = max_message_bytes(&r.target_topic);
+        let commits = group_commits.get(&r.topic).cloned().unwrap_or_default();
+        let (shared, client, producer) = (shared.clone(), client.clone(), producer.clone());
+        tasks.push(in_a_slot(Box::pin(reshape::restore_topic(
+            shared,
+            client,
+            producer,
+            r,
+            max_message_bytes,
+            commits,
+        ))));
     }
     let mut first_error = None;
     for task in tasks {
@@ -497,6 +561,9 @@ async fn produce_all(
         shared.save_progress().await?;
     }
     let progress = shared.progress.lock().await.0.clone();
+    for r in &reshapes {
+        report.reshaped.push(reshape::restored_shares(&progress, r, &options));
+    }
     for p in &plans {
         if let Some(pp) = progress.partitions.get(&partition_key(&p.topic, p.partition)) {
             report

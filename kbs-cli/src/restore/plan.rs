@@ -13,7 +13,8 @@ pub struct PartitionPlan {
     pub partition: i32,
     /// Target topic.
     pub target_topic: String,
-    /// Target partition.
+    /// Target partition (`-1` when the topic is repartitioned: its records spread over the
+    /// target's partitions).
     pub target_partition: i32,
     /// Segments that can hold selected records.
     pub segments: Vec<String>,
@@ -67,7 +68,11 @@ pub fn plan(manifest: &Manifest, options: &RestoreOptions) -> Vec<PartitionPlan>
             plans.push(PartitionPlan {
                 topic: topic.name.to_string(),
                 partition: partition.partition,
-                target_partition: options.partition_map.get(&key).copied().unwrap_or(partition.partition),
+                target_partition: if options.repartition.reshapes() {
+                    -1
+                } else {
+                    options.partition_map.get(&key).copied().unwrap_or(partition.partition)
+                },
                 target_topic: target_topic.clone(),
                 segments: files.iter().map(|f| f.name.to_string()).collect(),
                 estimated_records: files.iter().map(|f| f.records).sum(),
@@ -75,7 +80,13 @@ pub fn plan(manifest: &Manifest, options: &RestoreOptions) -> Vec<PartitionPlan>
                 start_offset: start,
                 end_offset: end,
                 files,
-                split_points: group_offsets(manifest, options, topic.name.as_str(), partition.partition),
+                // A repartitioned topic's groups resume at any record (Kafka serves a fetch from
+                // inside a batch).
+                split_points: if options.repartition.reshapes() {
+                    Default::default()
+                } else {
+                    group_offsets(manifest, options, topic.name.as_str(), partition.partition)
+                },
             });
         }
     }

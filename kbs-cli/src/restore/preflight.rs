@@ -99,6 +99,7 @@ pub(super) async fn record_start_positions(
     storage: &Arc<dyn ObjectStorage>,
     options: &RestoreOptions,
     plans: &[PartitionPlan],
+    reshapes: &[reshape::ReshapePlan],
 ) -> Result<(), CliError> {
     // The target topics as they are now: a rerun must find the topics it wrote, as long as it
     // left them.
@@ -116,38 +117,26 @@ pub(super) async fn record_start_positions(
     };
     // Where each partition starts in its target, recorded before anything is produced, so an
     // interrupted run is always resumed from the progress document.
-    for p in plans {
+    reshape::record_start_positions(shared, client, reshapes, &target_ids).await?;
+    for p in plans.iter().filter(|_| !options.repartition.reshapes()) {
         let key = partition_key(&p.topic, p.partition);
         let now_id = target_ids.get(&p.target_topic).cloned().flatten();
         let recorded = shared.progress.lock().await.0.partitions.get(&key).cloned();
         if let Some(recorded) = recorded {
-            check_target_unchanged(client, options, p, &recorded, now_id.as_deref()).await?;
+            check_target_unchanged(
+                client,
+                options,
+                (&p.target_topic, p.target_partition),
+                &recorded,
+                now_id.as_deref(),
+            )
+            .await?;
             continue;
         }
         let (target_end, target_start) = target_bounds(client, &p.target_topic, p.target_partition).await?;
         if target_end > target_start && !options.allow_non_empty {
-            let others = restores_into(storage, options, &p.target_topic).await;
-            let resume = if others.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " Earlier restores of this backup wrote to {}: {} — to resume one, rerun it with --restore-id ID.",
-                    p.target_topic,
-                    others.join(", ")
-                )
-            };
-            return Err(CliError::InvalidArgument {
-                flag: "allow-non-empty",
-                message: format!(
-                    "target partition {}/{} already holds records (offsets {target_start}..{}) that restore {} did \
-                     not write.{resume} Otherwise restore into an empty topic. (--allow-non-empty appends the \
-                     backup's records after what is there: any of them already in the topic are then written twice.)",
-                    p.target_topic,
-                    p.target_partition,
-                    target_end - 1,
-                    options.restore_id
-                ),
-            });
+            let partition_of = (p.target_topic.as_str(), p.target_partition);
+            return Err(non_empty_target(storage, options, partition_of, target_start, target_end).await);
         }
         shared.progress.lock().await.0.partitions.insert(
             key,
@@ -161,4 +150,34 @@ pub(super) async fn record_start_positions(
         );
     }
     Ok(())
+}
+
+/// The refusal of a target partition that holds records (offsets `start..end`) this restore did
+/// not write, naming earlier restores of the backup into the topic that could be resumed.
+pub(super) async fn non_empty_target(
+    storage: &Arc<dyn ObjectStorage>,
+    options: &RestoreOptions,
+    (topic, partition): (&str, i32),
+    start: i64,
+    end: i64,
+) -> CliError {
+    let others = restores_into(storage, options, topic).await;
+    let resume = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Earlier restores of this backup wrote to {topic}: {} — to resume one, rerun it with --restore-id ID.",
+            others.join(", ")
+        )
+    };
+    CliError::InvalidArgument {
+        flag: "allow-non-empty",
+        message: format!(
+            "target partition {topic}/{partition} already holds records (offsets {start}..{}) that restore {} did not \
+             write.{resume} Otherwise restore into an empty topic. (--allow-non-empty appends the backup's records \
+             after what is there: any of them already in the topic are then written twice.)",
+            end - 1,
+            options.restore_id
+        ),
+    }
 }

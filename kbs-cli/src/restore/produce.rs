@@ -59,7 +59,8 @@ pub(super) struct Shared {
     pub(super) progress: Mutex<(RestoreProgress, Option<ObjectVersion>)>,
     pub(super) memory: Arc<Semaphore>,
     pub(super) memory_permits: u64,
-    pub(super) rate: Option<Mutex<(f64, Instant)>>,
+    /// With a byte-rate limit: when its bucket is next empty of reservations.
+    pub(super) rate: Option<Mutex<Instant>>,
     pub(super) skipped: Mutex<Vec<String>>,
     pub(super) produced: Mutex<(u64, u64)>,
     pub(super) fence: Fence,
@@ -80,6 +81,36 @@ pub(super) fn now_ms() -> i64 {
 }
 
 impl Shared {
+    /// The state of a restore that starts from `progress` (at `version` in the store, `None`
+    /// when not stored yet).
+    pub(super) fn new(
+        storage: Arc<dyn ObjectStorage>,
+        options: RestoreOptions,
+        progress: RestoreProgress,
+        version: Option<ObjectVersion>,
+        fence: Fence,
+        metrics: Arc<crate::metrics::RestoreMetrics>,
+    ) -> Shared {
+        let memory_permits = (options.memory_budget >> 10).clamp(1, u64::from(u32::MAX >> 4));
+        Shared {
+            storage,
+            memory: Arc::new(Semaphore::new(memory_permits as usize)),
+            memory_permits,
+            rate: options
+                .max_bytes_per_sec
+                .map(|_| Mutex::new(Instant::now() + Duration::from_secs(1))),
+            options,
+            progress: Mutex::new((progress, version)),
+            skipped: Mutex::new(Vec::new()),
+            produced: Mutex::new((0, 0)),
+            fence,
+            writers_marked: Default::default(),
+            writers_saved: Default::default(),
+            resumed_producers: Mutex::new(BTreeMap::new()),
+            metrics,
+        }
+    }
+
     pub(super) fn progress_key(&self) -> String {
         format!(
             "{}restores/{}/progress.json",
@@ -118,25 +149,31 @@ impl Shared {
         }
     }
 
-    /// Waits until `bytes` may be produced under the byte-rate limit.
+    /// Waits until `bytes` may be produced under the byte-rate limit: a token bucket holding
+    /// one second's bytes, served in the order the callers ask (each reserves its bytes at
+    /// once, then waits its turn), so no partition starves behind others that keep asking.
     pub(super) async fn throttle(&self, bytes: u64) {
-        let Some(rate) = &self.rate else { return };
-        let per_sec = self.options.max_bytes_per_sec.unwrap_or(u64::MAX) as f64;
-        loop {
-            let wait = {
-                let mut guard = rate.lock().await;
-                let (tokens, last) = &mut *guard;
-                let now = Instant::now();
-                *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_sec).min(per_sec);
-                *last = now;
-                if *tokens >= bytes as f64 || *tokens >= per_sec {
-                    *tokens -= bytes as f64;
-                    return;
-                }
-                Duration::from_secs_f64((bytes as f64 - *tokens) / per_sec)
-            };
+        let wait = self.reserve_rate(bytes).await;
+        if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Reserves `bytes` under the byte-rate limit and returns how long the caller must wait
+    /// before producing them (see [`Shared::throttle`]).
+    pub(super) async fn reserve_rate(&self, bytes: u64) -> Duration {
+        let Some(rate) = &self.rate else {
+            return Duration::ZERO;
+        };
+        let per_sec = self.options.max_bytes_per_sec.unwrap_or(u64::MAX).max(1) as f64;
+        // The time the bucket is next empty of reservations ("theoretical arrival time").
+        let mut empty_at = rate.lock().await;
+        let now = Instant::now();
+        let start = (*empty_at).max(now);
+        *empty_at = start + Duration::from_secs_f64(bytes as f64 / per_sec);
+        empty_at
+            .saturating_duration_since(now)
+            .saturating_sub(Duration::from_secs(1))
     }
 }
 
@@ -216,36 +253,77 @@ pub(super) fn wire_size(r: &ProduceRecord) -> usize {
             .sum::<usize>()
 }
 
-/// With `--skip-corrupt`, records a segment that failed verification; otherwise the error.
-pub(super) async fn skip_or_fail(shared: &Shared, key: &str, source: kbs_format::FormatError) -> Result<(), CliError> {
-    if !shared.options.skip_corrupt {
-        return Err(CliError::Segment {
-            key: key.to_string(),
-            source,
-        });
-    }
-    let position = crate::validate::error_position(&source).map_or(String::new(), |p| format!(" (byte {p})"));
-    shared.skipped.lock().await.push(format!("{key}{position}: {source}"));
-    tracing::error!("skipping corrupt segment {key}: {source}");
-    Ok(())
+/// Whether `written`, a record an interrupted run left in the target, is `produced`, as far
+/// as the broker keeps it (a LogAppendTime topic replaces the timestamp with its own).
+pub(super) fn same_record(written: &kbs_kafka::Record, produced: &ProduceRecord) -> bool {
+    let same_time =
+        written.timestamp_type == kbs_kafka::TimestampType::LogAppendTime || written.timestamp == produced.timestamp;
+    written.key == produced.key && written.value == produced.value && same_time && written.headers == produced.headers
 }
 
-/// A segment that verifies but is not the one the manifest records: an error, or skipped
-/// (and reported) with `--skip-corrupt`.
-pub(super) async fn not_the_recorded_segment(shared: &Shared, key: &str, what: String) -> Result<(), CliError> {
-    if !shared.options.skip_corrupt {
-        return Err(CliError::SegmentMismatch {
-            key: key.to_owned(),
-            what,
+/// The record's [`wire_size`], or an error naming it (`what()`: the source record and the
+/// target partition) when it cannot fit the target's `max.message.bytes`.
+pub(super) fn checked_wire_size(
+    produced: &ProduceRecord,
+    max_message_bytes: usize,
+    what: impl FnOnce() -> (String, String),
+) -> Result<usize, CliError> {
+    let size = wire_size(produced);
+    if size + 70 > max_message_bytes {
+        let (record, target) = what();
+        return Err(CliError::InvalidArgument {
+            flag: "topic-map",
+            message: format!(
+                "record {record} is {size} bytes, over {target}'s max.message.bytes of {max_message_bytes}; raise \
+                 it on the target topic"
+            ),
         });
     }
-    shared
-        .skipped
-        .lock()
-        .await
-        .push(format!("{key}: not the segment the manifest records: {what}"));
-    tracing::error!("skipping {key}: not the segment the manifest records: {what}");
-    Ok(())
+    Ok(size)
+}
+
+/// The produce batch being filled: its records, what identifies each (a source offset, or a
+/// sequence index), and its size on the wire.
+pub(super) struct OpenBatch<Id> {
+    records: Vec<ProduceRecord>,
+    ids: Vec<Id>,
+    size: usize,
+}
+
+impl<Id> OpenBatch<Id> {
+    pub(super) fn new() -> Self {
+        OpenBatch {
+            records: Vec::new(),
+            ids: Vec::new(),
+            size: 0,
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Whether a record of wire size `size` no longer fits under `limit` (a first record
+    /// always fits).
+    pub(super) fn is_full_for(&self, size: usize, limit: usize) -> bool {
+        !self.is_empty() && self.size + size > limit
+    }
+
+    pub(super) fn last_id(&self) -> Option<&Id> {
+        self.ids.last()
+    }
+
+    pub(super) fn push(&mut self, record: ProduceRecord, id: Id, size: usize) {
+        self.records.push(record);
+        self.ids.push(id);
+        self.size += size;
+    }
+
+    /// The records and their ids, leaving the batch empty.
+    pub(super) fn take(&mut self) -> (Vec<ProduceRecord>, Vec<Id>) {
+        self.size = 0;
+        (std::mem::take(&mut self.records), std::mem::take(&mut self.ids))
+    }
 }
 
 /// A batch on the wire: its source offsets, bytes, and the broker's answer to come.
@@ -265,7 +343,6 @@ pub(super) async fn restore_partition(
 ) -> Result<(), CliError> {
     let options = &shared.options;
     let key = partition_key(&plan.topic, plan.partition);
-    let topic = TopicName::new(&plan.topic)?;
     // Where this partition stands (recorded before any task started), and what the target
     // holds beyond it.
     let (next_source, next_target, interrupted_writer) = {
@@ -283,145 +360,67 @@ pub(super) async fn restore_partition(
     let (target_end, _) = target_bounds(client, &plan.target_topic, plan.target_partition).await?;
     // The interrupted run's producer, continued where its records in the log end, so that a
     // batch of it still above the high watermark or queued at the broker is written once.
-    let producer = &choose_writer(shared, client, producer, plan, interrupted_writer, target_end).await?;
+    let target = (plan.target_topic.as_str(), plan.target_partition);
+    let slot = progress::Slot::Source(key.clone());
+    let producer = &choose_writer(shared, client, producer, target, &slot, interrupted_writer, target_end).await?;
     // Records an interrupted run wrote after its last checkpoint: matched against the source
     // below, then skipped.
     let mut unacknowledged = TargetTail::new(&plan.target_topic, plan.target_partition, next_target, target_end);
 
-    let start = plan.start_offset.unwrap_or(i64::MIN).max(next_source);
-    let end = plan.end_offset.unwrap_or(i64::MAX);
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let batch_limit = max_message_bytes.clamp(1024, 1 << 20);
-    for file in &plan.files {
-        if file.last_offset < start {
-            continue;
-        }
-        let segment_key = layout::segment_key(&options.backup_id, &topic, plan.partition, file.name)?;
-        // Every checksum and invariant is verified before any record of the segment is
-        // produced. A segment that fits this partition's share of the memory budget is held in
-        // memory; a larger one is spooled to a temporary file, verified in one streaming pass
-        // and produced in a second, one batch at a time.
-        let share = options.memory_budget / options.parallelism.max(1) as u64;
-        let (records, _memory) = if file.size_bytes <= share {
-            let permits = (file.size_bytes >> 10).clamp(1, shared.memory_permits) as u32;
-            let memory = shared
-                .memory
-                .clone()
-                .acquire_many_owned(permits)
-                .await
-                .map_err(|_| CliError::Locked("memory pool closed".into()))?;
-            let bytes = shared.storage.get(&segment_key).await?.bytes;
-            let checked = bytes.clone();
-            let verified =
-                tokio::task::spawn_blocking(move || kbs_format::verify_segment(&checked, ReadLimits::default()))
-                    .await
-                    .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?;
-            match verified {
-                Ok(summary) => {
-                    if let Some(what) = differs_from_manifest(&summary, file) {
-                        not_the_recorded_segment(shared, &segment_key, what).await?;
-                        continue;
-                    }
-                    (records_from_memory(bytes), Some(memory))
+    let share = options.memory_budget / options.parallelism.max(1) as u64;
+    let mut source = SourceRecords::new(shared, plan, next_source, share)?;
+    let mut batch = OpenBatch::new();
+    while let Some(item) = source.next().await? {
+        let record = match item {
+            SourceItem::Record(record) => record,
+            // A batch never spans two segments.
+            SourceItem::SegmentEnd => {
+                if !batch.is_empty() {
+                    let (records, sources) = batch.take();
+                    send(shared, producer, plan, &mut in_flight, records, sources, &key).await?;
                 }
-                Err(source) => {
-                    skip_or_fail(shared, &segment_key, source).await?;
-                    continue;
-                }
-            }
-        } else {
-            let spooled = spool(&shared.storage, &segment_key).await?;
-            match verify_spooled(&spooled).await? {
-                Ok(summary) => {
-                    if let Some(what) = differs_from_manifest(&summary, file) {
-                        not_the_recorded_segment(shared, &segment_key, what).await?;
-                        continue;
-                    }
-                    (records_from_file(spooled), None)
-                }
-                Err(source) => {
-                    skip_or_fail(shared, &segment_key, source).await?;
-                    continue;
-                }
+                continue;
             }
         };
-        let mut records = records;
-        let mut batch: Vec<ProduceRecord> = Vec::new();
-        let mut batch_sources: Vec<i64> = Vec::new();
-        let mut batch_size = 0usize;
-        while let Some(record) = records.recv().await {
-            let record = record.map_err(|source| CliError::Segment {
-                key: segment_key.clone(),
-                source,
-            })?;
-            if record.offset < start || record.offset > end {
-                continue;
+        let produced = produce_record(&record, plan.partition, options.include_offset_headers);
+        if let Some(written) = unacknowledged.next(client).await? {
+            // Written by the interrupted run: it must be exactly this record.
+            if !same_record(&written, &produced) {
+                return Err(CliError::Locked(format!(
+                    "target {}/{} offset {} does not hold source record {key}@{} that restore {} wrote there; \
+                     something else writes to the target partition",
+                    plan.target_topic, plan.target_partition, written.offset, record.offset, options.restore_id
+                )));
             }
-            if options.start_time.is_some_and(|t| record.timestamp < t)
-                || options.end_time.is_some_and(|t| record.timestamp > t)
-            {
-                continue;
-            }
-            let produced = produce_record(&record, plan.partition, options.include_offset_headers);
-            if let Some(written) = unacknowledged.next(client).await? {
-                // Written by the interrupted run: it must be exactly this record, as far as the
-                // broker keeps it (a LogAppendTime topic replaces the timestamp with its own).
-                let same_time = written.timestamp_type == kbs_kafka::TimestampType::LogAppendTime
-                    || written.timestamp == produced.timestamp;
-                let same = written.key == produced.key
-                    && written.value == produced.value
-                    && same_time
-                    && written.headers == produced.headers;
-                if !same {
-                    return Err(CliError::Locked(format!(
-                        "target {}/{} offset {} does not hold source record {key}@{} that restore {} wrote there; \
-                         something else writes to the target partition",
-                        plan.target_topic, plan.target_partition, written.offset, record.offset, options.restore_id
-                    )));
-                }
-                let mut guard = shared.progress.lock().await;
-                let p = guard.0.partitions.get_mut(&key).expect("inserted");
-                p.map(record.offset, written.offset, &plan.split_points);
-                p.last_source_offset = Some(record.offset);
-                p.next_target_offset = written.offset + 1;
-                p.records += 1;
-                p.bytes += record_bytes(&produced);
-                continue;
-            }
-            let size = wire_size(&produced);
-            if size + 70 > max_message_bytes {
-                return Err(CliError::InvalidArgument {
-                    flag: "topic-map",
-                    message: format!(
-                        "record {key}@{} is {size} bytes, over {}/{}'s max.message.bytes of {max_message_bytes}; raise it \
-                         on the target topic",
-                        record.offset, plan.target_topic, plan.target_partition
-                    ),
-                });
-            }
-            let split = batch_sources
-                .last()
-                .is_some_and(|&previous| plan.split_points.range(previous + 1..=record.offset).next().is_some());
-            if !batch.is_empty() && (batch_size + size > batch_limit || split) {
-                send(
-                    shared,
-                    producer,
-                    plan,
-                    &mut in_flight,
-                    std::mem::take(&mut batch),
-                    std::mem::take(&mut batch_sources),
-                    &key,
-                )
-                .await?;
-                batch_size = 0;
-            }
-            batch_size += size;
-            batch_sources.push(record.offset);
-            batch.push(produced);
+            let mut guard = shared.progress.lock().await;
+            let p = guard.0.partitions.get_mut(&key).expect("inserted");
+            p.map(record.offset, written.offset, &plan.split_points);
+            p.last_source_offset = Some(record.offset);
+            p.next_target_offset = written.offset + 1;
+            p.records += 1;
+            p.bytes += record_bytes(&produced);
+            continue;
         }
-        if !batch.is_empty() {
-            send(shared, producer, plan, &mut in_flight, batch, batch_sources, &key).await?;
+        let size = checked_wire_size(&produced, max_message_bytes, || {
+            (
+                format!("{key}@{}", record.offset),
+                format!("{}/{}", plan.target_topic, plan.target_partition),
+            )
+        })?;
+        let split = batch
+            .last_id()
+            .is_some_and(|&previous| plan.split_points.range(previous + 1..=record.offset).next().is_some());
+        if batch.is_full_for(size, batch_limit) || (split && !batch.is_empty()) {
+            let (records, sources) = batch.take();
+            send(shared, producer, plan, &mut in_flight, records, sources, &key).await?;
         }
+        batch.push(produced, record.offset, size);
+    }
+    if !batch.is_empty() {
+        let (records, sources) = batch.take();
+        send(shared, producer, plan, &mut in_flight, records, sources, &key).await?;
     }
     while let Some(flight) = in_flight.pop_front() {
         acknowledge(shared, plan, flight, &key).await?;

@@ -26,6 +26,28 @@
 //! the target offset of its first record there. It is saved before that run's first batch, so a
 //! rerun can continue that producer's sequence numbers and a batch the interrupted run left
 //! unacknowledged is written once (see `writer.rs`).
+//!
+//! A topic restored with `--repartition key|round-robin` is written as one deterministic
+//! sequence (see `reshape/mod.rs`), and its progress lives under `reshaped`, keyed by the source
+//! topic: the longest prefix of that sequence whose every record the targets acknowledged, as
+//! the last source offset it took from each source partition, and each target partition's
+//! progress at that prefix:
+//!
+//! ```json
+//! "reshaped": {
+//!   "orders": {
+//!     "target_topic": "orders-24", "repartition": "key", "target_partitions": 24,
+//!     "sequenced": 84000, "sources": {"0": 6999, "1": 7001},
+//!     "targets": {"0": {"target_topic": "orders-24", "target_partition": 0, "last_source_offset": null,
+//!                       "next_target_offset": 3500, "records": 3500, "bytes": 3584000, "done": false}},
+//!     "groups": {"billing": {"0": 1200}},
+//!     "done": false
+//!   }
+//! }
+//! ```
+//!
+//! `groups` holds, per moved consumer group and target partition, the target offset of the
+//! first record in the prefix that the group had not consumed in the source.
 
 use std::collections::BTreeMap;
 
@@ -146,6 +168,63 @@ pub struct RestoreProgress {
     /// Consumer-group offsets committed: group → `"<target topic>/<partition>"` → offset.
     #[serde(default)]
     pub groups: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Source topic → progress of a topic restored into another partitioning.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reshaped: BTreeMap<String, ReshapedProgress>,
+}
+
+/// Progress of one source topic restored with `--repartition key` or `round-robin`: the
+/// longest prefix of its record sequence that every target acknowledged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReshapedProgress {
+    /// Target topic.
+    pub target_topic: String,
+    /// `key` or `round-robin`.
+    pub repartition: String,
+    /// The target topic's partition count.
+    pub target_partitions: i32,
+    /// Records of the sequence in the acknowledged prefix.
+    pub sequenced: u64,
+    /// Source partition → the last source offset the prefix holds from it.
+    pub sources: BTreeMap<i32, i64>,
+    /// Target partition → its progress at the prefix (`last_source_offset` unused).
+    pub targets: BTreeMap<i32, PartitionProgress>,
+    /// Moved consumer group → target partition → target offset of the first record of the
+    /// prefix in that partition that the group had not consumed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// The whole sequence is written and acknowledged.
+    pub done: bool,
+}
+
+/// Where a target partition's progress lives in the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Restored one to one: under `partitions`, by the source partition's key.
+    Source(String),
+    /// A target partition of a reshaped source topic: under `reshaped`.
+    Reshaped {
+        /// The source topic.
+        topic: String,
+        /// The target partition.
+        partition: i32,
+    },
+}
+
+impl RestoreProgress {
+    /// The target partition's progress at `slot`, if recorded.
+    pub(crate) fn slot_mut(&mut self, slot: &Slot) -> Option<&mut PartitionProgress> {
+        match slot {
+            Slot::Source(key) => self.partitions.get_mut(key),
+            Slot::Reshaped { topic, partition } => self.reshaped.get_mut(topic)?.targets.get_mut(partition),
+        }
+    }
+
+    /// Whether any partition of `topic` is a target of this restore.
+    pub fn writes_to(&self, topic: &str) -> bool {
+        self.partitions.values().any(|p| p.target_topic == topic)
+            || self.reshaped.values().any(|r| r.target_topic == topic)
+    }
 }
 
 /// The progress key of a source partition.

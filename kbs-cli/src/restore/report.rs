@@ -25,7 +25,9 @@ pub struct GroupMove {
     pub group: String,
     /// Source topic and partition.
     pub source: String,
-    /// The committed source offset (next record the group would read).
+    /// The committed source offset (next record the group would read); `-1` for a
+    /// repartitioned topic (`source` is then `topic/*`: the group's offsets on every source
+    /// partition are translated together).
     pub source_offset: i64,
     /// Target topic and partition.
     pub target: String,
@@ -54,6 +56,8 @@ pub struct RestoreReport {
     pub skipped_segments: Vec<String>,
     /// Consumer-group translations.
     pub groups: Vec<GroupMove>,
+    /// Repartitioned topics: planned (dry run) or restored records per target partition.
+    pub reshaped: Vec<ReshapedTopic>,
     /// Records produced by this run.
     pub records: u64,
     /// Key and value bytes produced by this run.
@@ -86,13 +90,16 @@ pub fn report_text(r: &RestoreReport) -> String {
         );
     }
     for p in &r.partitions {
+        let target = if p.target_partition < 0 {
+            format!("{} (repartitioned)", p.target_topic)
+        } else {
+            format!("{}/{}", p.target_topic, p.target_partition)
+        };
         let _ = writeln!(
             out,
-            "  {}/{} -> {}/{}: {} segments, up to {} records, {} bytes{}",
+            "  {}/{} -> {target}: {} segments, up to {} records, {} bytes{}",
             p.topic,
             p.partition,
-            p.target_topic,
-            p.target_partition,
             p.segments.len(),
             p.estimated_records,
             p.estimated_bytes,
@@ -109,16 +116,38 @@ pub fn report_text(r: &RestoreReport) -> String {
             let _ = writeln!(out, "      restored {records} records, {bytes} bytes");
         }
     }
+    for t in &r.reshaped {
+        let _ = writeln!(
+            out,
+            "repartitioned {} ({} source partitions) -> {} ({} partitions) by {}{}:",
+            t.topic,
+            t.source_partitions,
+            t.target_topic,
+            t.target_partitions,
+            t.repartition.name(),
+            if r.dry_run { ", planned" } else { ", restored" }
+        );
+        for share in &t.per_target {
+            let _ = writeln!(
+                out,
+                "  -> {}/{}: {} records, {} bytes",
+                t.target_topic, share.partition, share.records, share.bytes
+            );
+        }
+    }
     for s in &r.skipped_segments {
         let _ = writeln!(out, "SKIPPED corrupt segment {s}");
     }
     for g in &r.groups {
+        let source = if g.source_offset < 0 {
+            g.source.clone()
+        } else {
+            format!("{}@{}", g.source, g.source_offset)
+        };
         let _ = writeln!(
             out,
-            "group {}: {}@{} -> {}@{} {}",
+            "group {}: {source} -> {}@{} {}",
             g.group,
-            g.source,
-            g.source_offset,
             g.target,
             g.target_offset.map_or("?".to_string(), |o| o.to_string()),
             g.status

@@ -1,4 +1,5 @@
-//! Reading backed-up segments for a restore: verified whole in memory when they fit the
+//! Reading backed-up segments for a restore: a source partition's selected records, each segment
+//! verified before any of its records is used: whole in memory when it fits the
 //! partition's memory share, else spooled to a temporary file, verified in one streaming pass
 //! and read in a second.
 
@@ -132,4 +133,180 @@ pub(super) fn records_from_file(
         }
     });
     rx
+}
+
+/// What a source partition's reader yields: a selected record, or the end of a segment (where
+/// a one-to-one restore cuts its produce batch).
+pub(super) enum SourceItem {
+    /// A record inside the restore's offset and time windows.
+    Record(kbs_format::Record),
+    /// The segment the records came from ended.
+    SegmentEnd,
+}
+
+/// The selected records of one source partition from a start offset on, segment by segment.
+/// Every checksum and invariant of a segment is verified before any record of it is yielded. A
+/// segment that fits `memory_share` is held in memory (counted against the restore's memory
+/// pool); a larger one is spooled to a temporary file, verified in one streaming pass and read
+/// in a second, one batch at a time. A corrupt segment, or one that is not the segment the
+/// manifest records, stops the reader with an error, or is skipped and reported with
+/// `--skip-corrupt`.
+pub(super) struct SourceRecords<'a> {
+    shared: &'a Shared,
+    plan: &'a PartitionPlan,
+    topic: TopicName,
+    files: std::slice::Iter<'a, SegmentFile>,
+    start: i64,
+    end: i64,
+    memory_share: u64,
+    current: Option<OpenSegment>,
+}
+
+/// A verified segment whose records are not read yet.
+enum Unread {
+    /// Held in memory, with its share of the memory pool.
+    Memory(Bytes, tokio::sync::OwnedSemaphorePermit),
+    /// Spooled to a temporary file.
+    Spooled(std::fs::File),
+}
+
+struct OpenSegment {
+    key: String,
+    records: tokio::sync::mpsc::Receiver<Result<kbs_format::Record, kbs_format::FormatError>>,
+    _memory: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<'a> SourceRecords<'a> {
+    /// The records of `plan`'s partition at or after `from` (and inside the plan's windows).
+    pub(super) fn new(
+        shared: &'a Shared,
+        plan: &'a PartitionPlan,
+        from: i64,
+        memory_share: u64,
+    ) -> Result<SourceRecords<'a>, CliError> {
+        Ok(SourceRecords {
+            shared,
+            plan,
+            topic: TopicName::new(&plan.topic)?,
+            files: plan.files.iter(),
+            start: plan.start_offset.unwrap_or(i64::MIN).max(from),
+            end: plan.end_offset.unwrap_or(i64::MAX),
+            memory_share,
+            current: None,
+        })
+    }
+
+    /// The next selected record or segment end; `None` after the last segment.
+    pub(super) async fn next(&mut self) -> Result<Option<SourceItem>, CliError> {
+        let options = &self.shared.options;
+        loop {
+            let Some(segment) = &mut self.current else {
+                if !self.open_next().await? {
+                    return Ok(None);
+                }
+                continue;
+            };
+            let Some(record) = segment.records.recv().await else {
+                self.current = None;
+                return Ok(Some(SourceItem::SegmentEnd));
+            };
+            let record = record.map_err(|source| CliError::Segment {
+                key: segment.key.clone(),
+                source,
+            })?;
+            if record.offset < self.start || record.offset > self.end {
+                continue;
+            }
+            if options.start_time.is_some_and(|t| record.timestamp < t)
+                || options.end_time.is_some_and(|t| record.timestamp > t)
+            {
+                continue;
+            }
+            return Ok(Some(SourceItem::Record(record)));
+        }
+    }
+
+    /// Opens the next segment that can hold selected records and verifies it; `false` when
+    /// none is left.
+    async fn open_next(&mut self) -> Result<bool, CliError> {
+        let shared = self.shared;
+        for file in self.files.by_ref() {
+            if file.last_offset < self.start {
+                continue;
+            }
+            let key = layout::segment_key(&shared.options.backup_id, &self.topic, self.plan.partition, file.name)?;
+            // Verified whole before any record is read: in memory, or spooled.
+            let (verified, opened) = if file.size_bytes <= self.memory_share {
+                let permits = (file.size_bytes >> 10).clamp(1, shared.memory_permits) as u32;
+                let memory = shared
+                    .memory
+                    .clone()
+                    .acquire_many_owned(permits)
+                    .await
+                    .map_err(|_| CliError::Locked("memory pool closed".into()))?;
+                let bytes = shared.storage.get(&key).await?.bytes;
+                let checked = bytes.clone();
+                let verified =
+                    tokio::task::spawn_blocking(move || kbs_format::verify_segment(&checked, ReadLimits::default()))
+                        .await
+                        .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?;
+                (verified, Unread::Memory(bytes, memory))
+            } else {
+                let spooled = spool(&shared.storage, &key).await?;
+                (verify_spooled(&spooled).await?, Unread::Spooled(spooled))
+            };
+            match verified {
+                Ok(summary) => {
+                    if let Some(what) = differs_from_manifest(&summary, file) {
+                        not_the_recorded_segment(shared, &key, what).await?;
+                        continue;
+                    }
+                    let (records, memory) = match opened {
+                        Unread::Memory(bytes, memory) => (records_from_memory(bytes), Some(memory)),
+                        Unread::Spooled(file) => (records_from_file(file), None),
+                    };
+                    self.current = Some(OpenSegment {
+                        key,
+                        records,
+                        _memory: memory,
+                    });
+                    return Ok(true);
+                }
+                Err(source) => skip_or_fail(shared, &key, source).await?,
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// With `--skip-corrupt`, records a segment that failed verification; otherwise the error.
+pub(super) async fn skip_or_fail(shared: &Shared, key: &str, source: kbs_format::FormatError) -> Result<(), CliError> {
+    if !shared.options.skip_corrupt {
+        return Err(CliError::Segment {
+            key: key.to_string(),
+            source,
+        });
+    }
+    let position = crate::validate::error_position(&source).map_or(String::new(), |p| format!(" (byte {p})"));
+    shared.skipped.lock().await.push(format!("{key}{position}: {source}"));
+    tracing::error!("skipping corrupt segment {key}: {source}");
+    Ok(())
+}
+
+/// A segment that verifies but is not the one the manifest records: an error, or skipped
+/// (and reported) with `--skip-corrupt`.
+pub(super) async fn not_the_recorded_segment(shared: &Shared, key: &str, what: String) -> Result<(), CliError> {
+    if !shared.options.skip_corrupt {
+        return Err(CliError::SegmentMismatch {
+            key: key.to_owned(),
+            what,
+        });
+    }
+    shared
+        .skipped
+        .lock()
+        .await
+        .push(format!("{key}: not the segment the manifest records: {what}"));
+    tracing::error!("skipping {key}: not the segment the manifest records: {what}");
+    Ok(())
 }

@@ -30,7 +30,7 @@ pub(super) async fn restores_into(
         let Ok(progress) = serde_json::from_slice::<RestoreProgress>(&got.bytes) else {
             continue;
         };
-        if progress.partitions.values().any(|p| p.target_topic == target_topic) {
+        if progress.writes_to(target_topic) {
             ids.push(id);
         }
     }
@@ -154,7 +154,7 @@ impl TargetTail {
 pub(super) async fn check_target_unchanged(
     client: &KafkaClient,
     options: &RestoreOptions,
-    plan: &PartitionPlan,
+    (topic, partition): (&str, i32),
     recorded: &PartitionProgress,
     now_id: Option<&str>,
 ) -> Result<(), CliError> {
@@ -167,17 +167,17 @@ pub(super) async fn check_target_unchanged(
         && then != now
     {
         return Err(CliError::TargetChanged(format!(
-            "target topic {} is not the one restore {} wrote (topic id {then} then, {now} now: it was deleted \
-             and created again); {again}",
-            plan.target_topic, options.restore_id
+            "target topic {topic} is not the one restore {} wrote (topic id {then} then, {now} now: it was \
+             deleted and created again); {again}",
+            options.restore_id
         )));
     }
-    let (end, _) = target_bounds(client, &plan.target_topic, plan.target_partition).await?;
+    let (end, _) = target_bounds(client, topic, partition).await?;
     if end < recorded.next_target_offset {
         return Err(CliError::TargetChanged(format!(
-            "target partition {}/{} ends at offset {end}, but restore {} had written it up to offset {}: it was \
-             truncated or recreated; {again}",
-            plan.target_topic, plan.target_partition, options.restore_id, recorded.next_target_offset
+            "target partition {topic}/{partition} ends at offset {end}, but restore {} had written it up to offset \
+             {}: it was truncated or recreated; {again}",
+            options.restore_id, recorded.next_target_offset
         )));
     }
     Ok(())

@@ -29,20 +29,20 @@
 //! continued, and nothing of it can still be waiting: the rerun writes with a new producer.
 
 use super::*;
-use progress::TargetWriter;
+use progress::{Slot, TargetWriter};
 
-/// The producer to write `plan`'s target partition with, `target_end` being its high
-/// watermark: the interrupted run's producer when there was one, else `fresh` (this run's own),
+/// The producer to write target partition `topic`/`partition` with (its progress at `slot`),
+/// `target_end` being its high watermark: the interrupted run's producer when there was one, else `fresh` (this run's own),
 /// recorded durably in the progress document before anything is produced.
 pub(super) async fn choose_writer(
     shared: &Shared,
     client: &KafkaClient,
     fresh: &IdempotentProducer,
-    plan: &PartitionPlan,
+    (topic, partition): (&str, i32),
+    slot: &Slot,
     interrupted: Option<TargetWriter>,
     target_end: i64,
 ) -> Result<IdempotentProducer, CliError> {
-    let (topic, partition) = (plan.target_topic.as_str(), plan.target_partition);
     if let Some(writer) = interrupted
         && target_end >= writer.first_offset
         && still_known(client, topic, partition, writer, target_end).await?
@@ -59,7 +59,7 @@ pub(super) async fn choose_writer(
     }
     record_writer(
         shared,
-        &partition_key(&plan.topic, plan.partition),
+        slot,
         TargetWriter {
             producer_id: fresh.producer_id(),
             producer_epoch: fresh.producer_epoch(),
@@ -111,11 +111,11 @@ async fn resumed_producer(
 /// Records in the progress document, durably and before this run's first batch to the
 /// partition, which producer writes it and where its first record goes. One save covers every
 /// partition that recorded its writer before the save began.
-async fn record_writer(shared: &Shared, key: &str, writer: TargetWriter) -> Result<(), CliError> {
+async fn record_writer(shared: &Shared, slot: &Slot, writer: TargetWriter) -> Result<(), CliError> {
     use std::sync::atomic::Ordering;
     let mark = {
         let mut guard = shared.progress.lock().await;
-        let p = guard.0.partitions.get_mut(key).expect("prepared before the tasks");
+        let p = guard.0.slot_mut(slot).expect("prepared before the tasks");
         p.writer = Some(writer);
         shared.writers_marked.fetch_add(1, Ordering::SeqCst) + 1
     };

@@ -33,11 +33,11 @@ fn assert_same_partitions(got: &BTreeMap<(String, i32), Vec<Content>>, want: &BT
     }
 }
 
-fn args(text: &str) -> Vec<String> {
+pub(crate) fn args(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
 }
 
-fn run_args(text: &str) -> String {
+pub(crate) fn run_args(text: &str) -> String {
     let a = args(text);
     run_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -125,7 +125,7 @@ fn varied_dataset_restores_identically_into_renamed_topics_and_a_second_broker()
 }
 
 /// True when `topic` does not exist on the broker.
-fn describe_missing(bootstrap: &str, topic: &str) -> bool {
+pub(crate) fn describe_missing(bootstrap: &str, topic: &str) -> bool {
     let out = std::process::Command::new(kbs_testkit::python().unwrap())
         .arg(kbs_testkit::script("groups.py"))
         .args(["describe", bootstrap, topic])
@@ -227,16 +227,22 @@ fn time_and_offset_windows_restore_exactly_the_records_inside() {
 }
 
 /// The sum of the high watermarks of `topic`.
-fn target_end(bootstrap: &str, topic: &str) -> i64 {
+pub(crate) fn target_end(bootstrap: &str, topic: &str) -> i64 {
     watermarks(bootstrap, topic).values().map(|w| w.1).sum()
 }
 
 /// Runs `restore` (a command with `--max-bytes-per-sec` last but `-q`, into `target`) and SIGKILLs it at a
-/// random moment after it produced its first records (so that a kill often lands before the
+/// random moment (up to `within` later) after it produced its first records (so that a kill often lands before the
 /// next progress save and leaves records the next run must recognise), until `kills_wanted`
 /// runs were killed while producing; then runs it to the end without the rate limit. Every
 /// run that ends by itself must succeed.
-fn kill_while_producing_then_finish(bootstrap: &str, restore: &str, target: &str, kills_wanted: usize) {
+pub(crate) fn kill_while_producing_then_finish(
+    bootstrap: &str,
+    restore: &str,
+    target: &str,
+    kills_wanted: usize,
+    within: Duration,
+) {
     let mut rng = 0x9e37_79b9_u64;
     let mut kills = 0;
     for _ in 0..40 {
@@ -254,7 +260,7 @@ fn kill_while_producing_then_finish(bootstrap: &str, restore: &str, target: &str
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(rng % 700));
+        std::thread::sleep(Duration::from_millis(rng % within.as_millis().max(1) as u64));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             kills += 1;
@@ -309,6 +315,7 @@ fn sigkilled_restores_into_a_log_append_time_topic_resume_without_duplicates() {
         ),
         "lat-copy",
         6,
+        Duration::from_millis(700),
     );
     let copy = consume(&bootstrap, dir.path(), &["lat-copy"]);
     let without_time = |rows: &[Row]| -> Vec<_> {
@@ -347,7 +354,7 @@ fn sigkilled_restores_resume_without_duplicates() {
          --restore-id kill-me --max-bytes-per-sec 512K -q"
     );
     kbs_testkit::run_script("kafka_admin.py", &["create-topic", &bootstrap, "rk-copy", "3", "1"]);
-    kill_while_producing_then_finish(&bootstrap, &restore, "rk-copy", 10);
+    kill_while_producing_then_finish(&bootstrap, &restore, "rk-copy", 10, Duration::from_millis(700));
     let copy = consume(&bootstrap, dir.path(), &["rk-copy"]);
     assert_eq!(copy.len(), source.len(), "records duplicated or lost");
     assert_same_partitions(
