@@ -319,3 +319,42 @@ fn consumer_groups_of_a_repartitioned_topic_lose_nothing() {
         "the group's consumed records were skipped, not all read again"
     );
 }
+
+#[test]
+fn the_varied_dataset_repartitions_by_key_record_for_record() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    let seeded = kbs_testkit::run_script("seed.py", &[&bootstrap, "varied"]);
+    let seeded: serde_json::Value = serde_json::from_slice(&seeded.stdout).unwrap();
+    let topics: Vec<String> = seeded["topics"].as_object().unwrap().keys().cloned().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id v --topics v-* -q"
+    ));
+    // Every codec, null and empty keys and values, 1 MB values, binary keys, many headers, a
+    // compacted topic, an empty one: each 3 or 4 partitions into 5.
+    let map: Vec<String> = topics.iter().map(|t| format!("{t}=k5{t}")).collect();
+    run_args(&format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id v --topic-map {} --repartition key \
+         --partitions 5 --create-topics -q",
+        map.join(",")
+    ));
+    // The reference is what the backup holds (a compacted source may have changed since).
+    let (_, stored) = read_stored(root, "v");
+    let placement = librdkafka_placement(&bootstrap, dir.path(), &stored, 5);
+    for topic in &topics {
+        let source: Vec<Row> = stored.iter().filter(|r| r.0 == *topic).cloned().collect();
+        let target = format!("k5{topic}");
+        let got = target_contents(&consume(&bootstrap, dir.path(), &[&target]));
+        assert_targets(&got, &expected_targets(&source, 5, Some(&placement)), &target);
+        assert_eq!(
+            watermarks(&bootstrap, &target).len(),
+            5,
+            "{target} created with 5 partitions"
+        );
+    }
+}
