@@ -64,6 +64,60 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Remove a backup's lease by hand (after a writer on another host died).
     Unlock(UnlockArgs),
+    /// Delete the backups a retention policy does not keep (restic's forget rules): prints what
+    /// it keeps and deletes and why. Never deletes a backup that is not complete, one being
+    /// written, or the newest complete one (unless --delete-newest).
+    Prune(PruneArgs),
+    /// Delete one backup, crash-safe: marked as being deleted first (gone for every reader),
+    /// then removed; rerun to finish an interrupted deletion.
+    Delete(DeleteArgs),
+}
+
+/// `kbs prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    /// Storage.
+    pub storage: StorageArgs,
+    /// Keep the N newest complete backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Keep the backups that started within DURATION before the newest one (e.g. 7d, 2w, 1y).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep the newest backup of each of the N newest days (UTC) with backups.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<usize>,
+    /// Keep the newest backup of each of the N newest ISO weeks with backups.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest backup of each of the N newest months with backups.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<usize>,
+    /// Only backups whose ids match this glob (`*` any run of characters, `?` one).
+    #[arg(long, value_name = "GLOB")]
+    pub backup_ids: Option<String>,
+    /// Allow deleting the newest complete backup when no rule keeps it.
+    #[arg(long)]
+    pub delete_newest: bool,
+    /// Only print what would be kept and deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `kbs delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    /// Storage.
+    pub storage: StorageArgs,
+    /// The backup to delete.
+    #[arg(long, env = "KBS_BACKUP_ID")]
+    pub backup_id: String,
+    /// Also delete a backup that is not complete (an interrupted snapshot its backup command
+    /// would resume).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Where backups are stored.

@@ -9,6 +9,7 @@ use crate::error::CliError;
 
 /// Reads and parses a backup's manifest.
 pub async fn load_manifest(storage: &Arc<dyn ObjectStorage>, backup_id: &BackupId) -> Result<Manifest, CliError> {
+    crate::prune::refuse_if_deleted(storage, backup_id).await?;
     let key = layout::manifest_key(backup_id);
     let got = match storage.get(&key).await {
         Ok(got) => got,

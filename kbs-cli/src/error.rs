@@ -165,7 +165,21 @@ pub enum CliError {
         /// The manifest's status.
         status: String,
     },
+    /// The backup is being deleted (its deletion marker exists): it is gone for every reader.
+    #[error(
+        "backup {backup_id} is being deleted (a deletion started at {started}; rerun `kbs delete --backup-id \
+         {backup_id}` or the prune to finish it): it can no longer be read or written"
+    )]
+    BeingDeleted {
+        /// The backup id.
+        backup_id: String,
+        /// When the deletion started (RFC 3339).
+        started: String,
+    },
 }
+
+/// What [`CliError::BeingDeleted`] says; also `kbs list`'s status of such a backup.
+pub(crate) const BEING_DELETED: &str = "being deleted";
 
 impl CliError {
     /// The process exit code for this error (documented in the README): 2 for a wrong command
@@ -206,6 +220,7 @@ impl CliError {
             CliError::TargetChanged(_) => "target_changed",
             CliError::SourceChanged(_) => "source_changed",
             CliError::SegmentMismatch { .. } => "segment_mismatch",
+            CliError::BeingDeleted { .. } => "being_deleted",
         }
     }
 }

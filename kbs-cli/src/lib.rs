@@ -12,6 +12,7 @@ pub mod lease;
 pub mod list;
 pub mod metrics;
 pub mod options;
+pub mod prune;
 pub mod restore;
 pub mod storage;
 pub mod validate;
@@ -484,6 +485,65 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             for line in lines {
                 writeln!(out, "{line}").map_err(io)?;
             }
+            Ok(Outcome::Success)
+        }
+        Command::Prune(args) => {
+            let storage = storage::open(&args.storage).await?;
+            let options = prune::PruneOptions {
+                policy: prune::RetentionPolicy {
+                    keep_last: args.keep_last,
+                    keep_within: args
+                        .keep_within
+                        .as_deref()
+                        .map(|d| {
+                            humantime::parse_duration(d).map_err(|e| CliError::InvalidArgument {
+                                flag: "keep-within",
+                                message: format!("{d:?} is not a duration like 36h, 7d, 2w or 1y: {e}"),
+                            })
+                        })
+                        .transpose()?,
+                    keep_daily: args.keep_daily,
+                    keep_weekly: args.keep_weekly,
+                    keep_monthly: args.keep_monthly,
+                    allow_deleting_newest: args.delete_newest,
+                },
+                backup_ids: args.backup_ids.clone(),
+                dry_run: args.dry_run,
+            };
+            let report = prune::prune(storage, &options).await?;
+            match format {
+                OutputFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serialises")
+                ),
+                OutputFormat::Text => write!(out, "{}", prune::report_text(&report)),
+            }
+            .map_err(io)?;
+            Ok(Outcome::Success)
+        }
+        Command::Delete(args) => {
+            let storage = storage::open(&args.storage).await?;
+            let id = backup_id(&args.backup_id)?;
+            let deleted = prune::delete_backup(storage, &id, "kbs delete", args.force).await?;
+            match format {
+                OutputFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&deleted).expect("report serialises")
+                ),
+                OutputFormat::Text => writeln!(
+                    out,
+                    "deleted backup {id} ({} objects{})",
+                    deleted.objects,
+                    if deleted.resumed {
+                        ", finishing an earlier deletion"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+            .map_err(io)?;
             Ok(Outcome::Success)
         }
         Command::Unlock(args) => {

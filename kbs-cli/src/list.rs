@@ -14,7 +14,8 @@ use crate::error::CliError;
 pub struct BackupSummary {
     /// The backup id (its folder name).
     pub backup_id: String,
-    /// `in_progress`, `complete`, `failed`, or why the manifest could not be read.
+    /// `in_progress`, `complete`, `failed`, `being deleted`, or why the manifest could not be
+    /// read.
     pub status: String,
     /// When the backup started.
     pub created_at: Option<String>,
@@ -66,6 +67,9 @@ async fn summarize(storage: Arc<dyn ObjectStorage>, id: String) -> Result<Option
         records: 0,
         size_bytes: 0,
     };
+    if crate::prune::deletion_marker(&storage, &backup_id).await?.is_some() {
+        return Ok(Some(empty(crate::error::BEING_DELETED.into())));
+    }
     let got = match storage.get(&layout::manifest_key(&backup_id)).await {
         Ok(got) => got,
         Err(e) if e.is_not_found() => return Ok(Some(empty("no manifest".into()))),

@@ -78,6 +78,7 @@ pub async fn validate(
         deep: depth == Depth::Deep,
         ..Default::default()
     };
+    crate::prune::refuse_if_deleted(&storage, backup_id).await?;
     let manifest_key = layout::manifest_key(backup_id);
     let manifest = match storage.get(&manifest_key).await {
         Ok(got) => match Manifest::from_json(&got.bytes) {

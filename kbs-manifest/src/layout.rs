@@ -4,6 +4,8 @@
 //! <backup-id>/manifest.json
 //! <backup-id>/checkpoints/checkpoint.json
 //! <backup-id>/lease.json
+//! <backup-id>/deleting.json          (only while the backup is being deleted)
+//! <backup-id>/restores/<restore-id>/progress.json, lease.json
 //! <backup-id>/topics/<topic>/<partition>/segment-NNNNNNNN.kbs
 //! ```
 //!
@@ -47,6 +49,13 @@ pub fn checkpoint_key(backup_id: &BackupId) -> String {
 /// writers.
 pub fn lease_key(backup_id: &BackupId) -> String {
     format!("{backup_id}/lease.json")
+}
+
+/// `<backup-id>/deleting.json`: the deletion marker. Written before any object of a backup
+/// is deleted and removed last, so a backup with it is gone for every reader, and a deletion
+/// interrupted at any point is finished by running it again.
+pub fn deletion_marker_key(backup_id: &BackupId) -> String {
+    format!("{backup_id}/deleting.json")
 }
 
 /// `<backup-id>/topics/<topic>/<partition>/`: the prefix of a partition's segments.

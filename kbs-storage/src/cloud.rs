@@ -825,6 +825,28 @@ impl ObjectStorage for CloudStore {
         }
     }
 
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        use futures::StreamExt as _;
+        let mut paths = Vec::with_capacity(keys.len());
+        for key in keys {
+            validate_key(key)?;
+            paths.push(Ok(self.shared.path(key)?));
+        }
+        // object_store batches these into DeleteObjects requests on S3 (and deletes one by one
+        // where a backend has no bulk delete).
+        let mut results = self.shared.store.delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    let first = keys.first().map_or("", String::as_str);
+                    return Err(self.shared.map_err(&self.shared.cx(Operation::DeleteMany, first), e));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn start_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>> {
         validate_key(key)?;
         let cx = self.shared.cx(Operation::MultipartStart, key);

@@ -32,6 +32,8 @@ pub enum Operation {
     List,
     /// [`ObjectStorage::delete`](crate::ObjectStorage::delete).
     Delete,
+    /// [`ObjectStorage::delete_many`](crate::ObjectStorage::delete_many).
+    DeleteMany,
     /// [`ObjectStorage::start_multipart`](crate::ObjectStorage::start_multipart).
     MultipartStart,
     /// [`MultipartUpload::put_part`](crate::MultipartUpload::put_part).
@@ -56,6 +58,7 @@ impl Operation {
             Operation::Head => "head",
             Operation::List => "list",
             Operation::Delete => "delete",
+            Operation::DeleteMany => "delete-many",
             Operation::MultipartStart => "multipart-start",
             Operation::MultipartPart => "multipart-part",
             Operation::MultipartComplete => "multipart-complete",

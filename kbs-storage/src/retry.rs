@@ -295,6 +295,14 @@ impl<S: ObjectStorage + 'static> ObjectStorage for Retrying<S> {
         .await
     }
 
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        let first = keys.first().map_or("", String::as_str);
+        run(&self.config, &self.cx(Operation::DeleteMany, first), |_| {
+            self.inner.delete_many(keys)
+        })
+        .await
+    }
+
     async fn start_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>> {
         let upload = run(&self.config, &self.cx(Operation::MultipartStart, key), |_| {
             self.inner.start_multipart(key)

@@ -192,6 +192,17 @@ pub trait ObjectStorage: Send + Sync + fmt::Debug {
     /// Deletes an object. Deleting a missing object succeeds (S3 cannot tell the difference).
     async fn delete(&self, key: &str) -> Result<()>;
 
+    /// Deletes every object of `keys` (missing ones succeed), in as few requests as the backend
+    /// allows: S3's DeleteObjects takes up to 1,000 keys per request. On an error some of the
+    /// keys may be deleted; deleting them all again is safe. By default one
+    /// [`delete`](ObjectStorage::delete) per key.
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
     /// Starts a multipart upload of a large object. Most callers use
     /// [`ObjectStorageExt::put_multipart`], which buffers writes into parts. Nothing is visible
     /// at the key until [`MultipartUpload::complete`] succeeds; dropping the upload without
@@ -236,6 +247,9 @@ impl<T: ObjectStorage + ?Sized> ObjectStorage for Arc<T> {
     }
     async fn delete(&self, key: &str) -> Result<()> {
         (**self).delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        (**self).delete_many(keys).await
     }
     async fn start_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>> {
         (**self).start_multipart(key).await

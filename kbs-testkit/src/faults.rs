@@ -33,6 +33,7 @@ pub struct S3FaultProxy {
     stop: Arc<AtomicBool>,
     pacing: Arc<Pacing>,
     download_pacing: Arc<Pacing>,
+    request_lines: Arc<Mutex<Vec<String>>>,
 }
 
 /// A rate limit, shared by every connection: each chunk of a request body takes its
@@ -75,6 +76,8 @@ impl S3FaultProxy {
         let download_pacing = Arc::new(Pacing::default());
         let (plan2, connections2, stop2) = (Arc::clone(&plan), Arc::clone(&connections), Arc::clone(&stop));
         let (pacing2, download_pacing2) = (Arc::clone(&pacing), Arc::clone(&download_pacing));
+        let request_lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let request_lines2 = Arc::clone(&request_lines);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
@@ -87,7 +90,8 @@ impl S3FaultProxy {
                     if plan.is_empty() { None } else { Some(plan.remove(0)) }
                 };
                 let pacing = (Arc::clone(&pacing2), Arc::clone(&download_pacing2));
-                std::thread::spawn(move || handle(client, target, fault, &pacing.0, &pacing.1));
+                let lines = Arc::clone(&request_lines2);
+                std::thread::spawn(move || handle(client, target, fault, &pacing.0, &pacing.1, &lines));
             }
         });
         S3FaultProxy {
@@ -97,7 +101,14 @@ impl S3FaultProxy {
             stop,
             pacing,
             download_pacing,
+            request_lines,
         }
+    }
+
+    /// The request line (`POST /bucket?delete HTTP/1.1`) of every request the proxy read, in
+    /// the order read.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.request_lines.lock().unwrap().clone()
     }
 
     /// From now on, response bodies pass at most at `bytes_per_sec` in all (0: unlimited), as
@@ -173,11 +184,22 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<(String, usiz
 /// Handles one connection, which carries exactly one request: every forwarded request and
 /// response gets `Connection: close`, so the client opens a new connection per request and each
 /// scripted fault hits exactly one request.
-fn handle(client: TcpStream, target: SocketAddr, fault: Option<S3Fault>, pacing: &Pacing, download_pacing: &Pacing) {
+fn handle(
+    client: TcpStream,
+    target: SocketAddr,
+    fault: Option<S3Fault>,
+    pacing: &Pacing,
+    download_pacing: &Pacing,
+    request_lines: &Mutex<Vec<String>>,
+) {
     let mut reader = BufReader::new(client.try_clone().unwrap());
     let Ok((head, length)) = read_head(&mut reader) else {
         return;
     };
+    request_lines
+        .lock()
+        .unwrap()
+        .push(head.lines().next().unwrap_or_default().to_owned());
     let mut body = vec![0; length];
     for chunk in body.chunks_mut(64 << 10) {
         pacing.take(chunk.len());

@@ -282,6 +282,8 @@ pub async fn run_with_metrics(
     );
 
     let result = async {
+        // Under the lease, so a deletion cannot start meanwhile: a backup being deleted is gone.
+        crate::prune::refuse_if_deleted(&storage, &options.backup_id).await?;
         let metadata = client.metadata(None).await?;
         let source = SourceCluster {
             cluster_id: metadata.cluster_id.clone().unwrap_or_default(),

@@ -93,6 +93,10 @@ impl ObjectStorage for SingleWriter {
         self.0.delete(key).await
     }
 
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.0.delete_many(keys).await
+    }
+
     async fn start_multipart(&self, key: &str) -> Result<Box<dyn MultipartUpload>> {
         self.0.start_multipart(key).await
     }

@@ -203,6 +203,7 @@ async fn restore(
     progress: Arc<dyn crate::backup::ProgressSink>,
 ) -> Result<RestoreReport, CliError> {
     let started = Instant::now();
+    crate::prune::refuse_if_deleted(&storage, &options.backup_id).await?;
     let manifest_key = layout::manifest_key(&options.backup_id);
     let manifest = match storage.get(&manifest_key).await {
         Ok(got) => load_manifest_sync(&got.bytes, &manifest_key)?,

@@ -6,6 +6,7 @@ mod backup;
 mod faults;
 mod harness;
 mod kafka_semantics;
+mod lifecycle;
 mod repartition;
 mod resilience;
 mod restore;

@@ -509,6 +509,31 @@ async fn deletes(store: &Arc<dyn ObjectStorage>) {
             .is_empty()
     );
     store.delete(key).await.unwrap();
+
+    // Many at once: 1,005 keys (more than one S3 DeleteObjects request), one of them missing,
+    // and a neighbour that must stay.
+    let keys: Vec<String> = (0..1005).map(|i| format!("conf/delete/many/{i:04}")).collect();
+    futures::future::try_join_all(keys[..1004].iter().map(|k| store.put(k, Bytes::from_static(b"x"))))
+        .await
+        .unwrap();
+    store.put("conf/delete/keep", Bytes::from_static(b"k")).await.unwrap();
+    store.delete_many(&keys).await.unwrap();
+    let left: Vec<String> = store
+        .list_all("conf/delete")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(left, ["conf/delete/keep"], "{}", store.describe());
+    store.delete_many(&keys).await.unwrap();
+    let error = store
+        .delete_many(&["ok".into(), "a//b".into()])
+        .await
+        .expect_err("bad key");
+    assert!(matches!(error, Error::InvalidKey { .. }), "{error:?}");
+    store.delete_many(&[]).await.unwrap();
+    store.delete("conf/delete/keep").await.unwrap();
 }
 
 async fn multipart(store: &Arc<dyn ObjectStorage>, profile: &Profile) {
