@@ -71,6 +71,31 @@ pub enum Command {
     /// Delete one backup, crash-safe: marked as being deleted first (gone for every reader),
     /// then removed; rerun to finish an interrupted deletion.
     Delete(DeleteArgs),
+    /// Show the running backups and restores (from their leases, checkpoints and progress):
+    /// holders, per-partition progress, last commit, and with --bootstrap-servers each
+    /// partition's lag to its log end; --watch refreshes with rates.
+    Status(Box<StatusArgs>),
+}
+
+/// `kbs status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    /// Storage.
+    pub storage: StorageArgs,
+    /// Only this backup and its restores, running or not.
+    #[arg(long, env = "KBS_BACKUP_ID")]
+    pub backup_id: Option<String>,
+    #[command(flatten)]
+    /// The cluster backed up, for each partition's lag (optional: without
+    /// --bootstrap-servers, no lag is shown).
+    pub kafka: KafkaArgs,
+    /// Refresh every --interval until interrupted, with records per second.
+    #[arg(long)]
+    pub watch: bool,
+    /// How often --watch refreshes (e.g. 500ms, 2s).
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub interval: String,
 }
 
 /// `kbs prune`.
@@ -152,8 +177,9 @@ pub struct StorageArgs {
 /// How to reach and authenticate to Kafka.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
-    /// Comma-separated bootstrap brokers (host:port,...).
-    #[arg(long, env = "KBS_BOOTSTRAP_SERVERS", value_delimiter = ',', required = true)]
+    /// Comma-separated bootstrap brokers (host:port,...); required by every command that
+    /// talks to Kafka.
+    #[arg(long, env = "KBS_BOOTSTRAP_SERVERS", value_delimiter = ',')]
     pub bootstrap_servers: Vec<String>,
 
     /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod options;
 pub mod prune;
 pub mod restore;
+pub mod status;
 pub mod storage;
 pub mod validate;
 
@@ -544,6 +545,47 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                 ),
             }
             .map_err(io)?;
+            Ok(Outcome::Success)
+        }
+        Command::Status(args) => {
+            let storage = storage::open(&args.storage).await?;
+            let id = args.backup_id.as_deref().map(backup_id).transpose()?;
+            let client = if args.kafka.bootstrap_servers.iter().all(|s| s.trim().is_empty()) {
+                None
+            } else {
+                Some(kbs_kafka::KafkaClient::connect(options::kafka_config(&args.kafka)?).await?)
+            };
+            let interval = options::parse_duration("interval", &args.interval)?;
+            let mut previous: Option<status::StatusReport> = None;
+            loop {
+                let report = status::status(storage.clone(), id.as_ref(), client.as_ref()).await?;
+                let rates = previous.as_ref().map(|p| status::rates(p, &report)).unwrap_or_default();
+                match format {
+                    OutputFormat::Json if args.watch => {
+                        writeln!(out, "{}", json!({"status": &report, "records_per_sec": rates}))
+                    }
+                    OutputFormat::Json => writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&report).expect("report serialises")
+                    ),
+                    OutputFormat::Text => {
+                        if args.watch {
+                            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(report.at_ms as u64);
+                            writeln!(out, "--- {}", humantime::format_rfc3339_seconds(at)).map_err(io)?;
+                        }
+                        write!(out, "{}", status::report_text(&report, &rates))
+                    }
+                }
+                .map_err(io)?;
+                out.flush().map_err(io)?;
+                if !args.watch {
+                    break;
+                }
+                previous = Some(report);
+                // The refresh interval of a display, not a synchronisation.
+                tokio::time::sleep(interval).await;
+            }
             Ok(Outcome::Success)
         }
         Command::Unlock(args) => {

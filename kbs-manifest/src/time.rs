@@ -66,6 +66,34 @@ impl UtcTimestamp {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// The UTC calendar date: (year, month 1–12, day 1–31).
+    ///
+    /// ```
+    /// let t: kbs_manifest::UtcTimestamp = "2026-11-30T23:59:59.999Z".parse()?;
+    /// assert_eq!(t.date(), (2026, 11, 30));
+    /// # Ok::<(), kbs_manifest::ManifestError>(())
+    /// ```
+    pub fn date(&self) -> (i64, u32, u32) {
+        let (year, month, day) = civil_from_days(self.unix_millis.div_euclid(MILLIS_PER_DAY));
+        (year, month as u32, day as u32)
+    }
+
+    /// The ISO 8601 week: (week-numbering year, week 1–53). Weeks start on Monday, and a week
+    /// belongs to the year of its Thursday.
+    ///
+    /// ```
+    /// let t: kbs_manifest::UtcTimestamp = "2027-01-01T00:00:00Z".parse()?; // a Friday
+    /// assert_eq!(t.iso_week(), (2026, 53));
+    /// # Ok::<(), kbs_manifest::ManifestError>(())
+    /// ```
+    pub fn iso_week(&self) -> (i64, u32) {
+        let days = self.unix_millis.div_euclid(MILLIS_PER_DAY);
+        let monday_based = (days + 3).rem_euclid(7); // 1970-01-01 was a Thursday
+        let thursday = days - monday_based + 3;
+        let (year, _, _) = civil_from_days(thursday);
+        (year, ((thursday - days_from_civil(year, 1, 1)) / 7 + 1) as u32)
+    }
 }
 
 impl fmt::Debug for UtcTimestamp {
@@ -197,6 +225,21 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calendar_dates_and_iso_weeks() {
+        let at = |text: &str| text.parse::<UtcTimestamp>().unwrap();
+        assert_eq!(at("2026-11-30T12:00:00Z").iso_week(), (2026, 49)); // a Monday
+        assert_eq!(at("2026-11-29T23:59:59Z").iso_week(), (2026, 48)); // a Sunday
+        assert_eq!(at("2021-01-03T00:00:00Z").iso_week(), (2020, 53));
+        assert_eq!(at("2024-12-30T00:00:00Z").iso_week(), (2025, 1));
+        assert_eq!(at("1970-01-01T00:00:00Z").iso_week(), (1970, 1));
+        assert_eq!(at("2000-02-29T10:00:00Z").date(), (2000, 2, 29));
+        for days in [-700_000, -1, 0, 59, 10_957, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
 
     #[test]
     fn known_values() {

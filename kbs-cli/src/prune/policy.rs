@@ -131,56 +131,27 @@ pub fn apply(policy: &RetentionPolicy, candidates: &[Candidate]) -> Vec<Verdict>
 /// The calendar bucket (day, week, month) of a time in Unix ms.
 type BucketOf = fn(i64) -> String;
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn days_of(unix_ms: i64) -> i64 {
-    unix_ms.div_euclid(86_400_000)
+fn timestamp(unix_ms: i64) -> kbs_manifest::UtcTimestamp {
+    // Out-of-range times (before year 0 or after 9999) count as the earliest one.
+    kbs_manifest::UtcTimestamp::from_unix_millis(unix_ms)
+        .or_else(|_| kbs_manifest::UtcTimestamp::from_unix_millis(0))
+        .expect("the epoch is in range")
 }
 
 fn day_of(unix_ms: i64) -> String {
-    let (y, m, d) = civil(days_of(unix_ms));
+    let (y, m, d) = timestamp(unix_ms).date();
     format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn month_of(unix_ms: i64) -> String {
-    let (y, m, _) = civil(days_of(unix_ms));
+    let (y, m, _) = timestamp(unix_ms).date();
     format!("{y:04}-{m:02}")
 }
 
-/// The ISO 8601 week (`2026-W48`): weeks start on Monday, and a week belongs to the year of
-/// its Thursday.
+/// The ISO 8601 week, e.g. `2026-W48`.
 fn iso_week_of(unix_ms: i64) -> String {
-    let days = days_of(unix_ms);
-    let weekday = (days + 3).rem_euclid(7); // 1970-01-01 was a Thursday; Monday = 0
-    let thursday = days - weekday + 3;
-    let (year, _, _) = civil(thursday);
-    let week = (thursday - days_from_civil(year, 1, 1)) / 7 + 1;
+    let (year, week) = timestamp(unix_ms).iso_week();
     format!("{year:04}-W{week:02}")
-}
-
-/// (year, month, day) → days since 1970-01-01, proleptic Gregorian (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -223,10 +194,6 @@ mod tests {
         // 2024-12-30 (Monday): week 1 of 2025.
         assert_eq!(iso_week_of(1_735_516_800_000), "2025-W01");
         assert_eq!(day_of(951_782_400_000), "2000-02-29");
-        for days in [-800_000, -1, 0, 59, 10_957, 20_000, 2_932_896] {
-            let (y, m, d) = civil(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
     }
 
     #[test]

@@ -418,3 +418,113 @@ fn deletions_killed_at_random_moments_are_finished_by_a_rerun_and_touch_nothing_
         store.ok(&["validate", "--backup-id", "big-2", "--deep"]);
     }
 }
+
+#[test]
+fn status_shows_running_jobs_their_progress_and_lag_and_a_dead_holder() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    seed_simple(&bootstrap, "lc", 3_000, 2, true);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::filesystem(dir.path());
+    backup(&store, &bootstrap, "snap", &[]);
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status"];
+        args.extend_from_slice(extra);
+        store.ok(&args)
+    };
+    assert!(status(&[]).contains("no backup or restore is running"));
+    // A continuous backup and a slow restore run.
+    let mut live = store
+        .command(&[
+            "backup",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--backup-id",
+            "live",
+            "--topics",
+            "lc",
+            "--continuous",
+            "--segment-max-interval",
+            "1s",
+            "-q",
+        ])
+        .spawn()
+        .unwrap();
+    eventually("the continuous backup's first commit", Duration::from_secs(60), || {
+        store.exists("live/checkpoints/checkpoint.json")
+    });
+    let mut restore = store
+        .command(&[
+            "restore",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--backup-id",
+            "snap",
+            "--topic-map",
+            "lc=lc-copy",
+            "--create-topics",
+            "--restore-id",
+            "r-st",
+            "--max-bytes-per-sec",
+            "20K",
+            "-q",
+        ])
+        .stderr(std::fs::File::create(dir.path().join("restore.log")).unwrap())
+        .spawn()
+        .unwrap();
+    eventually("the restore's first progress", Duration::from_secs(60), || {
+        store.exists("snap/restores/r-st/progress.json")
+    });
+    let text = status(&["--bootstrap-servers", &bootstrap]);
+    let restore_log = || std::fs::read_to_string(dir.path().join("restore.log")).unwrap_or_default();
+    assert!(text.contains("backup live: running (host"), "{text}");
+    if let Some(code) = restore.try_wait().unwrap() {
+        panic!("the restore ended ({code}): {}", restore_log());
+    }
+    assert!(text.contains("restore r-st of backup snap: running (host"), "{text}");
+    assert!(text.contains("  lc/0 -> lc-copy/0: "), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("backup snap:")),
+        "a finished backup is not running: {text}"
+    );
+    // With the cluster, each partition's log end and lag; all records are backed up soon.
+    eventually("the backup to catch up", Duration::from_secs(60), || {
+        let out = store.ok(&["status", "--bootstrap-servers", &bootstrap, "--output", "json"]);
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let partitions = report["backups"][0]["partitions"].as_array().unwrap().clone();
+        partitions.len() == 2 && partitions.iter().all(|p| p["lag"] == 0 && p["log_end"] == 1500)
+    });
+    // --watch: one report per refresh, with rates.
+    let mut watch = store
+        .command(&["status", "--watch", "--interval", "200ms", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    assert!(first["records_per_sec"].as_object().unwrap().is_empty());
+    assert!(second["records_per_sec"]["restore snap/r-st"].is_number(), "{second}");
+    assert!(second["status"]["at_ms"].as_i64() > first["status"]["at_ms"].as_i64());
+    // A holder killed without releasing its lease is shown as not running.
+    live.kill().unwrap();
+    live.wait().unwrap();
+    let text = status(&[]);
+    assert!(
+        text.contains("backup live: NOT RUNNING: its lease was left by host") && text.contains("is gone"),
+        "{text}"
+    );
+    restore.kill().unwrap();
+    restore.wait().unwrap();
+    // One backup asked for: shown running or not, with its restores.
+    let text = status(&["--backup-id", "snap"]);
+    assert!(
+        text.contains("backup snap: not running; status complete, 3000 records"),
+        "{text}"
+    );
+    assert!(text.contains("restore r-st of backup snap: NOT RUNNING"), "{text}");
+}
