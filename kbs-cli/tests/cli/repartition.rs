@@ -267,7 +267,16 @@ fn consumer_groups_of_a_repartitioned_topic_lose_nothing() {
     };
     let bootstrap = kafka.bootstrap();
     kbs_testkit::run_script("seed.py", &[&bootstrap, "keyed", "gk", "6000", "4", "--keys", "200"]);
-    let ends = watermarks(&bootstrap, "gk");
+    // The log ends once every seeded record is visible (the commits below are halves of them).
+    let mut ends = watermarks(&bootstrap, "gk");
+    eventually(
+        "the seeded records to be visible",
+        std::time::Duration::from_secs(30),
+        || {
+            ends = watermarks(&bootstrap, "gk");
+            ends.values().map(|w| w.1).sum::<i64>() == 6_000
+        },
+    );
     // half consumed half of each partition, all everything, one nothing of partition 3.
     let mut half = vec!["commit".to_string(), bootstrap.clone(), "half".into()];
     let mut all = vec!["commit".to_string(), bootstrap.clone(), "all".into()];
@@ -290,6 +299,11 @@ fn consumer_groups_of_a_repartitioned_topic_lose_nothing() {
          --partitions 7 --create-topics --consumer-groups half,all"
     ));
     assert!(out.contains("group all: gk/* -> gk7/0@"), "{out}");
+    let half_moves: Vec<&str> = out.lines().filter(|l| l.starts_with("group half: ")).collect();
+    assert!(
+        half_moves.len() == 7 && half_moves.iter().all(|l| l.ends_with(" committed")),
+        "{out}"
+    );
     // A record's identity: its "n" header (unique per record of the dataset; names in base64).
     let id = |r: &Row| r.6.iter().find(|h| h.0 == "bg==").and_then(|h| h.1.clone()).unwrap();
     let read = |group: &str| -> Vec<String> {
@@ -314,9 +328,26 @@ fn consumer_groups_of_a_repartitioned_topic_lose_nothing() {
         lost.len(),
         &lost[..lost.len().min(5)]
     );
+    // Each target partition's committed offset is its first record the group had not
+    // consumed, computed here from the target's contents and the source offsets.
+    let source_of: std::collections::BTreeMap<String, (i32, i64)> =
+        source.iter().map(|r| (id(r), (r.1, r.2))).collect();
+    let target = consume(&bootstrap, dir.path(), &["gk7"]);
+    for partition in 0..7 {
+        let records: Vec<&Row> = target.iter().filter(|r| r.1 == partition).collect();
+        let first_unconsumed = records
+            .iter()
+            .find(|r| {
+                let (p, offset) = source_of[&id(r)];
+                p == 3 || offset >= ends[&p].1 / 2
+            })
+            .map_or(records.len() as i64, |r| r.2);
+        let want = format!("group half: gk/* -> gk7/{partition}@{first_unconsumed} committed");
+        assert!(half_moves.contains(&want.as_str()), "{want:?} not in {half_moves:#?}");
+    }
     assert!(
         got.len() < source.len(),
-        "the group's consumed records were skipped, not all read again"
+        "the group's consumed records were all read again; its moves: {half_moves:#?}"
     );
 }
 
