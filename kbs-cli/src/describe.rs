@@ -165,15 +165,16 @@ pub fn restores_text(restores: &[crate::restore::RestoreProgress]) -> String {
     }
     let _ = writeln!(out, "\nrestores");
     for r in restores {
-        let done = r.partitions.values().filter(|p| p.done).count();
-        let records: u64 = r.partitions.values().map(|p| p.records).sum();
+        let targets = r.target_partitions();
+        let done = targets.iter().filter(|(_, p)| p.done).count();
+        let records: u64 = targets.iter().map(|(_, p)| p.records).sum();
         let _ = writeln!(
             out,
             "  {}: {done}/{} partitions done, {records} records",
             r.restore_id,
-            r.partitions.len()
+            targets.len()
         );
-        for (source, p) in &r.partitions {
+        for (source, p) in &targets {
             let _ = writeln!(
                 out,
                 "    {source} -> {}/{}: {} records, next target offset {}",

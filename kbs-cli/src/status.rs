@@ -269,8 +269,8 @@ async fn restore_state(
         Err(e) if e.is_not_found() => RestoreProgress::default(),
         Err(e) => return Err(e.into()),
     };
-    let mut partitions: Vec<RestorePartitionState> = progress
-        .partitions
+    let targets = progress.target_partitions();
+    let partitions: Vec<RestorePartitionState> = targets
         .iter()
         .map(|(source, p)| RestorePartitionState {
             source: source.clone(),
@@ -280,28 +280,13 @@ async fn restore_state(
             done: p.done,
         })
         .collect();
-    for (topic, r) in &progress.reshaped {
-        partitions.extend(r.targets.values().map(|p| RestorePartitionState {
-            source: format!("{topic}/*"),
-            target: format!("{}/{}", p.target_topic, p.target_partition),
-            records: p.records,
-            next_target_offset: p.next_target_offset,
-            done: p.done,
-        }));
-    }
     Ok(Some(RestoreState {
         backup_id: id.to_string(),
         restore_id: restore_id.to_owned(),
         holder,
         updated_at_ms: progress.updated_at_ms,
-        records: partitions.iter().map(|p| p.records).sum(),
-        bytes: progress.partitions.values().map(|p| p.bytes).sum::<u64>()
-            + progress
-                .reshaped
-                .values()
-                .flat_map(|r| r.targets.values())
-                .map(|p| p.bytes)
-                .sum::<u64>(),
+        records: targets.iter().map(|(_, p)| p.records).sum(),
+        bytes: targets.iter().map(|(_, p)| p.bytes).sum(),
         partitions_done: partitions.iter().filter(|p| p.done).count(),
         partitions_total: partitions.len(),
         partitions,

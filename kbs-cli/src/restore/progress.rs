@@ -220,6 +220,17 @@ impl RestoreProgress {
         }
     }
 
+    /// Every target partition's progress, with where its records come from:
+    /// `topic/partition`, or `topic/*` for a repartitioned topic.
+    pub fn target_partitions(&self) -> Vec<(String, &PartitionProgress)> {
+        let one_to_one = self.partitions.iter().map(|(source, p)| (source.clone(), p));
+        let reshaped = self
+            .reshaped
+            .iter()
+            .flat_map(|(topic, r)| r.targets.values().map(move |p| (format!("{topic}/*"), p)));
+        one_to_one.chain(reshaped).collect()
+    }
+
     /// Whether any partition of `topic` is a target of this restore.
     pub fn writes_to(&self, topic: &str) -> bool {
         self.partitions.values().any(|p| p.target_topic == topic)

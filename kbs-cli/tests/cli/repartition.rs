@@ -169,6 +169,10 @@ fn repartitioned_restores_place_records_as_kafkas_partitioner_does_in_the_docume
         let got = target_contents(&consume(&bootstrap, dir.path(), &[target]));
         assert_targets(&got, &expected_targets(source, partitions, Some(&placement)), target);
     }
+    // `kbs describe` shows the reshaped restores per target partition.
+    let described = run_args(&format!("describe --storage {root} --backup-id rp"));
+    assert!(described.contains("    rp12/* -> rp24/23: "), "{described}");
+    assert!(described.contains("    rp3/* -> rp1/0: 6000 records"), "{described}");
     // Round robin: every record by its source position, spread evenly.
     restore("rp12", "rp5rr", "round-robin", 5);
     let got = target_contents(&consume(&bootstrap, dir.path(), &["rp5rr"]));
