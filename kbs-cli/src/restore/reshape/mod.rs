@@ -14,7 +14,8 @@
 //!    receives the subsequence routed to it, in sequence order, from one writer (`writer.rs`).
 //! 3. **Cut.** A target's produce batches are cut where their size reaches the batch limit
 //!    (counted from the batch's first record), wherever the sequence's key and value bytes
-//!    (counted from its start) pass a multiple of [`CUT_BYTES`], and at its end: places that depend only on the sequence, so a rerun cuts
+//!    (counted from its start) pass a multiple of [`cut_bytes`] (512 KiB per target partition,
+//!    1 to 64 MiB), and at its end: places that depend only on the sequence, so a rerun cuts
 //!    where the interrupted run cut and can continue its idempotent producer (see
 //!    `restore/writer.rs`).
 //! 4. **Commit.** The progress document records the longest prefix of the sequence whose every
@@ -51,12 +52,20 @@ use super::*;
 use merge::Merge;
 use progress::{ReshapedProgress, Slot};
 use sequence::{Entry, Sequence};
-use writer::{Routed, write_target};
+use writer::{Routed, RoutedRecord, write_target};
 
 /// Every this many key and value bytes of the sequence, every target's open batch is produced,
 /// so records reach the targets steadily and the acknowledged prefix moves on even for a target
-/// that receives few records.
-pub(super) const CUT_BYTES: u64 = 1 << 20;
+/// that receives few records: 512 KiB per target partition (batches of about that size when
+/// keys spread evenly), at least 1 MiB and at most 64 MiB. It depends only on the shape, so
+/// every run of a restore cuts alike.
+pub(super) fn cut_bytes(target_partitions: i32) -> u64 {
+    (u64::from(target_partitions.max(1).unsigned_abs()) << 19).clamp(1 << 20, 64 << 20)
+}
+
+/// Records the merge routes at once: their entries join the sequence under one lock, and each
+/// target partition's share of them travels in one message.
+const ROUTE_CHUNK: usize = 512;
 
 /// The open batches of one reshaped topic's target partitions hold at most this much together
 /// (a batch is at most 1 MiB and at least 16 KiB).
@@ -166,7 +175,8 @@ pub(super) async fn restore_topic(
     });
     // One writer per target partition, continuing an interrupted run's producer where there
     // was one, after matching what it wrote past the prefix.
-    let capacity = (16_384 / partitions as usize).max(64);
+    // About 16,384 records between the merge and the writers, however they spread.
+    let capacity = (16_384 / ROUTE_CHUNK).max(2);
     let mut senders = Vec::new();
     let mut writers = Vec::new();
     for partition in 0..partitions {
@@ -258,42 +268,76 @@ async fn merge_and_route(
     let mut index = recorded.sequenced;
     // The sequence's bytes up to the prefix: what its records brought to the targets.
     let mut sequence_bytes: u64 = recorded.targets.values().map(|t| t.bytes).sum();
-    while let Some((source_partition, record)) = merge.next().await? {
-        let target = options.repartition.target_partition(
-            record.key.as_deref(),
-            source_partition,
-            record.offset,
-            plan.target_partitions,
-        );
-        let produced = produce_record(&record, source_partition, options.include_offset_headers);
-        let topic_bytes = record_bytes(&produced);
-        let pushed = topic.sequence.lock().await.push(Entry {
-            source_partition,
-            source_offset: record.offset,
-            target_partition: target,
-            bytes: topic_bytes,
-            target_offset: None,
-        });
-        debug_assert_eq!(pushed, index);
-        let routed = Routed::Record {
-            index,
-            source_partition,
-            source_offset: record.offset,
-            record: produced,
-        };
-        if senders[target as usize].send(routed).await.is_err() {
+    let mut chunk: Vec<(Entry, RoutedRecord)> = Vec::with_capacity(ROUTE_CHUNK);
+    let cut_every = cut_bytes(plan.target_partitions);
+    loop {
+        let next = merge.next().await?;
+        let mut cut = false;
+        if let Some((source_partition, record)) = &next {
+            let target = options.repartition.target_partition(
+                record.key.as_deref(),
+                *source_partition,
+                record.offset,
+                plan.target_partitions,
+            );
+            let produced = produce_record(record, *source_partition, options.include_offset_headers);
+            let bytes = record_bytes(&produced);
+            let entry = Entry {
+                source_partition: *source_partition,
+                source_offset: record.offset,
+                target_partition: target,
+                bytes,
+                target_offset: None,
+            };
+            chunk.push((
+                entry,
+                RoutedRecord {
+                    index,
+                    source_partition: *source_partition,
+                    source_offset: record.offset,
+                    record: produced,
+                },
+            ));
+            index += 1;
+            cut = (sequence_bytes + bytes) / cut_every > sequence_bytes / cut_every;
+            sequence_bytes += bytes;
+        }
+        if (cut || next.is_none() || chunk.len() >= ROUTE_CHUNK) && !route_chunk(topic, senders, &mut chunk).await {
             return Ok(());
         }
-        index += 1;
-        let before = sequence_bytes;
-        sequence_bytes += topic_bytes;
-        if sequence_bytes / CUT_BYTES > before / CUT_BYTES {
+        if cut {
             for sender in senders {
                 if sender.send(Routed::Cut).await.is_err() {
                     return Ok(());
                 }
             }
         }
+        if next.is_none() {
+            return Ok(());
+        }
     }
-    Ok(())
+}
+
+/// Puts `chunk`'s records into the sequence (before any writer can report them written), then
+/// sends each target partition its share, in order. `false` when a writer stopped.
+async fn route_chunk(
+    topic: &TopicWrite,
+    senders: &[tokio::sync::mpsc::Sender<Routed>],
+    chunk: &mut Vec<(Entry, RoutedRecord)>,
+) -> bool {
+    let mut shares: Vec<Vec<RoutedRecord>> = senders.iter().map(|_| Vec::new()).collect();
+    {
+        let mut sequence = topic.sequence.lock().await;
+        for (entry, routed) in chunk.drain(..) {
+            let pushed = sequence.push(entry);
+            debug_assert_eq!(pushed, routed.index);
+            shares[entry.target_partition as usize].push(routed);
+        }
+    }
+    for (sender, share) in senders.iter().zip(shares) {
+        if !share.is_empty() && sender.send(Routed::Records(share)).await.is_err() {
+            return false;
+        }
+    }
+    true
 }

@@ -7,20 +7,23 @@
 
 use super::*;
 
+/// A record routed to a target partition.
+pub(super) struct RoutedRecord {
+    /// Its sequence index.
+    pub(super) index: u64,
+    /// Where it comes from, for errors.
+    pub(super) source_partition: i32,
+    /// Its source offset.
+    pub(super) source_offset: i64,
+    /// The record as it is produced.
+    pub(super) record: ProduceRecord,
+}
+
 /// What the merge sends a target partition's writer.
 pub(super) enum Routed {
-    /// The next record of the partition.
-    Record {
-        /// Its sequence index.
-        index: u64,
-        /// Where it comes from, for errors.
-        source_partition: i32,
-        /// Its source offset.
-        source_offset: i64,
-        /// The record as it is produced.
-        record: ProduceRecord,
-    },
-    /// The sequence's bytes passed a multiple of [`CUT_BYTES`]: the open batch is produced now.
+    /// The partition's next records, in sequence order.
+    Records(Vec<RoutedRecord>),
+    /// The sequence's bytes passed a multiple of [`cut_bytes`]: the open batch is produced now.
     Cut,
 }
 
@@ -55,39 +58,13 @@ pub(super) async fn write_target(
         // this partition waits for its next records.
         let routed = writer.acknowledging(input.recv()).await?;
         let Some(routed) = routed else { break };
-        let Routed::Record {
-            index,
-            source_partition,
-            source_offset,
-            record,
-        } = routed
-        else {
+        let Routed::Records(records) = routed else {
             writer.flush().await?;
             continue;
         };
-        let topic = &writer.topic;
-        if let Some(written) = tail.next(&topic.client).await? {
-            // Written by the interrupted run: it must be exactly this record.
-            if !same_record(&written, &record) {
-                return Err(CliError::Locked(format!(
-                    "target {}/{partition} offset {} does not hold source record {}/{source_partition}@{source_offset} \
-                     that restore {} wrote there; something else writes to the target partition",
-                    topic.target_topic, written.offset, topic.topic, topic.shared.options.restore_id
-                )));
-            }
-            topic.written(&[index], written.offset).await;
-            continue;
+        for routed in records {
+            writer.take(routed, &mut tail).await?;
         }
-        let size = checked_wire_size(&record, topic.max_message_bytes, || {
-            (
-                format!("{}/{source_partition}@{source_offset}", topic.topic),
-                format!("{}/{partition}", topic.target_topic),
-            )
-        })?;
-        if writer.batch.is_full_for(size, topic.batch_limit) {
-            writer.flush().await?;
-        }
-        writer.batch.push(record, index, size);
     }
     // The sequence ended (an aborted merge aborts this task instead, so this last cut is the
     // sequence's end in every run).
@@ -119,6 +96,41 @@ struct PartitionWriter {
 }
 
 impl PartitionWriter {
+    /// Takes the partition's next record: matched against what an interrupted run left past the
+    /// prefix (`tail`), or added to the open batch (produced first when it is full).
+    async fn take(&mut self, routed: RoutedRecord, tail: &mut TargetTail) -> Result<(), CliError> {
+        let RoutedRecord {
+            index,
+            source_partition,
+            source_offset,
+            record,
+        } = routed;
+        let (topic, partition) = (&self.topic, self.partition);
+        if let Some(written) = tail.next(&topic.client).await? {
+            // Written by the interrupted run: it must be exactly this record.
+            if !same_record(&written, &record) {
+                return Err(CliError::Locked(format!(
+                    "target {}/{partition} offset {} does not hold source record {}/{source_partition}@{source_offset} \
+                     that restore {} wrote there; something else writes to the target partition",
+                    topic.target_topic, written.offset, topic.topic, topic.shared.options.restore_id
+                )));
+            }
+            topic.written(&[index], written.offset).await;
+            return Ok(());
+        }
+        let size = checked_wire_size(&record, topic.max_message_bytes, || {
+            (
+                format!("{}/{source_partition}@{source_offset}", topic.topic),
+                format!("{}/{partition}", topic.target_topic),
+            )
+        })?;
+        if self.batch.is_full_for(size, topic.batch_limit) {
+            self.flush().await?;
+        }
+        self.batch.push(record, index, size);
+        Ok(())
+    }
+
     /// Produces the open batch, if it holds records.
     async fn flush(&mut self) -> Result<(), CliError> {
         if self.batch.is_empty() {
