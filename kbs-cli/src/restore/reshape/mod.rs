@@ -202,8 +202,9 @@ pub(super) async fn restore_topic(
     }
     let merged = merge_and_route(&shared, &plan, &recorded, &topic, &senders).await;
     drop(senders);
-    if merged.is_err() {
-        // Not the sequence's end: the open batches must not be cut here.
+    if !matches!(merged, Ok(true)) {
+        // Not the sequence's end (the merge failed, or a writer stopped): the open batches
+        // must not be cut here.
         for writer in &writers {
             writer.abort();
         }
@@ -249,14 +250,15 @@ pub(super) async fn restore_topic(
 }
 
 /// The merge loop: every record of the rest of the sequence, routed to its target's writer.
-/// Ends early (without error) when a writer stopped; the writer's error is reported.
+/// `Ok(true)` at the sequence's end; `Ok(false)` early when a writer stopped (the writer's
+/// error is reported).
 async fn merge_and_route(
     shared: &Shared,
     plan: &ReshapePlan,
     recorded: &ReshapedProgress,
     topic: &TopicWrite,
     senders: &[tokio::sync::mpsc::Sender<Routed>],
-) -> Result<(), CliError> {
+) -> Result<bool, CliError> {
     let options = &shared.options;
     let share = options.memory_budget / (options.parallelism.max(1) * plan.sources.len().max(1)) as u64;
     let mut sources = Vec::new();
@@ -303,17 +305,17 @@ async fn merge_and_route(
             sequence_bytes += bytes;
         }
         if (cut || next.is_none() || chunk.len() >= ROUTE_CHUNK) && !route_chunk(topic, senders, &mut chunk).await {
-            return Ok(());
+            return Ok(false);
         }
         if cut {
             for sender in senders {
                 if sender.send(Routed::Cut).await.is_err() {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
         if next.is_none() {
-            return Ok(());
+            return Ok(true);
         }
     }
 }
