@@ -34,6 +34,7 @@ pub(crate) fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOpt
         });
     }
     options.compression_level = args.compression_level;
+    options.encrypt_to = crate::encryption::recipients(&args.encrypt_to)?;
     options.segment_max_bytes = options::parse_size("segment-max-bytes", &args.segment_max_bytes)?;
     if let Some(n) = args.segment_max_records {
         if n == 0 {
@@ -201,6 +202,11 @@ pub(crate) fn restore_options(args: &cli::RestoreArgs) -> Result<restore::Restor
         memory_budget: options::parse_size("memory-budget", &args.memory_budget)?,
         parallelism: args.parallelism.max(1),
         metrics_addr: args.metrics_addr.clone(),
+        identities: args
+            .identity
+            .as_deref()
+            .map(crate::encryption::read_identity_file)
+            .transpose()?,
     };
     options.restore_id = match &args.restore_id {
         Some(id) => kbs_manifest::BackupId::new(id)

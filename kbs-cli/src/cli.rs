@@ -332,6 +332,10 @@ pub struct BackupArgs {
     /// zstd level, 1 to 22.
     #[arg(long, env = "KBS_COMPRESSION_LEVEL", default_value_t = 3)]
     pub compression_level: i32,
+    /// Encrypt every segment to this age public key (age1…); repeat or separate with commas
+    /// for several recipients. Restoring then needs one of their identities (--identity).
+    #[arg(long, env = "KBS_ENCRYPT_TO", value_delimiter = ',', value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
     /// Roll a segment at this many bytes (suffixes k, M, G accepted); at most an eighth of
     /// --memory-budget, since segments are built in memory.
     #[arg(long, env = "KBS_SEGMENT_MAX_BYTES", default_value = "128M")]
@@ -414,6 +418,9 @@ pub struct ValidateArgs {
     /// Read every segment and check every checksum and invariant.
     #[arg(long, env = "KBS_DEEP")]
     pub deep: bool,
+    /// An age identity file (AGE-SECRET-KEY-1…) that opens an encrypted backup's segments.
+    #[arg(long, env = "KBS_IDENTITY", value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
 }
 
 /// `kbs inspect`.
@@ -436,6 +443,9 @@ pub struct InspectArgs {
     /// Allow plain HTTP to the S3 endpoint.
     #[arg(long, env = "KBS_S3_ALLOW_HTTP")]
     pub s3_allow_http: bool,
+    /// An age identity file (AGE-SECRET-KEY-1…) that opens an encrypted backup's segments.
+    #[arg(long, env = "KBS_IDENTITY", value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
 }
 
 impl InspectArgs {
@@ -478,6 +488,9 @@ pub struct RestoreArgs {
     /// The backup to restore.
     #[arg(long, env = "KBS_BACKUP_ID")]
     pub backup_id: String,
+    /// An age identity file (AGE-SECRET-KEY-1…) that opens an encrypted backup's segments.
+    #[arg(long, env = "KBS_IDENTITY", value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
     /// Backed-up topics to restore, as comma-separated globs; default all.
     #[arg(long, env = "KBS_TOPICS", value_delimiter = ',')]
     pub topics: Vec<String>,

@@ -182,7 +182,12 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             } else {
                 validate::Depth::Quick
             };
-            let report = validate::validate(storage, &backup_id(&args.backup_id)?, depth).await?;
+            let identities = args
+                .identity
+                .as_deref()
+                .map(crate::encryption::read_identity_file)
+                .transpose()?;
+            let report = validate::validate(storage, &backup_id(&args.backup_id)?, depth, identities.as_ref()).await?;
             match format {
                 OutputFormat::Json => writeln!(
                     out,
@@ -229,10 +234,16 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                     source,
                 })?),
             };
-            let lines = inspect::segment_to_json_lines(data).map_err(|source| CliError::Segment {
-                key: args.segment.clone(),
-                source,
-            })?;
+            let identities = args
+                .identity
+                .as_deref()
+                .map(crate::encryption::read_identity_file)
+                .transpose()?;
+            let lines =
+                inspect::segment_to_json_lines(data, identities.as_ref()).map_err(|source| CliError::Segment {
+                    key: args.segment.clone(),
+                    source,
+                })?;
             for line in lines {
                 writeln!(out, "{line}").map_err(io)?;
             }

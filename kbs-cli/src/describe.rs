@@ -61,6 +61,14 @@ pub fn describe_text(manifest: &Manifest) -> String {
         "compression {:?} level {}",
         manifest.compression.algorithm, manifest.compression.level
     );
+    if let Some(encryption) = &manifest.encryption {
+        let _ = writeln!(
+            out,
+            "encryption  {} to {}",
+            encryption.scheme,
+            encryption.recipients.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "totals      {} topics, {} partitions, {} segments, {} records, {} bytes stored ({} uncompressed)",

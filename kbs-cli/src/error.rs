@@ -176,6 +176,10 @@ pub enum CliError {
         /// When the deletion started (RFC 3339).
         started: String,
     },
+    /// The backup is encrypted and the key to read it is missing or is not one of its
+    /// recipients; or a backup would mix encrypted and plain segments, or recipients.
+    #[error("{0}")]
+    Encryption(String),
 }
 
 /// What [`CliError::BeingDeleted`] says; also `kbs list`'s status of such a backup.
@@ -221,6 +225,7 @@ impl CliError {
             CliError::SourceChanged(_) => "source_changed",
             CliError::SegmentMismatch { .. } => "segment_mismatch",
             CliError::BeingDeleted { .. } => "being_deleted",
+            CliError::Encryption(_) => "encryption",
         }
     }
 }

@@ -3,13 +3,18 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use kbs_format::{FormatError, Record, SegmentReader};
+use kbs_format::{FormatError, Identities, ReadLimits, Record, SegmentReader};
 use serde_json::{Value, json};
 
 /// Decodes a whole segment (checking every checksum) and returns one JSON object for the
 /// segment followed by one per record. Byte strings are standard base64; null stays null.
-pub fn segment_to_json_lines(data: Bytes) -> Result<Vec<Value>, FormatError> {
-    let reader = SegmentReader::new(data)?;
+///
+/// An encrypted segment needs `identities` (one of its recipients' keys).
+pub fn segment_to_json_lines(data: Bytes, identities: Option<&Identities>) -> Result<Vec<Value>, FormatError> {
+    let reader = match identities {
+        Some(identities) => SegmentReader::with_identities(data, ReadLimits::default(), identities)?,
+        None => SegmentReader::new(data)?,
+    };
     let header = reader.header();
     let footer = reader.footer();
     let mut lines = vec![json!({
@@ -19,6 +24,7 @@ pub fn segment_to_json_lines(data: Bytes) -> Result<Vec<Value>, FormatError> {
             "version": kbs_format::layout::FORMAT_VERSION,
             "compression": header.compression.name(),
             "per_record_crc": header.per_record_crc,
+            "encrypted": header.encrypted,
             "first_offset": header.first_offset,
             "record_count": header.record_count,
             "crc64": format!("{:016x}", header.crc64),

@@ -8,6 +8,7 @@ pub mod cli;
 mod commands;
 pub mod config;
 pub mod describe;
+pub mod encryption;
 mod error;
 pub mod inspect;
 pub mod lease;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use kbs_format::ReadLimits;
 use kbs_format::layout::{SEGMENT_FOOTER_LEN, SEGMENT_HEADER_LEN};
 use kbs_manifest::{BackupId, Manifest, SegmentFile, TopicName, layout};
 use kbs_storage::ObjectStorage;
@@ -72,6 +71,7 @@ pub async fn validate(
     storage: Arc<dyn ObjectStorage>,
     backup_id: &BackupId,
     depth: Depth,
+    identities: Option<&kbs_format::Identities>,
 ) -> Result<ValidationReport, CliError> {
     let mut report = ValidationReport {
         backup_id: backup_id.to_string(),
@@ -160,11 +160,18 @@ pub async fn validate(
         }
     }
 
+    // Deep checks of an encrypted backup open every segment: they need one of its recipients'
+    // keys. Quick checks read headers and footers, which need none.
+    let identities = match depth {
+        Depth::Deep => crate::encryption::identities_for(&manifest, identities)?.cloned(),
+        Depth::Quick => None,
+    };
     let results: Vec<SegmentCheck> = futures::stream::iter(checks)
         .map(|(topic, partition, file)| {
             let storage = storage.clone();
             let backup_id = backup_id.clone();
-            async move { check_segment(storage, &backup_id, &topic, partition, &file, depth).await }
+            let identities = identities.clone();
+            async move { check_segment(storage, &backup_id, &topic, partition, &file, depth, identities).await }
         })
         .buffered(CONCURRENCY)
         .collect()
@@ -192,6 +199,7 @@ async fn check_segment(
     partition: i32,
     file: &SegmentFile,
     depth: Depth,
+    identities: Option<kbs_format::Identities>,
 ) -> SegmentCheck {
     let mut check = SegmentCheck::default();
     let key = match layout::segment_key(backup_id, topic, partition, file.name) {
@@ -299,7 +307,8 @@ async fn check_segment(
             };
             check.bytes_read += bytes.len() as u64;
             let verified =
-                tokio::task::spawn_blocking(move || kbs_format::verify_segment(&bytes, ReadLimits::default())).await;
+                tokio::task::spawn_blocking(move || crate::restore::verify_in_memory(&bytes, identities.as_ref()))
+                    .await;
             match verified {
                 Ok(Ok(summary)) => {
                     check.records = summary.record_count;

@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use crate::Compression;
 use crate::codec::Decompressor;
+use crate::crypto::{SegmentCipher, TRAILER_LEN, TrailerTimes};
 use crate::error::{BatchFault, FormatError};
 use crate::layout::{BATCH_HEADER_LEN, BatchHeader, SegmentFooter, SegmentHeader};
 use crate::record::{CursorState, PayloadCursor, Record, RecordView};
@@ -57,6 +58,10 @@ pub struct SegmentSummary {
     pub min_timestamp: i64,
     /// Largest record timestamp.
     pub max_timestamp: i64,
+    /// Timestamp of the last record.
+    pub last_timestamp: i64,
+    /// Whether the batch payloads are encrypted (format 1.1).
+    pub encrypted: bool,
     /// Sum of the batches' uncompressed payload sizes.
     pub uncompressed_bytes: u64,
     /// Size of the whole segment in bytes.
@@ -74,6 +79,7 @@ pub(crate) struct Totals {
     pub(crate) batch_count: u64,
     pub(crate) min_timestamp: i64,
     pub(crate) max_timestamp: i64,
+    pub(crate) last_timestamp: i64,
     pub(crate) uncompressed_bytes: u64,
 }
 
@@ -85,6 +91,7 @@ impl Totals {
             self.max_timestamp = timestamp;
         }
         self.last_offset = offset;
+        self.last_timestamp = timestamp;
         self.record_count += 1;
         self.min_timestamp = self.min_timestamp.min(timestamp);
         self.max_timestamp = self.max_timestamp.max(timestamp);
@@ -100,6 +107,8 @@ impl Totals {
             batch_count: self.batch_count,
             min_timestamp: self.min_timestamp,
             max_timestamp: self.max_timestamp,
+            last_timestamp: self.last_timestamp,
+            encrypted: header.encrypted,
             uncompressed_bytes: self.uncompressed_bytes,
             size_bytes,
             crc64: header.crc64,
@@ -249,6 +258,10 @@ pub(crate) struct BatchDecoder {
     expected_first_offset: Option<i64>,
     limits: ReadLimits,
     decompressor: Decompressor,
+    /// The segment's AEAD, when it is encrypted and a key opened it.
+    cipher: Option<SegmentCipher>,
+    /// Reused buffer for opened (decrypted) payloads.
+    opened: Vec<u8>,
     pub(crate) totals: Totals,
 }
 
@@ -259,7 +272,17 @@ impl BatchDecoder {
             expected_first_offset: Some(header.first_offset),
             limits,
             decompressor: Decompressor::new(),
+            cipher: None,
+            opened: Vec::new(),
             totals: Totals::default(),
+        }
+    }
+
+    /// A decoder for an encrypted segment whose data key `cipher` holds.
+    pub(crate) fn with_cipher(header: SegmentHeader, limits: ReadLimits, cipher: SegmentCipher) -> Self {
+        BatchDecoder {
+            cipher: Some(cipher),
+            ..Self::new(header, limits)
         }
     }
 
@@ -275,7 +298,7 @@ impl BatchDecoder {
         bytes: &[u8; BATCH_HEADER_LEN],
         position: u64,
     ) -> Result<BatchHeader, FormatError> {
-        let header = BatchHeader::decode(bytes, self.header.compression, position)?;
+        let header = BatchHeader::decode_sized(bytes, self.header.compression, self.header.encrypted, position)?;
         let limit = self.limits.max_batch_bytes;
         for (what, size) in [
             ("compressed", header.compressed_size),
@@ -316,6 +339,9 @@ impl BatchDecoder {
         position: u64,
         scratch: &'s mut Vec<u8>,
     ) -> Result<&'s [u8], FormatError> {
+        if self.header.encrypted {
+            return self.open_and_decompress(header, compressed, position, scratch);
+        }
         let none = self.header.compression == Compression::None;
         let decompressed = if none {
             Ok(())
@@ -338,6 +364,55 @@ impl BatchDecoder {
         }
         decompressed?;
         Ok(if none { compressed } else { scratch })
+    }
+
+    /// For an encrypted segment: checks the sealed payload's CRC-32, opens it with the batch's
+    /// nonce (its index) and associated data, and decompresses it into `scratch`.
+    fn open_and_decompress<'s>(
+        &mut self,
+        header: &BatchHeader,
+        sealed: &[u8],
+        position: u64,
+        scratch: &'s mut Vec<u8>,
+    ) -> Result<&'s [u8], FormatError> {
+        let computed = crc32fast::hash(sealed);
+        if computed != header.crc32 {
+            return Err(FormatError::BatchChecksumMismatch {
+                position,
+                stored: header.crc32,
+                computed,
+            });
+        }
+        let mut opened = std::mem::take(&mut self.opened);
+        let Some(cipher) = &self.cipher else {
+            return Err(FormatError::KeyRequired);
+        };
+        let segment_head = segment_head(&self.header);
+        let batch_head = header.encode();
+        let batch_head: &[u8; 20] = batch_head[..20].try_into().expect("20 bytes");
+        let index = self.totals.batch_count;
+        if !cipher.open_batch(index, &segment_head, batch_head, sealed, &mut opened) {
+            self.opened = opened;
+            return Err(FormatError::AuthenticationFailed {
+                position,
+                what: "batch",
+            });
+        }
+        if self.header.compression == Compression::None {
+            std::mem::swap(scratch, &mut opened);
+            self.opened = opened;
+            return Ok(scratch);
+        }
+        let decompressed = self.decompressor.decompress(
+            self.header.compression,
+            &opened,
+            header.uncompressed_size,
+            position,
+            scratch,
+        );
+        self.opened = opened;
+        decompressed?;
+        Ok(scratch)
     }
 
     /// Parses every record of an uncompressed payload, checking structure, canonical varints,
@@ -403,7 +478,7 @@ impl BatchDecoder {
         compressed: Bytes,
         position: u64,
     ) -> Result<Batch, FormatError> {
-        let payload = if self.header.compression == Compression::None {
+        let payload = if self.header.compression == Compression::None && !self.header.encrypted {
             self.decompress(&header, &compressed, position, &mut Vec::new())?;
             compressed
         } else {
@@ -421,7 +496,40 @@ impl BatchDecoder {
     }
 
     /// Checks, after the last batch, that the records match the header and footer.
-    pub(crate) fn finish(&self, footer: &SegmentFooter, size_bytes: u64) -> Result<SegmentSummary, FormatError> {
+    /// For an encrypted segment, `trailer` is the sealed trailer found at `trailer_position`;
+    /// its tag and timestamps are checked too.
+    pub(crate) fn finish(
+        &self,
+        footer: &SegmentFooter,
+        trailer: Option<(&[u8; TRAILER_LEN], u64)>,
+        size_bytes: u64,
+    ) -> Result<SegmentSummary, FormatError> {
+        if let (Some(cipher), Some((trailer, trailer_position))) = (&self.cipher, trailer) {
+            let head = self.header.encode();
+            let head: &[u8; 24] = head[..24].try_into().expect("24 bytes");
+            if !cipher.check_trailer(self.totals.batch_count, head, footer.last_offset, trailer) {
+                return Err(FormatError::AuthenticationFailed {
+                    position: trailer_position,
+                    what: "trailer",
+                });
+            }
+            let times = TrailerTimes::decode(trailer);
+            for (field, stored, actual) in [
+                ("smallest timestamp", times.min_timestamp, self.totals.min_timestamp),
+                ("largest timestamp", times.max_timestamp, self.totals.max_timestamp),
+                ("last timestamp", times.last_timestamp, self.totals.last_timestamp),
+            ] {
+                if stored != actual {
+                    return Err(FormatError::SummaryMismatch {
+                        field,
+                        stored: stored.into(),
+                        actual: actual.into(),
+                    });
+                }
+            }
+        } else if self.header.encrypted {
+            return Err(FormatError::KeyRequired);
+        }
         if self.totals.record_count != self.header.record_count {
             return Err(FormatError::SummaryMismatch {
                 field: "record count",
@@ -440,6 +548,12 @@ impl BatchDecoder {
     }
 }
 
+/// Segment header bytes 0..16 (magic, version, codec, flags, first offset): the part of the
+/// header every batch's associated data starts with.
+pub(crate) fn segment_head(header: &SegmentHeader) -> [u8; 16] {
+    header.encode()[..16].try_into().expect("16 bytes")
+}
+
 /// Decodes one batch outside any segment: checks the payload's CRC-32 against the header,
 /// decompresses it within `limits`, and validates every record.
 ///
@@ -454,6 +568,7 @@ pub fn decode_batch(
     let segment = SegmentHeader {
         compression,
         per_record_crc,
+        encrypted: false,
         first_offset: header.base_offset,
         record_count: u64::from(header.record_count),
         crc64: 0,

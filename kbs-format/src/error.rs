@@ -34,7 +34,9 @@ pub enum FormatError {
         code: u8,
     },
     /// The header sets flag bits that version 1 does not define.
-    #[error("unknown flag bits {unknown:#06x} at byte 6 (version 1 defines only bit 0, per-record CRC)")]
+    #[error(
+        "unknown flag bits {unknown:#06x} at byte 6 (this reader knows bit 0, per-record CRC, and bit 1, encrypted)"
+    )]
     UnknownFlags {
         /// The undefined bits that are set.
         unknown: u16,
@@ -181,6 +183,30 @@ pub enum FormatError {
         /// What the codec reported.
         message: String,
     },
+    /// An age key or identity could not be parsed (the message never quotes a secret).
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// The segment is encrypted and no identity was given to read its records.
+    #[error("the segment is encrypted (format 1.1): reading its records needs an age identity")]
+    KeyRequired,
+    /// None of the given identities is a recipient of the segment's data key.
+    #[error("none of the given identities is a recipient of this segment's data key")]
+    NoMatchingIdentity,
+    /// The key block of an encrypted segment is malformed.
+    #[error("invalid key block at byte 32: {reason}")]
+    InvalidKeyBlock {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An authentication tag failed: the bytes were changed, moved, cut or spliced, or belong
+    /// to another segment.
+    #[error("authentication failed for the {what} at byte {position}: the encrypted segment was altered")]
+    AuthenticationFailed {
+        /// Position of the batch header or trailer.
+        position: u64,
+        /// "batch" or "trailer".
+        what: &'static str,
+    },
     /// Reading or writing the underlying stream failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -193,8 +219,11 @@ pub enum BatchFault {
     /// The record count is zero.
     #[error("record count is 0 (a batch holds at least one record)")]
     NoRecords,
-    /// With compression "none", compressed and uncompressed sizes differ.
-    #[error("compression is none but compressed size {compressed} differs from uncompressed size {uncompressed}")]
+    /// With compression "none", the stored size is not the uncompressed size (plus the 16-byte
+    /// tag when encrypted), or a sealed payload is shorter than its tag.
+    #[error(
+        "stored size {compressed} does not fit uncompressed size {uncompressed} (equal with compression none, plus the 16-byte tag when encrypted)"
+    )]
     SizeMismatch {
         /// Compressed size from the header.
         compressed: u32,

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! Segment = header (32 bytes) · batch 1 · … · batch N · footer (16 bytes)
+//! Encrypted (flag bit 1): header · key block · batches · sealed trailer (40) · footer
+//! (layouts of the key block and trailer: the `crypto` module)
 //!
 //! Header (32 bytes)
 //! +-----+------+--------------------------------------------------------------+
@@ -12,7 +14,8 @@
 //! |   0 |    4 | magic "KBS1"                                                 |
 //! |   4 |    1 | version = 1                                                  |
 //! |   5 |    1 | compression: 0 = none, 1 = lz4, 2 = zstd                     |
-//! |   6 |    2 | flags: bit 0 = per-record CRC-32; other bits must be 0       |
+//! |   6 |    2 | flags: bit 0 = per-record CRC-32, bit 1 = encrypted (1.1);   |
+//! |     |      |   other bits must be 0                                       |
 //! |   8 |    8 | first offset (i64)                                           |
 //! |  16 |    8 | record count (u64)                                           |
 //! |  24 |    8 | CRC-64/XZ of bytes 32..end (footer included)                 |
@@ -22,7 +25,7 @@
 //! +-----+------+--------------------------------------------------------------+
 //! |   0 |    8 | base offset (i64)                                            |
 //! |   8 |    4 | record count (u32, >= 1)                                     |
-//! |  12 |    4 | compressed size (u32)                                        |
+//! |  12 |    4 | compressed size (u32); encrypted: the sealed size (+16)      |
 //! |  16 |    4 | uncompressed size (u32)                                      |
 //! |  20 |    4 | CRC-32 (ISO-HDLC) of the compressed payload                  |
 //! +-----+------+--------------------------------------------------------------+
@@ -70,7 +73,10 @@ pub const BATCH_HEADER_LEN: usize = 24;
 
 /// Header flag bit 0: every record is followed by the CRC-32 of its bytes.
 pub(crate) const FLAG_PER_RECORD_CRC: u16 = 1;
-const KNOWN_FLAGS: u16 = FLAG_PER_RECORD_CRC;
+/// Flag bit 1 (format 1.1): batch payloads are sealed; a key block follows the header and a
+/// sealed trailer precedes the footer (see the `crypto` module).
+pub(crate) const FLAG_ENCRYPTED: u16 = 2;
+const KNOWN_FLAGS: u16 = FLAG_PER_RECORD_CRC | FLAG_ENCRYPTED;
 
 /// The codec that compresses every batch payload of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -143,6 +149,8 @@ pub struct SegmentHeader {
     pub compression: Compression,
     /// Whether every record is followed by its CRC-32 (flag bit 0).
     pub per_record_crc: bool,
+    /// Whether the batch payloads are encrypted (flag bit 1, format 1.1).
+    pub encrypted: bool,
     /// Offset of the first record.
     pub first_offset: i64,
     /// Number of records in the segment.
@@ -158,7 +166,10 @@ impl SegmentHeader {
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = FORMAT_VERSION;
         out[5] = self.compression.code();
-        let flags = if self.per_record_crc { FLAG_PER_RECORD_CRC } else { 0 };
+        let mut flags = if self.per_record_crc { FLAG_PER_RECORD_CRC } else { 0 };
+        if self.encrypted {
+            flags |= FLAG_ENCRYPTED;
+        }
         out[6..8].copy_from_slice(&flags.to_le_bytes());
         out[8..16].copy_from_slice(&self.first_offset.to_le_bytes());
         out[16..24].copy_from_slice(&self.record_count.to_le_bytes());
@@ -187,6 +198,7 @@ impl SegmentHeader {
         Ok(SegmentHeader {
             compression,
             per_record_crc: flags & FLAG_PER_RECORD_CRC != 0,
+            encrypted: flags & FLAG_ENCRYPTED != 0,
             first_offset: read_i64(&bytes[8..16]),
             record_count: read_u64(&bytes[16..24]),
             crc64: read_u64(&bytes[24..32]),
@@ -300,6 +312,17 @@ impl BatchHeader {
         compression: Compression,
         position: u64,
     ) -> Result<Self, FormatError> {
+        Self::decode_sized(bytes, compression, false, position)
+    }
+
+    /// [`decode`](Self::decode) for a segment that may be encrypted: a sealed payload is 16
+    /// bytes (the tag) longer than the compressed one.
+    pub(crate) fn decode_sized(
+        bytes: &[u8; BATCH_HEADER_LEN],
+        compression: Compression,
+        encrypted: bool,
+        position: u64,
+    ) -> Result<Self, FormatError> {
         let header = BatchHeader {
             base_offset: read_i64(&bytes[0..8]),
             record_count: read_u32(&bytes[8..12]),
@@ -313,7 +336,12 @@ impl BatchHeader {
                 reason: crate::error::BatchFault::NoRecords,
             });
         }
-        if compression == Compression::None && header.compressed_size != header.uncompressed_size {
+        let tag = if encrypted { crate::crypto::TAG_LEN as u32 } else { 0 };
+        let stored_ok = match compression {
+            Compression::None => header.uncompressed_size.checked_add(tag) == Some(header.compressed_size),
+            _ => header.compressed_size >= tag,
+        };
+        if !stored_ok {
             return Err(FormatError::InvalidBatch {
                 position,
                 reason: crate::error::BatchFault::SizeMismatch {
@@ -351,6 +379,7 @@ mod tests {
         let header = SegmentHeader {
             compression: Compression::Lz4,
             per_record_crc: true,
+            encrypted: false,
             first_offset: 42,
             record_count: 7,
             crc64: 0x0123_4567_89ab_cdef,

@@ -31,6 +31,7 @@
 
 mod batch;
 mod codec;
+mod crypto;
 mod error;
 pub mod layout;
 mod reader;
@@ -41,9 +42,13 @@ mod writer;
 pub use batch::{
     Batch, BatchRecords, DEFAULT_MAX_BATCH_BYTES, IntoRecords, ReadLimits, RecordViews, SegmentSummary, decode_batch,
 };
+pub use crypto::{Identities, Recipients};
 pub use error::{BatchFault, FormatError, RecordFault};
 pub use layout::{BatchHeader, Compression, SegmentFooter, SegmentHeader, decode_header_and_footer};
-pub use reader::{Batches, SegmentReader, SegmentRecords, SegmentStreamReader, verify_segment};
+pub use reader::{
+    Batches, SegmentReader, SegmentRecords, SegmentStreamReader, verify_segment, verify_segment_keyless,
+    verify_segment_with_identities,
+};
 pub use record::{Header, HeaderView, HeaderViews, Record, RecordView};
 pub use writer::{
     DEFAULT_LZ4_TARGET_BATCH_BYTES, DEFAULT_TARGET_BATCH_BYTES, DEFAULT_ZSTD_LEVEL, SegmentWriter, WriterOptions,

@@ -6,6 +6,7 @@ use std::io::Read;
 use bytes::Bytes;
 
 use crate::batch::{Batch, BatchDecoder, ReadLimits, SegmentSummary};
+use crate::crypto::{self, Identities, SegmentCipher, TRAILER_LEN};
 use crate::error::FormatError;
 use crate::layout::{BATCH_HEADER_LEN, SEGMENT_FOOTER_LEN, SEGMENT_HEADER_LEN, SegmentFooter, SegmentHeader};
 use crate::record::Record;
@@ -17,6 +18,22 @@ struct Frame {
     header: SegmentHeader,
     footer: SegmentFooter,
     footer_position: usize,
+    /// First byte of the first batch: after the key block when encrypted.
+    batches_start: usize,
+    /// End of the last batch: the sealed trailer's start when encrypted, else the footer's.
+    batches_end: usize,
+}
+
+impl Frame {
+    /// The sealed trailer and its position, when encrypted.
+    fn trailer<'d>(&self, data: &'d [u8]) -> Option<(&'d [u8; TRAILER_LEN], u64)> {
+        self.header.encrypted.then(|| {
+            let bytes = data[self.batches_end..self.footer_position]
+                .try_into()
+                .expect("frame checked the trailer's length");
+            (bytes, self.batches_end as u64)
+        })
+    }
 }
 
 fn frame(data: &[u8]) -> Result<Frame, FormatError> {
@@ -30,11 +47,49 @@ fn frame(data: &[u8]) -> Result<Frame, FormatError> {
     if header.record_count == 0 {
         return Err(FormatError::EmptySegment);
     }
+    let (batches_start, batches_end) = if header.encrypted {
+        let block = crypto::key_block(&data[SEGMENT_HEADER_LEN..footer_position])?;
+        let start = SEGMENT_HEADER_LEN + 4 + block.len();
+        let end = footer_position
+            .checked_sub(TRAILER_LEN)
+            .filter(|end| *end >= start)
+            .ok_or_else(|| FormatError::UnexpectedEnd {
+                position: start as u64,
+                what: "sealed trailer",
+                needed: (start + TRAILER_LEN).saturating_sub(footer_position) as u64,
+            })?;
+        (start, end)
+    } else {
+        (SEGMENT_HEADER_LEN, footer_position)
+    };
     Ok(Frame {
         header,
         footer,
         footer_position,
+        batches_start,
+        batches_end,
     })
+}
+
+/// The cipher of an encrypted segment, from its key block; `None` for a plain segment.
+fn open_cipher(
+    data: &[u8],
+    frame: &Frame,
+    identities: Option<&Identities>,
+) -> Result<Option<SegmentCipher>, FormatError> {
+    if !frame.header.encrypted {
+        return Ok(None);
+    }
+    let identities = identities.ok_or(FormatError::KeyRequired)?;
+    let (cipher, _) = crypto::open_key_block(&data[SEGMENT_HEADER_LEN..frame.batches_start], identities)?;
+    Ok(Some(cipher))
+}
+
+fn decoder(header: SegmentHeader, limits: ReadLimits, cipher: Option<&SegmentCipher>) -> BatchDecoder {
+    match cipher {
+        Some(cipher) => BatchDecoder::with_cipher(header, limits, cipher.clone()),
+        None => BatchDecoder::new(header, limits),
+    }
 }
 
 fn check_crc64(data: &[u8], header: &SegmentHeader) -> Result<(), FormatError> {
@@ -59,8 +114,8 @@ fn walk_batches(
     decoder: &mut BatchDecoder,
     mut visit: impl FnMut(&mut BatchDecoder, crate::BatchHeader, usize, std::ops::Range<usize>) -> Result<(), FormatError>,
 ) -> Result<SegmentSummary, FormatError> {
-    let end = frame.footer_position;
-    let mut pos = SEGMENT_HEADER_LEN;
+    let end = frame.batches_end;
+    let mut pos = frame.batches_start;
     while pos < end {
         if decoder.all_records_seen() {
             return Err(FormatError::TrailingBytes {
@@ -74,7 +129,7 @@ fn walk_batches(
         visit(decoder, header, pos, payload)?;
         pos = next;
     }
-    decoder.finish(&frame.footer, data.len() as u64)
+    decoder.finish(&frame.footer, frame.trailer(data), data.len() as u64)
 }
 
 fn next_batch_header(
@@ -111,21 +166,39 @@ fn next_batch_header(
 /// strictly increasing offsets, the record count, first and last offset, and the CRC-64.
 ///
 /// When the CRC-64 fails but a batch's CRC-32 also fails, the batch error is returned: it says
-/// more precisely where the damage is.
+/// more precisely where the damage is. An encrypted segment gives
+/// [`FormatError::KeyRequired`]: see [`verify_segment_with_identities`] and
+/// [`verify_segment_keyless`].
 pub fn verify_segment(data: &[u8], limits: ReadLimits) -> Result<SegmentSummary, FormatError> {
+    verify(data, limits, None)
+}
+
+/// [`verify_segment`] for a segment that may be encrypted: opens its data key with
+/// `identities` and also checks every batch's and the trailer's authentication tag.
+pub fn verify_segment_with_identities(
+    data: &[u8],
+    limits: ReadLimits,
+    identities: &Identities,
+) -> Result<SegmentSummary, FormatError> {
+    verify(data, limits, Some(identities))
+}
+
+fn verify(data: &[u8], limits: ReadLimits, identities: Option<&Identities>) -> Result<SegmentSummary, FormatError> {
     let frame = frame(data)?;
-    let mut decoder = BatchDecoder::new(frame.header, limits);
+    let cipher = open_cipher(data, &frame, identities)?;
+    let mut decoder = decoder(frame.header, limits, cipher.as_ref());
     let mut scratch = Vec::new();
     // The CRC-64 is computed batch by batch while each batch is in cache; the walk covers
-    // bytes 32 up to the footer contiguously.
+    // the batches contiguously.
     let mut digest = crate::layout::Crc64::new();
+    digest.write(&data[SEGMENT_HEADER_LEN..frame.batches_start]);
     let summary = walk_batches(data, &frame, &mut decoder, |decoder, header, pos, payload| {
         let uncompressed = decoder.decompress(&header, &data[payload.clone()], pos as u64, &mut scratch)?;
         decoder.validate(&header, uncompressed, pos as u64)?;
         digest.write(&data[pos..payload.end]);
         Ok(())
     })?;
-    digest.write(&data[frame.footer_position..]);
+    digest.write(&data[frame.batches_end..]);
     let computed = digest.sum64();
     if computed != frame.header.crc64 {
         return Err(FormatError::SegmentChecksumMismatch {
@@ -135,6 +208,59 @@ pub fn verify_segment(data: &[u8], limits: ReadLimits) -> Result<SegmentSummary,
         });
     }
     Ok(summary)
+}
+
+/// Checks what can be checked without a key: for a plain segment, everything
+/// ([`verify_segment`]); for an encrypted one, the header, footer, key block bounds, every
+/// batch header against the limits, every batch's CRC-32, the record count and the CRC-64.
+/// The summary's timestamps then come from the sealed trailer, whose tag (like the records
+/// themselves) only a key can check.
+pub fn verify_segment_keyless(data: &[u8], limits: ReadLimits) -> Result<SegmentSummary, FormatError> {
+    let frame = frame(data)?;
+    if !frame.header.encrypted {
+        return verify_segment(data, limits);
+    }
+    check_crc64(data, &frame.header)?;
+    let mut decoder = BatchDecoder::new(frame.header, limits);
+    let mut pos = frame.batches_start;
+    while pos < frame.batches_end {
+        if decoder.all_records_seen() {
+            return Err(FormatError::TrailingBytes {
+                position: pos as u64,
+                len: (frame.batches_end - pos) as u64,
+            });
+        }
+        let header = next_batch_header(data, pos, frame.batches_end, &decoder)?;
+        let payload = &data[pos + BATCH_HEADER_LEN..pos + BATCH_HEADER_LEN + header.compressed_size as usize];
+        let computed = crc32fast::hash(payload);
+        if computed != header.crc32 {
+            return Err(FormatError::BatchChecksumMismatch {
+                position: pos as u64,
+                stored: header.crc32,
+                computed,
+            });
+        }
+        decoder.totals.record_count += u64::from(header.record_count);
+        decoder.totals.batch_count += 1;
+        decoder.totals.uncompressed_bytes += u64::from(header.uncompressed_size);
+        pos += BATCH_HEADER_LEN + header.compressed_size as usize;
+    }
+    if decoder.totals.record_count != frame.header.record_count {
+        return Err(FormatError::SummaryMismatch {
+            field: "record count",
+            stored: frame.header.record_count.into(),
+            actual: decoder.totals.record_count.into(),
+        });
+    }
+    let (trailer, _) = frame.trailer(data).expect("encrypted");
+    let times = crate::crypto::TrailerTimes::decode(trailer);
+    let mut totals = decoder.totals;
+    totals.first_offset = Some(frame.header.first_offset);
+    totals.last_offset = frame.footer.last_offset;
+    totals.min_timestamp = times.min_timestamp;
+    totals.max_timestamp = times.max_timestamp;
+    totals.last_timestamp = times.last_timestamp;
+    Ok(totals.summary(&frame.header, data.len() as u64))
 }
 
 /// A segment held in memory: checked on open (header, footer and the CRC-64 over every byte),
@@ -147,6 +273,8 @@ pub struct SegmentReader {
     data: Bytes,
     header: SegmentHeader,
     footer: SegmentFooter,
+    batches_start: usize,
+    cipher: Option<SegmentCipher>,
     limits: ReadLimits,
 }
 
@@ -156,17 +284,31 @@ impl SegmentReader {
         Self::with_limits(data, ReadLimits::default())
     }
 
-    /// Opens a segment with the given limits.
+    /// Opens a segment with the given limits. An encrypted segment gives
+    /// [`FormatError::KeyRequired`]: open it with [`with_identities`](Self::with_identities).
     pub fn with_limits(data: Bytes, limits: ReadLimits) -> Result<Self, FormatError> {
+        Self::open(data, limits, None)
+    }
+
+    /// Opens a segment that may be encrypted, unwrapping its data key with `identities`.
+    /// Every batch's tag is checked as it is decoded, the trailer's after the last batch.
+    pub fn with_identities(data: Bytes, limits: ReadLimits, identities: &Identities) -> Result<Self, FormatError> {
+        Self::open(data, limits, Some(identities))
+    }
+
+    fn open(data: Bytes, limits: ReadLimits, identities: Option<&Identities>) -> Result<Self, FormatError> {
         let frame = frame(&data)?;
+        let cipher = open_cipher(&data, &frame, identities)?;
         if check_crc64(&data, &frame.header).is_err() {
             // Say where the damage is when a batch checksum can tell.
-            verify_segment(&data, limits)?;
+            verify(&data, limits, identities)?;
             check_crc64(&data, &frame.header)?;
         }
         Ok(SegmentReader {
             header: frame.header,
             footer: frame.footer,
+            batches_start: frame.batches_start,
+            cipher,
             limits,
             data,
         })
@@ -190,15 +332,18 @@ impl SegmentReader {
     /// Iterates the batches in order; each is decompressed and validated before it is yielded.
     /// After the last batch the totals are checked against the header and footer.
     pub fn batches(&self) -> Batches<'_> {
+        let footer_position = self.data.len() - SEGMENT_FOOTER_LEN;
         let frame = Frame {
             header: self.header,
             footer: self.footer,
-            footer_position: self.data.len() - SEGMENT_FOOTER_LEN,
+            footer_position,
+            batches_start: self.batches_start,
+            batches_end: footer_position - if self.header.encrypted { TRAILER_LEN } else { 0 },
         };
         Batches {
             reader: self,
-            decoder: BatchDecoder::new(self.header, self.limits),
-            pos: SEGMENT_HEADER_LEN,
+            decoder: decoder(self.header, self.limits, self.cipher.as_ref()),
+            pos: self.batches_start,
             frame,
             done: false,
         }
@@ -230,10 +375,11 @@ pub struct Batches<'a> {
 impl Batches<'_> {
     fn step(&mut self) -> Result<Option<Batch>, FormatError> {
         let data = &self.reader.data;
-        let end = self.frame.footer_position;
+        let end = self.frame.batches_end;
         if self.pos >= end {
             self.done = true;
-            self.decoder.finish(&self.frame.footer, data.len() as u64)?;
+            self.decoder
+                .finish(&self.frame.footer, self.frame.trailer(data), data.len() as u64)?;
             return Ok(None);
         }
         if self.decoder.all_records_seen() {
@@ -313,21 +459,44 @@ impl<R: Read> SegmentStreamReader<R> {
         Self::with_limits(inner, ReadLimits::default())
     }
 
-    /// Reads and checks the header with the given limits.
-    pub fn with_limits(mut inner: R, limits: ReadLimits) -> Result<Self, FormatError> {
+    /// Reads and checks the header with the given limits. An encrypted segment gives
+    /// [`FormatError::KeyRequired`]: see [`with_identities`](Self::with_identities).
+    pub fn with_limits(inner: R, limits: ReadLimits) -> Result<Self, FormatError> {
+        Self::open(inner, limits, None)
+    }
+
+    /// Reads and checks the header of a segment that may be encrypted, and unwraps its data
+    /// key with `identities`.
+    pub fn with_identities(inner: R, limits: ReadLimits, identities: &Identities) -> Result<Self, FormatError> {
+        Self::open(inner, limits, Some(identities))
+    }
+
+    fn open(mut inner: R, limits: ReadLimits, identities: Option<&Identities>) -> Result<Self, FormatError> {
         let mut raw_header = [0u8; SEGMENT_HEADER_LEN];
         read_exact(&mut inner, &mut raw_header, 0, "segment header")?;
         let header = SegmentHeader::decode(&raw_header)?;
         if header.record_count == 0 {
             return Err(FormatError::EmptySegment);
         }
+        let mut digest = crate::layout::Crc64::new();
+        let mut position = SEGMENT_HEADER_LEN as u64;
+        let decoder = if header.encrypted {
+            let identities = identities.ok_or(FormatError::KeyRequired)?;
+            let block = crypto::read_key_block(&mut inner)?;
+            let (cipher, len) = crypto::open_key_block(&block, identities)?;
+            digest.write(&block);
+            position += len as u64;
+            BatchDecoder::with_cipher(header, limits, cipher)
+        } else {
+            BatchDecoder::new(header, limits)
+        };
         Ok(SegmentStreamReader {
             inner,
             header,
             raw_header,
-            decoder: BatchDecoder::new(header, limits),
-            digest: crate::layout::Crc64::new(),
-            position: SEGMENT_HEADER_LEN as u64,
+            decoder,
+            digest,
+            position,
             summary: None,
             failed: false,
         })
@@ -386,6 +555,13 @@ impl<R: Read> SegmentStreamReader<R> {
     }
 
     fn finish(&mut self) -> Result<(), FormatError> {
+        let mut trailer = [0u8; TRAILER_LEN];
+        let trailer_position = self.position;
+        if self.header.encrypted {
+            read_exact(&mut self.inner, &mut trailer, trailer_position, "sealed trailer")?;
+            self.digest.write(&trailer);
+            self.position += TRAILER_LEN as u64;
+        }
         let position = self.position;
         let mut raw = [0u8; SEGMENT_FOOTER_LEN];
         read_exact(&mut self.inner, &mut raw, position, "segment footer")?;
@@ -405,7 +581,8 @@ impl<R: Read> SegmentStreamReader<R> {
         if read_some(&mut self.inner, &mut extra)? != 0 {
             return Err(FormatError::TrailingBytes { position: size, len: 1 });
         }
-        self.summary = Some(self.decoder.finish(&footer, size)?);
+        let trailer = self.header.encrypted.then_some((&trailer, trailer_position));
+        self.summary = Some(self.decoder.finish(&footer, trailer, size)?);
         Ok(())
     }
 

@@ -5,6 +5,7 @@ use std::io::{Cursor, Seek, SeekFrom, Write};
 use crate::Compression;
 use crate::batch::{DEFAULT_MAX_BATCH_BYTES, SegmentSummary, Totals};
 use crate::codec::Compressor;
+use crate::crypto::{Recipients, SegmentCipher, TAG_LEN, TRAILER_LEN, TrailerTimes};
 use crate::error::FormatError;
 use crate::layout::{BatchHeader, SEGMENT_HEADER_LEN, SegmentFooter, SegmentHeader};
 use crate::record::{Record, encode_record, encoded_len_bound};
@@ -134,12 +135,19 @@ pub struct SegmentWriter<W: Write + Seek> {
     digest: crate::layout::Crc64,
     written: u64,
     totals: Totals,
+    /// The segment's AEAD when encrypted, with its buffer for sealed payloads.
+    sealing: Option<(SegmentCipher, Vec<u8>)>,
 }
 
 impl SegmentWriter<Cursor<Vec<u8>>> {
     /// A writer into memory; [`finish`](Self::finish) returns the cursor holding the segment.
     pub fn in_memory(options: WriterOptions) -> Result<Self, FormatError> {
         Self::new(Cursor::new(Vec::new()), options)
+    }
+
+    /// An encrypting writer into memory (see [`SegmentWriter::new_encrypted`]).
+    pub fn in_memory_encrypted(options: WriterOptions, recipients: &Recipients) -> Result<Self, FormatError> {
+        Self::new_encrypted(Cursor::new(Vec::new()), options, recipients)
     }
 
     /// Bytes the in-memory segment holds allocated: the buffer's capacity (which grows ahead
@@ -152,11 +160,34 @@ impl SegmentWriter<Cursor<Vec<u8>>> {
 
 impl<W: Write + Seek> SegmentWriter<W> {
     /// Starts a segment at the current position of `out`.
-    pub fn new(mut out: W, options: WriterOptions) -> Result<Self, FormatError> {
+    pub fn new(out: W, options: WriterOptions) -> Result<Self, FormatError> {
+        Self::start(out, options, None)
+    }
+
+    /// Starts an encrypted segment (format 1.1) at the current position of `out`: a new random
+    /// data key, wrapped to `recipients` in the key block, seals every batch payload with
+    /// ChaCha20-Poly1305. Reading it back needs one of the recipients' identities.
+    pub fn new_encrypted(out: W, options: WriterOptions, recipients: &Recipients) -> Result<Self, FormatError> {
+        Self::start(out, options, Some(recipients))
+    }
+
+    fn start(mut out: W, options: WriterOptions, recipients: Option<&Recipients>) -> Result<Self, FormatError> {
         options.validate()?;
         let compressor = Compressor::new(options.compression, options.zstd_level)?;
         let start = out.stream_position()?;
         out.write_all(&[0u8; SEGMENT_HEADER_LEN])?;
+        let mut digest = crate::layout::Crc64::new();
+        let mut written = SEGMENT_HEADER_LEN as u64;
+        let sealing = match recipients {
+            Some(recipients) => {
+                let (cipher, block) = crate::crypto::new_key_block(recipients)?;
+                out.write_all(&block)?;
+                digest.write(&block);
+                written += block.len() as u64;
+                Some((cipher, Vec::new()))
+            }
+            None => None,
+        };
         Ok(SegmentWriter {
             out,
             start,
@@ -169,9 +200,10 @@ impl<W: Write + Seek> SegmentWriter<W> {
                 base_offset: 0,
                 first_timestamp: 0,
             },
-            digest: crate::layout::Crc64::new(),
-            written: SEGMENT_HEADER_LEN as u64,
+            digest,
+            written,
             totals: Totals::default(),
+            sealing,
         })
     }
 
@@ -239,26 +271,64 @@ impl<W: Write + Seek> SegmentWriter<W> {
     /// Bytes written so far plus the uncompressed size of the open batch: an upper estimate of
     /// the segment's size if finished now, for rolling segments by size.
     pub fn estimated_size(&self) -> u64 {
-        self.written + self.batch.records.len() as u64 + 24 + 16
+        let sealing = if self.sealing.is_some() {
+            TAG_LEN + TRAILER_LEN
+        } else {
+            0
+        };
+        self.written + self.batch.records.len() as u64 + 24 + 16 + sealing as u64
     }
 
-    /// Compresses and writes the open batch, if any.
+    /// The header as it will be written, with the record count so far and no CRC-64.
+    fn header(&self, first_offset: i64) -> SegmentHeader {
+        SegmentHeader {
+            compression: self.options.compression,
+            per_record_crc: self.options.per_record_crc,
+            encrypted: self.sealing.is_some(),
+            first_offset,
+            record_count: self.totals.record_count,
+            crc64: 0,
+        }
+    }
+
+    /// Compresses (and seals, when encrypting) and writes the open batch, if any.
     fn flush_batch(&mut self) -> Result<(), FormatError> {
         if self.batch.count == 0 {
             return Ok(());
         }
+        let segment_head = self
+            .sealing
+            .is_some()
+            .then(|| crate::batch::segment_head(&self.header(self.totals.first_offset.unwrap_or_default())));
         let batch = &mut self.batch;
-        let payload = self.compressor.compress(&batch.records)?;
-        let header = BatchHeader {
+        let compressed = self.compressor.compress(&batch.records)?;
+        let too_large = || FormatError::Compress {
+            codec: self.options.compression,
+            message: "compressed batch exceeds 4 GiB".into(),
+        };
+        let mut header = BatchHeader {
             base_offset: batch.base_offset,
             record_count: batch.count,
-            compressed_size: u32::try_from(payload.len()).map_err(|_| FormatError::Compress {
-                codec: self.options.compression,
-                message: "compressed batch exceeds 4 GiB".into(),
-            })?,
+            compressed_size: 0,
             uncompressed_size: batch.records.len() as u32,
-            crc32: crc32fast::hash(payload),
+            crc32: 0,
         };
+        let payload: &[u8] = match (&mut self.sealing, segment_head) {
+            (Some((cipher, sealed)), Some(segment_head)) => {
+                header.compressed_size = u32::try_from(compressed.len() + TAG_LEN).map_err(|_| too_large())?;
+                let head = header.encode();
+                sealed.clear();
+                sealed.extend_from_slice(compressed);
+                let batch_head: &[u8; 20] = head[..20].try_into().expect("20 bytes");
+                cipher.seal_batch(self.totals.batch_count, &segment_head, batch_head, sealed);
+                sealed
+            }
+            _ => {
+                header.compressed_size = u32::try_from(compressed.len()).map_err(|_| too_large())?;
+                compressed
+            }
+        };
+        header.crc32 = crc32fast::hash(payload);
         let header = header.encode();
         self.out.write_all(&header)?;
         self.out.write_all(payload)?;
@@ -281,13 +351,23 @@ impl<W: Write + Seek> SegmentWriter<W> {
             return Err(FormatError::EmptySegment);
         };
         self.flush_batch()?;
-        let mut header = SegmentHeader {
-            compression: self.options.compression,
-            per_record_crc: self.options.per_record_crc,
-            first_offset,
-            record_count: self.totals.record_count,
-            crc64: 0,
-        };
+        let mut header = self.header(first_offset);
+        if let Some((cipher, _)) = &self.sealing {
+            let times = TrailerTimes {
+                min_timestamp: self.totals.min_timestamp,
+                max_timestamp: self.totals.max_timestamp,
+                last_timestamp: self.totals.last_timestamp,
+            }
+            .encode();
+            let head = header.encode();
+            let head: &[u8; 24] = head[..24].try_into().expect("24 bytes");
+            let tag = cipher.trailer_tag(self.totals.batch_count, head, self.totals.last_offset, &times);
+            self.out.write_all(&times)?;
+            self.out.write_all(&tag)?;
+            self.digest.write(&times);
+            self.digest.write(&tag);
+            self.written += TRAILER_LEN as u64;
+        }
         let footer = SegmentFooter {
             last_offset: self.totals.last_offset,
             header_crc32: crate::layout::header_crc32(&header.encode()),

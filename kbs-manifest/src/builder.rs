@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::error::ManifestError;
 use crate::manifest::{
-    BackupStatus, Compression, ConsumerGroups, Gap, Manifest, ManifestVersion, PartitionEntry, SegmentFile,
+    BackupStatus, Compression, ConsumerGroups, Encryption, Gap, Manifest, ManifestVersion, PartitionEntry, SegmentFile,
     SourceCluster, Statistics, TimeRange, TopicEntry,
 };
 use crate::names::{BackupId, TopicName};
@@ -55,6 +55,7 @@ pub struct ManifestBuilder {
     created_at: UtcTimestamp,
     source_cluster: SourceCluster,
     compression: Compression,
+    encryption: Option<Encryption>,
     topics: BTreeMap<TopicName, TopicState>,
     consumer_groups: Option<ConsumerGroups>,
 }
@@ -88,9 +89,20 @@ impl ManifestBuilder {
             created_at,
             source_cluster,
             compression,
+            encryption: None,
             topics: BTreeMap::new(),
             consumer_groups: None,
         }
+    }
+
+    /// Records how the backup's segments are encrypted (`None`: they are not).
+    pub fn set_encryption(&mut self, encryption: Option<Encryption>) {
+        self.encryption = encryption;
+    }
+
+    /// How the backup's segments are encrypted, if they are.
+    pub fn encryption(&self) -> Option<&Encryption> {
+        self.encryption.as_ref()
     }
 
     /// Resumes from a manifest (typically an in-progress one read back from storage).
@@ -148,6 +160,7 @@ impl ManifestBuilder {
             created_at: manifest.created_at.clone(),
             source_cluster: manifest.source_cluster.clone(),
             compression: manifest.compression,
+            encryption: manifest.encryption.clone(),
             topics,
             consumer_groups: manifest.consumer_groups.clone(),
         })
@@ -369,6 +382,7 @@ impl ManifestBuilder {
             failure: None,
             source_cluster: self.source_cluster.clone(),
             compression: self.compression,
+            encryption: self.encryption.clone(),
             statistics,
             time_range,
             topics,

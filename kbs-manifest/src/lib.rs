@@ -53,7 +53,7 @@ pub use builder::ManifestBuilder;
 pub use checkpoint::{Checkpoint, PartitionCheckpoint};
 pub use error::{Document, ManifestError, NameKind};
 pub use manifest::{
-    BackupStatus, CommittedOffset, Compression, CompressionAlgorithm, ConsumerGroups, Crc64, Gap, Manifest,
+    BackupStatus, CommittedOffset, Compression, CompressionAlgorithm, ConsumerGroups, Crc64, Encryption, Gap, Manifest,
     ManifestVersion, PartitionEntry, SegmentFile, SourceCluster, Statistics, TimeRange, TopicEntry,
 };
 pub use names::{BackupId, MAX_NAME_LEN, SegmentName, TopicName};

@@ -59,6 +59,9 @@ pub struct Manifest {
     pub source_cluster: SourceCluster,
     /// How segment payloads are compressed.
     pub compression: Compression,
+    /// *Additive.* How segment payloads are encrypted; absent when they are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
     /// Totals over every topic, partition and segment file.
     pub statistics: Statistics,
     /// Timestamp range over every record; absent (or `null`) when there are no records.
@@ -246,6 +249,32 @@ pub struct Compression {
     pub algorithm: CompressionAlgorithm,
     /// The codec's compression level (0 for `"none"`).
     pub level: i32,
+}
+
+/// Encryption at rest of every segment (segment format 1.1): each segment's random data key is
+/// wrapped to these age X25519 recipients in the segment's key block.
+///
+/// JSON: `{"scheme": "age-x25519+chacha20poly1305", "recipients": ["age1…"]}`. The recipients
+/// are public keys: the manifest holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// The scheme: [`Encryption::SCHEME`].
+    pub scheme: String,
+    /// The recipients' public keys (`age1…`), in the order given to the backup.
+    pub recipients: Vec<String>,
+}
+
+impl Encryption {
+    /// The one scheme this version writes: age X25519 key wrapping, ChaCha20-Poly1305 payloads.
+    pub const SCHEME: &'static str = "age-x25519+chacha20poly1305";
+
+    /// Encryption to `recipients` with [`Encryption::SCHEME`].
+    pub fn to_recipients(recipients: Vec<String>) -> Self {
+        Encryption {
+            scheme: Self::SCHEME.to_string(),
+            recipients,
+        }
+    }
 }
 
 /// A compression codec: `"zstd"`, `"lz4"` or `"none"`.

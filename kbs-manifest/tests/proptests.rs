@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use kbs_manifest::{
-    BackupId, BackupStatus, Checkpoint, CommittedOffset, Compression, CompressionAlgorithm, Crc64, Gap, Manifest,
-    ManifestBuilder, ManifestVersion, PartitionCheckpoint, PartitionEntry, SegmentFile, SegmentName, SourceCluster,
-    Statistics, TimeRange, TopicEntry, TopicName, UtcTimestamp, layout,
+    BackupId, BackupStatus, Checkpoint, CommittedOffset, Compression, CompressionAlgorithm, Crc64, Encryption, Gap,
+    Manifest, ManifestBuilder, ManifestVersion, PartitionCheckpoint, PartitionEntry, SegmentFile, SegmentName,
+    SourceCluster, Statistics, TimeRange, TopicEntry, TopicName, UtcTimestamp, layout,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::option;
@@ -202,6 +202,11 @@ fn raw_manifest() -> impl Strategy<Value = Manifest> {
                     failure: (status == Some(BackupStatus::Failed)).then(|| "fetching t/0: broker error".to_owned()),
                     source_cluster,
                     compression,
+                    encryption: (minor % 2 == 1).then(|| {
+                        Encryption::to_recipients(vec![
+                            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".to_owned(),
+                        ])
+                    }),
                     statistics,
                     time_range,
                     topics,

@@ -4,6 +4,9 @@
 use super::*;
 
 /// Reads back and verifies a segment found at `key`; returns its summary and last timestamp.
+///
+/// An encrypted segment is checked without its key (the backup host holds none): its
+/// structure, every batch CRC-32 and the CRC-64; its timestamps come from its trailer.
 pub(super) async fn verify_existing(
     storage: &Arc<dyn ObjectStorage>,
     key: &str,
@@ -11,25 +14,9 @@ pub(super) async fn verify_existing(
     let bytes = storage.get(key).await?.bytes;
     let key_owned = key.to_string();
     tokio::task::spawn_blocking(move || {
-        let summary =
-            kbs_format::verify_segment(&bytes, ReadLimits::default()).map_err(|source| CliError::Segment {
-                key: key_owned.clone(),
-                source,
-            })?;
-        let reader = kbs_format::SegmentReader::new(bytes).map_err(|source| CliError::Segment {
-            key: key_owned.clone(),
-            source,
-        })?;
-        let mut last_timestamp = summary.max_timestamp;
-        for record in reader.records() {
-            last_timestamp = record
-                .map_err(|source| CliError::Segment {
-                    key: key_owned.clone(),
-                    source,
-                })?
-                .timestamp;
-        }
-        Ok((summary, last_timestamp))
+        let summary = kbs_format::verify_segment_keyless(&bytes, ReadLimits::default())
+            .map_err(|source| CliError::Segment { key: key_owned, source })?;
+        Ok((summary, summary.last_timestamp))
     })
     .await
     .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?
@@ -52,6 +39,18 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
             let (summary, last_timestamp) = verify_existing(&self.storage, &key).await?;
+            if summary.encrypted != self.options.encrypt_to.is_some() {
+                return Err(CliError::Locked(format!(
+                    "{key} is {} but this backup's segments are {}; it was not written by this backup's sequence of \
+                     runs. Move it away to continue",
+                    if summary.encrypted {
+                        "encrypted"
+                    } else {
+                        "not encrypted"
+                    },
+                    if summary.encrypted { "not" } else { "encrypted" },
+                )));
+            }
             if summary.first_offset < part.position {
                 return Err(CliError::Locked(format!(
                     "{key} holds offsets {}..{} but the backup already covers up to {}; it was not written by this \

@@ -253,10 +253,11 @@ impl Engine {
             let open = match part.open.take() {
                 Some(open) => open,
                 None => OpenSegment {
-                    writer: SegmentWriter::in_memory(
+                    writer: new_segment_writer(
                         WriterOptions::new(self.options.compression)
                             .zstd_level(self.options.compression_level)
                             .per_record_crc(self.options.per_record_crc),
+                        self.options.encrypt_to.as_ref(),
                     )
                     .map_err(|source| CliError::Segment {
                         key: part.topic.to_string(),
@@ -268,9 +269,12 @@ impl Engine {
             };
             let max_records = self.options.segment_max_records;
             let max_bytes = self.options.effective_segment_max_bytes();
+            let encrypt_to = self.options.encrypt_to.clone();
             jobs.push((
                 key,
-                tokio::task::spawn_blocking(move || encode_records(open, records, &batch_ends, max_records, max_bytes)),
+                tokio::task::spawn_blocking(move || {
+                    encode_records(open, records, &batch_ends, max_records, max_bytes, encrypt_to.as_ref())
+                }),
             ));
         }
         // The next offsets are known: fetch again while this response is encoded.

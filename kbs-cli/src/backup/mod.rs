@@ -86,6 +86,8 @@ pub struct BackupOptions {
     pub metrics_addr: Option<String>,
     /// Most bytes one fetch returns per partition.
     pub fetch_max_partition_bytes: i32,
+    /// Encrypt every segment to these age recipients (`None`: plain segments).
+    pub encrypt_to: Option<kbs_format::Recipients>,
 }
 
 impl BackupOptions {
@@ -118,6 +120,7 @@ impl BackupOptions {
             per_record_crc: false,
             memory_budget: 256 << 20,
             unsafe_single_writer: false,
+            encrypt_to: None,
             fetch_max_wait: Duration::from_millis(10),
             topic_refresh_interval: Duration::from_secs(30),
             consumer_groups_interval: Duration::from_secs(60),
@@ -294,6 +297,7 @@ pub async fn run_with_metrics(
             &options.backup_id,
             source,
             manifest_compression(&options),
+            options.encrypt_to.as_ref(),
         )
         .await?;
         let mut engine = Engine::new(

@@ -41,6 +41,7 @@ impl BackupState {
         backup_id: &BackupId,
         source_cluster: SourceCluster,
         compression: Compression,
+        encrypt_to: Option<&kbs_format::Recipients>,
     ) -> Result<BackupState, CliError> {
         let manifest_key = layout::manifest_key(backup_id);
         let checkpoint_key = layout::checkpoint_key(backup_id);
@@ -71,17 +72,18 @@ impl BackupState {
                         compression.algorithm
                     );
                 }
+                crate::encryption::check_continuation(backup_id.as_str(), manifest.encryption.as_ref(), encrypt_to)?;
                 let builder = ManifestBuilder::from_manifest(&manifest).map_err(|e| CliError::Unparsable {
                     key: manifest_key.clone(),
                     message: e.to_string(),
                 })?;
                 (builder, Some(got.meta.version), true)
             }
-            Err(e) if e.is_not_found() => (
-                ManifestBuilder::new(backup_id.clone(), now_utc(), source_cluster, compression),
-                None,
-                false,
-            ),
+            Err(e) if e.is_not_found() => {
+                let mut builder = ManifestBuilder::new(backup_id.clone(), now_utc(), source_cluster, compression);
+                builder.set_encryption(encrypt_to.map(|r| kbs_manifest::Encryption::to_recipients(r.to_strings())));
+                (builder, None, false)
+            }
             Err(e) => return Err(e.into()),
         };
         let (checkpoint, checkpoint_version) = match storage.get(&checkpoint_key).await {

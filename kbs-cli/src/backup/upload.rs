@@ -78,6 +78,17 @@ pub(super) async fn upload_segment(
     }
 }
 
+/// A new in-memory segment writer, encrypting to `encrypt_to` when given.
+pub(super) fn new_segment_writer(
+    options: WriterOptions,
+    encrypt_to: Option<&kbs_format::Recipients>,
+) -> Result<SegmentWriter<Cursor<Vec<u8>>>, kbs_format::FormatError> {
+    match encrypt_to {
+        Some(recipients) => SegmentWriter::in_memory_encrypted(options, recipients),
+        None => SegmentWriter::in_memory(options),
+    }
+}
+
 /// Appends the records of one fetch response to a partition's open segment, closing the
 /// segment when it is full, but only where a Kafka batch ends (`batch_ends`, indexes one past
 /// each batch's last record): a later run then resumes at the start of a batch, which matters
@@ -89,6 +100,7 @@ pub(super) fn encode_records(
     batch_ends: &[usize],
     max_records: u64,
     max_bytes: u64,
+    encrypt_to: Option<&kbs_format::Recipients>,
 ) -> Result<(Option<OpenSegment>, Vec<OpenSegment>, u64), CliError> {
     let mut full = Vec::new();
     let mut bytes = 0u64;
@@ -110,7 +122,7 @@ pub(super) fn encode_records(
         let at_batch_end = ends.next_if_eq(&(index + 1)).is_some();
         if at_batch_end && (open.writer.record_count() >= max_records || open.writer.estimated_size() >= max_bytes) {
             let next = OpenSegment {
-                writer: SegmentWriter::in_memory(options).map_err(|source| CliError::Segment {
+                writer: new_segment_writer(options, encrypt_to).map_err(|source| CliError::Segment {
                     key: String::new(),
                     source,
                 })?,

@@ -40,6 +40,7 @@ use kbs_kafka::{
 };
 use kbs_manifest::{BackupId, Manifest, SegmentFile, TopicName, layout};
 use kbs_storage::{ObjectStorage, ObjectVersion};
+pub(crate) use segments::verify_in_memory;
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
@@ -117,6 +118,8 @@ pub struct RestoreOptions {
     pub parallelism: usize,
     /// Serve Prometheus metrics at this address while the restore runs.
     pub metrics_addr: Option<String>,
+    /// The age identities that open an encrypted backup's segments.
+    pub identities: Option<kbs_format::Identities>,
 }
 
 /// The default restore id: the same command against the same target resumes the same restore.
@@ -228,6 +231,8 @@ async fn restore(
             options.backup_id
         );
     }
+    // An encrypted backup needs one of its recipients' keys: say so before any work.
+    crate::encryption::identities_for(&manifest, options.identities.as_ref())?;
     let plans = plan(&manifest, &options);
     let mut report = RestoreReport {
         restore_id: options.restore_id.clone(),

@@ -8,10 +8,15 @@ use super::*;
 /// Records of a verified in-memory segment, decoded on the blocking pool.
 pub(super) fn records_from_memory(
     bytes: Bytes,
+    identities: Option<kbs_format::Identities>,
 ) -> tokio::sync::mpsc::Receiver<Result<kbs_format::Record, kbs_format::FormatError>> {
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     tokio::task::spawn_blocking(move || {
-        let reader = match SegmentReader::new(bytes) {
+        let opened = match &identities {
+            Some(identities) => SegmentReader::with_identities(bytes, ReadLimits::default(), identities),
+            None => SegmentReader::new(bytes),
+        };
+        let reader = match opened {
             Ok(reader) => reader,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
@@ -56,13 +61,14 @@ pub(super) fn stream_reader(file: &std::fs::File) -> std::io::Result<std::io::Bu
 /// returns what it holds.
 pub(super) async fn verify_spooled(
     file: &std::fs::File,
+    identities: Option<kbs_format::Identities>,
 ) -> Result<Result<kbs_format::SegmentSummary, kbs_format::FormatError>, CliError> {
     let reader = stream_reader(file).map_err(|e| CliError::Spool {
         key: "spooled segment".into(),
         source: e,
     })?;
     tokio::task::spawn_blocking(move || {
-        let mut segment = kbs_format::SegmentStreamReader::new(reader)?;
+        let mut segment = open_stream(reader, identities.as_ref())?;
         while segment.next_batch()?.is_some() {}
         segment
             .summary()
@@ -71,6 +77,28 @@ pub(super) async fn verify_spooled(
     })
     .await
     .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))
+}
+
+/// A streaming reader, opening the data key with `identities` when given.
+fn open_stream<R: std::io::Read>(
+    reader: R,
+    identities: Option<&kbs_format::Identities>,
+) -> Result<kbs_format::SegmentStreamReader<R>, kbs_format::FormatError> {
+    match identities {
+        Some(identities) => kbs_format::SegmentStreamReader::with_identities(reader, ReadLimits::default(), identities),
+        None => kbs_format::SegmentStreamReader::new(reader),
+    }
+}
+
+/// Verifies a whole segment in memory, opening the data key with `identities` when given.
+pub(crate) fn verify_in_memory(
+    bytes: &[u8],
+    identities: Option<&kbs_format::Identities>,
+) -> Result<kbs_format::SegmentSummary, kbs_format::FormatError> {
+    match identities {
+        Some(identities) => kbs_format::verify_segment_with_identities(bytes, ReadLimits::default(), identities),
+        None => kbs_format::verify_segment(bytes, ReadLimits::default()),
+    }
 }
 
 /// Whether a verified segment is the one the manifest names: its offsets, record count, size
@@ -102,12 +130,13 @@ pub(super) fn differs_from_manifest(summary: &kbs_format::SegmentSummary, file: 
 /// Records of a verified spooled segment, read one batch at a time.
 pub(super) fn records_from_file(
     file: std::fs::File,
+    identities: Option<kbs_format::Identities>,
 ) -> tokio::sync::mpsc::Receiver<Result<kbs_format::Record, kbs_format::FormatError>> {
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     tokio::task::spawn_blocking(move || {
         let mut segment = match stream_reader(&file)
             .map_err(kbs_format::FormatError::Io)
-            .and_then(kbs_format::SegmentStreamReader::new)
+            .and_then(|reader| open_stream(reader, identities.as_ref()))
         {
             Ok(segment) => segment,
             Err(e) => {
@@ -246,14 +275,17 @@ impl<'a> SourceRecords<'a> {
                     .map_err(|_| CliError::Locked("memory pool closed".into()))?;
                 let bytes = shared.storage.get(&key).await?.bytes;
                 let checked = bytes.clone();
-                let verified =
-                    tokio::task::spawn_blocking(move || kbs_format::verify_segment(&checked, ReadLimits::default()))
-                        .await
-                        .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?;
+                let identities = shared.options.identities.clone();
+                let verified = tokio::task::spawn_blocking(move || verify_in_memory(&checked, identities.as_ref()))
+                    .await
+                    .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?;
                 (verified, Unread::Memory(bytes, memory))
             } else {
                 let spooled = spool(&shared.storage, &key).await?;
-                (verify_spooled(&spooled).await?, Unread::Spooled(spooled))
+                (
+                    verify_spooled(&spooled, shared.options.identities.clone()).await?,
+                    Unread::Spooled(spooled),
+                )
             };
             match verified {
                 Ok(summary) => {
@@ -262,8 +294,11 @@ impl<'a> SourceRecords<'a> {
                         continue;
                     }
                     let (records, memory) = match opened {
-                        Unread::Memory(bytes, memory) => (records_from_memory(bytes), Some(memory)),
-                        Unread::Spooled(file) => (records_from_file(file), None),
+                        Unread::Memory(bytes, memory) => (
+                            records_from_memory(bytes, shared.options.identities.clone()),
+                            Some(memory),
+                        ),
+                        Unread::Spooled(file) => (records_from_file(file, shared.options.identities.clone()), None),
                     };
                     self.current = Some(OpenSegment {
                         key,

@@ -84,6 +84,15 @@ pub(crate) async fn open_storage(url: &str, s3_endpoint: Option<&str>) -> Arc<dy
 
 /// Every record stored in backup `id`, read through the manifest and the segments.
 pub(crate) async fn read_backup(storage: &Arc<dyn ObjectStorage>, id: &str) -> (Manifest, Vec<Row>) {
+    read_backup_with(storage, id, None).await
+}
+
+/// [`read_backup`] of a backup that may be encrypted, opened with `identities`.
+pub(crate) async fn read_backup_with(
+    storage: &Arc<dyn ObjectStorage>,
+    id: &str,
+    identities: Option<&kbs_format::Identities>,
+) -> (Manifest, Vec<Row>) {
     let backup_id = BackupId::new(id).unwrap();
     let manifest = Manifest::from_json(&storage.get(&layout::manifest_key(&backup_id)).await.unwrap().bytes).unwrap();
     let mut rows = Vec::new();
@@ -92,7 +101,12 @@ pub(crate) async fn read_backup(storage: &Arc<dyn ObjectStorage>, id: &str) -> (
             for file in &partition.segment_files {
                 let key = layout::segment_key(&backup_id, &topic.name, partition.partition, file.name).unwrap();
                 let bytes = storage.get(&key).await.unwrap().bytes;
-                let reader = kbs_format::SegmentReader::new(bytes).unwrap();
+                let reader = match identities {
+                    Some(identities) => {
+                        kbs_format::SegmentReader::with_identities(bytes, Default::default(), identities).unwrap()
+                    }
+                    None => kbs_format::SegmentReader::new(bytes).unwrap(),
+                };
                 for record in reader.records() {
                     let r = record.unwrap();
                     rows.push((

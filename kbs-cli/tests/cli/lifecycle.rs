@@ -12,16 +12,16 @@ use kbs_storage::{ObjectStorage, ObjectStorageExt as _};
 use crate::harness::*;
 
 /// A storage root as the `kbs` binary and the test see it.
-struct Store {
-    args: Vec<String>,
-    storage: Arc<dyn ObjectStorage>,
+pub(crate) struct Store {
+    pub(crate) args: Vec<String>,
+    pub(crate) storage: Arc<dyn ObjectStorage>,
     /// The S3 proxy in front of moto (request lines), for the S3 store.
     proxy: Option<kbs_testkit::S3FaultProxy>,
     _keep: Option<kbs_testkit::Moto>,
 }
 
 impl Store {
-    fn filesystem(dir: &std::path::Path) -> Store {
+    pub(crate) fn filesystem(dir: &std::path::Path) -> Store {
         let root = dir.join("store");
         std::fs::create_dir_all(&root).unwrap();
         let root = root.to_str().unwrap().to_owned();
@@ -33,7 +33,7 @@ impl Store {
         }
     }
 
-    fn s3() -> Option<Store> {
+    pub(crate) fn s3() -> Option<Store> {
         let moto = kbs_testkit::Moto::start()?;
         moto.create_bucket("lifecycle");
         let proxy = kbs_testkit::S3FaultProxy::start(moto.addr());
@@ -57,7 +57,7 @@ impl Store {
         })
     }
 
-    fn command(&self, args: &[&str]) -> std::process::Command {
+    pub(crate) fn command(&self, args: &[&str]) -> std::process::Command {
         let mut command = kbs();
         command
             .args(args)
@@ -67,11 +67,11 @@ impl Store {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -82,7 +82,7 @@ impl Store {
     }
 
     /// Runs `kbs ARGS`, which must fail with `code` and say `says`.
-    fn fails(&self, args: &[&str], code: i32, says: &str) {
+    pub(crate) fn fails(&self, args: &[&str], code: i32, says: &str) {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "kbs {args:?}: {stderr}");
@@ -90,14 +90,14 @@ impl Store {
     }
 
     /// Whether `key` exists (on the filesystem without a runtime: this is polled).
-    fn exists(&self, key: &str) -> bool {
+    pub(crate) fn exists(&self, key: &str) -> bool {
         match &self.proxy {
             None => std::path::Path::new(&self.args[1]).join(key).exists(),
             Some(_) => rt().block_on(self.storage.exists(key)).unwrap(),
         }
     }
 
-    fn keys(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
         rt().block_on(self.storage.list_all(prefix))
             .unwrap()
             .into_iter()
@@ -142,7 +142,7 @@ impl Store {
     }
 }
 
-fn backup(store: &Store, bootstrap: &str, id: &str, extra: &[&str]) {
+pub(crate) fn backup(store: &Store, bootstrap: &str, id: &str, extra: &[&str]) {
     let mut args = vec![
         "backup",
         "--bootstrap-servers",

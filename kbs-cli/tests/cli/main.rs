@@ -3,6 +3,7 @@
 
 mod auth;
 mod backup;
+mod encryption;
 mod faults;
 mod harness;
 mod kafka_semantics;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::harness::*;
 
 /// A small deterministic generator for kill moments.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
@@ -19,7 +19,7 @@ impl Rng {
 
 /// Runs `kbs ARGS` and SIGKILLs it 20 ms plus a random part of `spread_ms` later; returns
 /// whether it was still running then (killed). A run that ended by itself must have succeeded.
-fn run_and_kill_at_random(args: &[&str], rng: &mut Rng, spread_ms: u64, iteration: usize) -> bool {
+pub(crate) fn run_and_kill_at_random(args: &[&str], rng: &mut Rng, spread_ms: u64, iteration: usize) -> bool {
     let mut child = spawn(args);
     std::thread::sleep(Duration::from_millis(20 + rng.below(spread_ms)));
     let killed = child.try_wait().unwrap().is_none();

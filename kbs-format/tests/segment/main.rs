@@ -2,6 +2,7 @@
 
 mod common;
 mod corruption;
+mod encryption;
 mod golden;
 mod hostile;
 mod roundtrip;

@@ -1,0 +1,93 @@
+//! Encryption at rest on the command line: reading age identity files and matching keys
+//! against the recipients a backup's manifest records.
+
+use std::path::Path;
+
+use kbs_format::{Identities, Recipients};
+use kbs_manifest::{Encryption, Manifest};
+
+use crate::CliError;
+
+/// Reads an age identity file. Errors name the file, never its contents.
+pub fn read_identity_file(path: &Path) -> Result<Identities, CliError> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| CliError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?);
+    Identities::parse(&text).map_err(|e| CliError::InvalidArgument {
+        flag: "identity",
+        message: format!("{}: {e}", path.display()),
+    })
+}
+
+/// Parses the `--encrypt-to` recipients (`None` when none were given).
+pub fn recipients(keys: &[String]) -> Result<Option<Recipients>, CliError> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    Recipients::parse(keys)
+        .map(Some)
+        .map_err(|e| CliError::InvalidArgument {
+            flag: "encrypt-to",
+            message: e.to_string(),
+        })
+}
+
+/// The identities that read `manifest`'s segments: `None` for a plain backup; an error naming
+/// the backup and its recipients when it is encrypted and `given` is missing or opens none of
+/// them.
+pub fn identities_for<'a>(
+    manifest: &Manifest,
+    given: Option<&'a Identities>,
+) -> Result<Option<&'a Identities>, CliError> {
+    let Some(encryption) = &manifest.encryption else {
+        return Ok(None);
+    };
+    let backup_id = &manifest.backup_id;
+    let recipients = encryption.recipients.join(", ");
+    let Some(identities) = given else {
+        return Err(CliError::Encryption(format!(
+            "backup {backup_id} is encrypted to {recipients}: pass --identity FILE with the secret key of one of them"
+        )));
+    };
+    let own = identities.recipients();
+    if !own.iter().any(|key| encryption.recipients.contains(key)) {
+        return Err(CliError::Encryption(format!(
+            "backup {backup_id} is encrypted to {recipients}; the identity given is for {}, none of them",
+            own.join(", ")
+        )));
+    }
+    Ok(Some(identities))
+}
+
+/// Checks that continuing a backup keeps its encryption: the same recipients, or none for a
+/// plain backup. Mixing would leave segments that some readers cannot open.
+pub fn check_continuation(
+    backup_id: &str,
+    recorded: Option<&Encryption>,
+    given: Option<&Recipients>,
+) -> Result<(), CliError> {
+    let given_keys = given.map(Recipients::to_strings);
+    match (recorded, given_keys) {
+        (None, None) => Ok(()),
+        (Some(recorded), Some(keys)) if same_set(&recorded.recipients, &keys) => Ok(()),
+        (Some(recorded), Some(keys)) => Err(CliError::Encryption(format!(
+            "backup {backup_id} is encrypted to {}, not to {}: continue it with the same --encrypt-to, or start a \
+             new --backup-id",
+            recorded.recipients.join(", "),
+            keys.join(", ")
+        ))),
+        (Some(recorded), None) => Err(CliError::Encryption(format!(
+            "backup {backup_id} is encrypted to {}: continue it with the same --encrypt-to (kbs never adds plain \
+             segments to an encrypted backup)",
+            recorded.recipients.join(", ")
+        ))),
+        (None, Some(_)) => Err(CliError::Encryption(format!(
+            "backup {backup_id} holds unencrypted segments: --encrypt-to needs a new --backup-id"
+        ))),
+    }
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.iter().all(|key| b.contains(key)) && b.iter().all(|key| a.contains(key))
+}
