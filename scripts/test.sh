@@ -22,4 +22,7 @@ cargo test --workspace --locked
 step "cargo check of the fuzz targets (outside the workspace)"
 (cd fuzz && cargo check --locked --bins)
 
+step "the fuzz crate's own tests (random edits of an encrypted segment)"
+(cd fuzz && cargo test --locked)
+
 step "all checks passed"

@@ -90,6 +90,19 @@ fn encode(c: &mut Criterion) {
                 writer.finish().unwrap().1
             })
         });
+        // The same, encrypted to one recipient (segment format 1.1): the cost of encryption.
+        let recipients = kbs_format::Recipients::parse(kbs_format::Identities::generate().recipients()).unwrap();
+        group.bench_function(BenchmarkId::new("kbs-encrypted", name), |b| {
+            let mut out = Vec::with_capacity(segment.len());
+            b.iter(|| {
+                out.clear();
+                let mut writer = SegmentWriter::new_encrypted(Cursor::new(&mut out), options, &recipients).unwrap();
+                for r in black_box(&records) {
+                    writer.append(r).unwrap();
+                }
+                writer.finish().unwrap().1
+            })
+        });
         group.bench_function(BenchmarkId::new("raw", name), |b| {
             let mut zstd_ctx = zstd::bulk::Compressor::new(3).unwrap();
             let mut out = Vec::new();

@@ -16,7 +16,7 @@
 # Environment (defaults in brackets):
 #   E2E_RECORDS [400000]  E2E_PARTITIONS [4]  E2E_VALUE_BYTES [1024]  records of the seeded topic
 #   E2E_ROUNDS [3]                  rounds of every measurement; the tables show medians
-#   E2E_CODECS ["lz4 zstd none"]    kbs backup codecs measured (lz4 is the one compared)
+#   E2E_CODECS ["lz4 lz4+enc zstd none"]  kbs backup codecs measured (lz4 is the one compared; lz4+enc encrypts to a recipient)
 #   E2E_SEED_CODEC [none]           producer compression of the seeded topic
 #   E2E_RESTORE_CODEC [lz4]         producer compression of both restore writers (kbs --compression)
 #   E2E_SECTIONS ["backup restore"] which sections to run
@@ -35,7 +35,7 @@ records="${E2E_RECORDS:-400000}"
 partitions="${E2E_PARTITIONS:-4}"
 value_bytes="${E2E_VALUE_BYTES:-1024}"
 rounds="${E2E_ROUNDS:-3}"
-codecs="${E2E_CODECS:-lz4 zstd none}"
+codecs="${E2E_CODECS:-lz4 lz4+enc zstd none}"
 seed_codec="${E2E_SEED_CODEC:-none}"
 restore_codec="${E2E_RESTORE_CODEC:-lz4}"
 sections="${E2E_SECTIONS:-backup restore}"
@@ -192,10 +192,16 @@ measure_consumer() {
 
 measure_kbs_backup() {
     local round="$1" codec="$2"
-    local id="e2e-$codec-r$round"
+    local id="e2e-${codec/+/-}-r$round"
+    local -a encrypt=()
+    # "lz4+enc": lz4 segments encrypted to a recipient (segment format 1.1).
+    if [ "${codec%+enc}" != "$codec" ]; then
+        [ -f "$workdir/e2e.key" ] || "$kbs" keygen "$workdir/e2e.key" >"$workdir/e2e.pub"
+        encrypt=(--encrypt-to "$(cat "$workdir/e2e.pub")")
+    fi
     broker_mark
     run_measured "backup-$id" "$kbs" backup --bootstrap-servers "$bootstrap" --storage "$workdir/backups" \
-        --backup-id "$id" --topics "$topic" --compression "$codec" --output json --quiet
+        --backup-id "$id" --topics "$topic" --compression "${codec%+enc}" "${encrypt[@]}" --output json --quiet
     local report
     report="$(cat "$workdir/backup-$id.out")"
     expect_records "kbs backup $id" "$(json_field "$report" records)"

@@ -75,6 +75,17 @@ pub enum Command {
     /// holders, per-partition progress, last commit, and with --bootstrap-servers each
     /// partition's lag to its log end; --watch refreshes with rates.
     Status(Box<StatusArgs>),
+    /// Make an age X25519 key pair for encrypted backups: writes the secret identity to FILE
+    /// (created new, mode 0600) and prints the public key to pass to `backup --encrypt-to`.
+    Keygen(KeygenArgs),
+}
+
+/// `kbs keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the identity (the secret key); an existing file is never overwritten.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
 }
 
 /// `kbs status`.

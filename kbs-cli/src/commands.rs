@@ -223,6 +223,14 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                 Outcome::ProblemsFound
             })
         }
+        Command::Keygen(args) => {
+            let public = crate::encryption::write_new_identity(&args.file)?;
+            match format {
+                OutputFormat::Json => writeln!(out, "{}", json!({ "recipient": public })).map_err(io)?,
+                OutputFormat::Text => writeln!(out, "{public}").map_err(io)?,
+            }
+            Ok(Outcome::Success)
+        }
         Command::Inspect(args) => {
             let data = match args.storage_args() {
                 Some(storage_args) => {

@@ -20,6 +20,27 @@ pub fn read_identity_file(path: &Path) -> Result<Identities, CliError> {
     })
 }
 
+/// Writes a new identity to `path` (created new, mode 0600 on Unix) and returns its public key.
+pub fn write_new_identity(path: &Path) -> Result<String, CliError> {
+    use std::io::Write as _;
+    let identities = Identities::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let write_error =
+        |e: std::io::Error| CliError::Encryption(format!("cannot write the identity to {}: {e}", path.display()));
+    let mut file = options.open(path).map_err(write_error)?;
+    let public = identities.recipients().remove(0);
+    let text = format!(
+        "# kbs keygen: the secret key of {public}; keep it safe, and never next to the backups\n{}",
+        identities.to_file_text().as_str()
+    );
+    file.write_all(text.as_bytes()).map_err(write_error)?;
+    file.sync_all().map_err(write_error)?;
+    Ok(public)
+}
+
 /// Parses the `--encrypt-to` recipients (`None` when none were given).
 pub fn recipients(keys: &[String]) -> Result<Option<Recipients>, CliError> {
     if keys.is_empty() {

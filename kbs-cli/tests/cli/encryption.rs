@@ -274,7 +274,21 @@ fn encrypted_backups_killed_at_random_moments_resume_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let root = root.to_str().unwrap();
-    let (identities, identity_file, public) = identity(dir.path(), "ops");
+    // The key pair from `kbs keygen`: a new file, readable by its owner only, never overwritten.
+    let identity_file = dir.path().join("ops.key");
+    let key_path = identity_file.to_str().unwrap();
+    let public = run_ok(&["keygen", key_path]).trim().to_string();
+    let identities = Identities::parse(&std::fs::read_to_string(&identity_file).unwrap()).unwrap();
+    assert_eq!(identities.recipients(), vec![public.clone()]);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&identity_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = run(&["keygen", key_path]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("File exists"));
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("age1"));
     seed_simple(&bootstrap, "crash", 10_000, 3, true);
     let mut rng = Rng(0x5eed_e4c7_0000_0011);
     let (mut kills, mut iteration) = (0, 0);
