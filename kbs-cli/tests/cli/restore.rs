@@ -7,10 +7,10 @@ use std::time::Duration;
 use crate::harness::*;
 
 /// A record without its offset, for comparing source and target per partition.
-type Content = (i64, Option<String>, Option<String>, Vec<(String, Option<String>)>);
+pub(crate) type Content = (i64, Option<String>, Option<String>, Vec<(String, Option<String>)>);
 
 /// Records per (topic, partition), in offset order, offsets dropped; topics renamed by `rename`.
-fn by_partition(rows: &[Row], rename: impl Fn(&str) -> String) -> BTreeMap<(String, i32), Vec<Content>> {
+pub(crate) fn by_partition(rows: &[Row], rename: impl Fn(&str) -> String) -> BTreeMap<(String, i32), Vec<Content>> {
     let mut map: BTreeMap<(String, i32), Vec<Content>> = BTreeMap::new();
     for r in rows {
         map.entry((rename(&r.0), r.1))
@@ -22,7 +22,10 @@ fn by_partition(rows: &[Row], rename: impl Fn(&str) -> String) -> BTreeMap<(Stri
 
 /// Asserts two [`by_partition`] maps are equal, naming the first partition and position that
 /// differ (the whole maps are too large to print).
-fn assert_same_partitions(got: &BTreeMap<(String, i32), Vec<Content>>, want: &BTreeMap<(String, i32), Vec<Content>>) {
+pub(crate) fn assert_same_partitions(
+    got: &BTreeMap<(String, i32), Vec<Content>>,
+    want: &BTreeMap<(String, i32), Vec<Content>>,
+) {
     let counts =
         |m: &BTreeMap<(String, i32), Vec<Content>>| m.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>();
     assert_eq!(counts(got), counts(want), "records per partition (restored vs source)");
