@@ -233,6 +233,54 @@ fn restore_groups(given: Option<&[String]>) -> Option<Vec<String>> {
     }
 }
 
+/// `kbs export`'s command line as engine options.
+pub(crate) fn export_options(args: &cli::ExportArgs) -> Result<crate::export::ExportOptions, CliError> {
+    if args.format != "jsonl" {
+        return Err(CliError::InvalidArgument {
+            flag: "format",
+            message: format!("{:?}: this version exports jsonl only", args.format),
+        });
+    }
+    let bytes_as = |flag: &'static str, text: &str| {
+        text.parse::<crate::export::BytesAs>()
+            .map_err(|message| CliError::InvalidArgument { flag, message })
+    };
+    let start_time = args
+        .start_time
+        .as_deref()
+        .map(|t| options::parse_time("start-time", t))
+        .transpose()?;
+    let end_time = args
+        .end_time
+        .as_deref()
+        .map(|t| options::parse_time("end-time", t))
+        .transpose()?;
+    if args.flush_records == 0 {
+        return Err(CliError::InvalidArgument {
+            flag: "flush-records",
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(crate::export::ExportOptions {
+        backup_id: backup_id(&args.backup_id)?,
+        topics: backup::TopicFilter::new(
+            args.topics.iter().filter(|t| !t.is_empty()).cloned().collect(),
+            args.exclude.iter().filter(|t| !t.is_empty()).cloned().collect(),
+        ),
+        start_time,
+        end_time,
+        key_as: bytes_as("key-as", &args.key_as)?,
+        value_as: bytes_as("value-as", &args.value_as)?,
+        flush_records: args.flush_records,
+        flush_bytes: options::parse_size("flush-bytes", &args.flush_bytes)?.max(1),
+        identities: args
+            .identity
+            .as_deref()
+            .map(crate::encryption::read_identity_file)
+            .transpose()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,54 @@ pub enum Command {
     /// Make an age X25519 key pair for encrypted backups: writes the secret identity to FILE
     /// (created new, mode 0600) and prints the public key to pass to `backup --encrypt-to`.
     Keygen(KeygenArgs),
+    /// Export a backup's records (or a time window of them) as envelope objects, JSON Lines,
+    /// laid out <to>/<topic>/<partition>/<first offset>.jsonl for query engines; an
+    /// interrupted export rerun with the same options writes only what is missing.
+    Export(Box<ExportArgs>),
+}
+
+/// `kbs export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    /// Storage (of the backup; --to uses the same S3 settings).
+    pub storage: StorageArgs,
+    /// The backup to export.
+    #[arg(long, env = "KBS_BACKUP_ID")]
+    pub backup_id: String,
+    /// Where the export goes: a directory or `s3://bucket/prefix` (like --storage).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Object format: jsonl (JSON Lines, one envelope per record).
+    #[arg(long, default_value = "jsonl")]
+    pub format: String,
+    /// Backed-up topics to export, as comma-separated globs; default all.
+    #[arg(long, env = "KBS_TOPICS", value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Backed-up topics to leave out, as comma-separated globs.
+    #[arg(long, env = "KBS_EXCLUDE", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Only records at or after this time (RFC 3339 or ms since the epoch).
+    #[arg(long)]
+    pub start_time: Option<String>,
+    /// Only records at or before this time (RFC 3339 or ms since the epoch).
+    #[arg(long)]
+    pub end_time: Option<String>,
+    /// Keys as bytes (base64), string (UTF-8, else {"base64": …}) or json ({"json": …}, else as string).
+    #[arg(long, default_value = "bytes")]
+    pub key_as: String,
+    /// Values as bytes, string or json (see --key-as).
+    #[arg(long, default_value = "bytes")]
+    pub value_as: String,
+    /// Cut an object after this many records.
+    #[arg(long, default_value_t = 100_000)]
+    pub flush_records: u64,
+    /// Cut an object once it holds this many bytes (e.g. 64M).
+    #[arg(long, default_value = "64M")]
+    pub flush_bytes: String,
+    /// An age identity file (AGE-SECRET-KEY-1…) that opens an encrypted backup's segments.
+    #[arg(long, env = "KBS_IDENTITY", value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
 }
 
 /// `kbs keygen`.

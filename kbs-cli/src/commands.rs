@@ -223,6 +223,32 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                 Outcome::ProblemsFound
             })
         }
+        Command::Export(args) => {
+            let options = crate::args::export_options(args)?;
+            let source = storage::open(&args.storage).await?;
+            let target = kbs_storage::open(&args.to, &storage::storage_options(&args.storage)?).await?;
+            let report = crate::export::run(source, target, options).await?;
+            match format {
+                OutputFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serialises")
+                )
+                .map_err(io)?,
+                OutputFormat::Text => writeln!(
+                    out,
+                    "exported {}: {} records, {} bytes in {} objects ({} written now, {} already there)",
+                    report.backup_id,
+                    report.records,
+                    report.bytes,
+                    report.objects_written + report.objects_present,
+                    report.objects_written,
+                    report.objects_present
+                )
+                .map_err(io)?,
+            }
+            Ok(Outcome::Success)
+        }
         Command::Keygen(args) => {
             let public = crate::encryption::write_new_identity(&args.file)?;
             match format {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod describe;
 pub mod encryption;
 mod error;
+pub mod export;
 pub mod inspect;
 pub mod lease;
 pub mod list;

@@ -4,6 +4,7 @@
 mod auth;
 mod backup;
 mod encryption;
+mod export;
 mod faults;
 mod harness;
 mod kafka_semantics;
