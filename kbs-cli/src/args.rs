@@ -151,24 +151,7 @@ pub(crate) fn restore_options(args: &cli::RestoreArgs) -> Result<restore::Restor
             });
         }
     };
-    let start_time = args
-        .start_time
-        .as_deref()
-        .map(|t| options::parse_time("start-time", t))
-        .transpose()?;
-    let end_time = args
-        .end_time
-        .as_deref()
-        .map(|t| options::parse_time("end-time", t))
-        .transpose()?;
-    if let (Some(s), Some(e)) = (start_time, end_time)
-        && s > e
-    {
-        return Err(CliError::InvalidArgument {
-            flag: "end-time",
-            message: "is before --start-time".into(),
-        });
-    }
+    let (start_time, end_time) = time_window(args.start_time.as_deref(), args.end_time.as_deref())?;
     let mut options = restore::RestoreOptions {
         backup_id: backup_id(&args.backup_id)?,
         kafka: options::kafka_config(&args.kafka)?,
@@ -233,6 +216,21 @@ fn restore_groups(given: Option<&[String]>) -> Option<Vec<String>> {
     }
 }
 
+/// `--start-time` and `--end-time`, parsed, the end not before the start.
+fn time_window(start: Option<&str>, end: Option<&str>) -> Result<(Option<i64>, Option<i64>), CliError> {
+    let start = start.map(|t| options::parse_time("start-time", t)).transpose()?;
+    let end = end.map(|t| options::parse_time("end-time", t)).transpose()?;
+    if let (Some(s), Some(e)) = (start, end)
+        && s > e
+    {
+        return Err(CliError::InvalidArgument {
+            flag: "end-time",
+            message: "is before --start-time".into(),
+        });
+    }
+    Ok((start, end))
+}
+
 /// `kbs export`'s command line as engine options.
 pub(crate) fn export_options(args: &cli::ExportArgs) -> Result<crate::export::ExportOptions, CliError> {
     if args.format != "jsonl" {
@@ -245,16 +243,7 @@ pub(crate) fn export_options(args: &cli::ExportArgs) -> Result<crate::export::Ex
         text.parse::<crate::export::BytesAs>()
             .map_err(|message| CliError::InvalidArgument { flag, message })
     };
-    let start_time = args
-        .start_time
-        .as_deref()
-        .map(|t| options::parse_time("start-time", t))
-        .transpose()?;
-    let end_time = args
-        .end_time
-        .as_deref()
-        .map(|t| options::parse_time("end-time", t))
-        .transpose()?;
+    let (start_time, end_time) = time_window(args.start_time.as_deref(), args.end_time.as_deref())?;
     if args.flush_records == 0 {
         return Err(CliError::InvalidArgument {
             flag: "flush-records",
