@@ -231,8 +231,11 @@ async fn restore(
             options.backup_id
         );
     }
-    // An encrypted backup needs one of its recipients' keys: say so before any work.
-    crate::encryption::identities_for(&manifest, options.identities.as_ref())?;
+    // An encrypted backup needs one of its recipients' keys: say so before any work (a dry
+    // run reads only the manifest, which needs none).
+    if !options.dry_run {
+        crate::encryption::identities_for(&manifest, options.identities.as_ref())?;
+    }
     let plans = plan(&manifest, &options);
     let mut report = RestoreReport {
         restore_id: options.restore_id.clone(),

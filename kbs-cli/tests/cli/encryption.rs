@@ -138,6 +138,9 @@ fn encrypted_backups_restore_exactly_and_every_reader_needs_a_recipients_key() {
             args.extend_from_slice(extra);
             store.run(&args)
         };
+        // Planning reads only the manifest: no key needed.
+        let planned = restore(&["--dry-run"]);
+        assert!(planned.status.success(), "{}", String::from_utf8_lossy(&planned.stderr));
         let refused = restore(&[]);
         let said = String::from_utf8_lossy(&refused.stderr);
         assert_eq!(refused.status.code(), Some(1), "{said}");
