@@ -185,11 +185,7 @@ pub(crate) fn restore_options(args: &cli::RestoreArgs) -> Result<restore::Restor
         memory_budget: options::parse_size("memory-budget", &args.memory_budget)?,
         parallelism: args.parallelism.max(1),
         metrics_addr: args.metrics_addr.clone(),
-        identities: args
-            .identity
-            .as_deref()
-            .map(crate::encryption::read_identity_file)
-            .transpose()?,
+        identities: crate::encryption::read_identity_option(args.identity.as_deref())?,
     };
     options.restore_id = match &args.restore_id {
         Some(id) => kbs_manifest::BackupId::new(id)
@@ -262,11 +258,7 @@ pub(crate) fn export_options(args: &cli::ExportArgs) -> Result<crate::export::Ex
         value_as: bytes_as("value-as", &args.value_as)?,
         flush_records: args.flush_records,
         flush_bytes: options::parse_size("flush-bytes", &args.flush_bytes)?.max(1),
-        identities: args
-            .identity
-            .as_deref()
-            .map(crate::encryption::read_identity_file)
-            .transpose()?,
+        identities: crate::encryption::read_identity_option(args.identity.as_deref())?,
     })
 }
 

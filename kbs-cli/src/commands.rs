@@ -14,6 +14,16 @@ use crate::{
     validate,
 };
 
+/// Writes a report as pretty-printed JSON (`--output json`).
+fn write_json(out: &mut dyn Write, report: &impl serde::Serialize) -> Result<(), CliError> {
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(report).expect("report serialises")
+    )
+    .map_err(io)
+}
+
 fn io(e: std::io::Error) -> CliError {
     CliError::ReadFile {
         path: "<stdout>".into(),
@@ -80,12 +90,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             let report =
                 backup::run_with_metrics(storage, options, metrics, context.progress, context.shutdown).await?;
             match format {
-                OutputFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serialises")
-                )
-                .map_err(io)?,
+                OutputFormat::Json => write_json(out, &report)?,
                 OutputFormat::Text => out.write_all(backup_summary_text(&report).as_bytes()).map_err(io)?,
             }
             Ok(Outcome::Success)
@@ -96,12 +101,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             let storage = storage::open_observed(&args.storage, metrics.client.clone()).await?;
             let report = restore::run_with_metrics(storage, options, metrics, context.progress.clone()).await?;
             match format {
-                OutputFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serialises")
-                )
-                .map_err(io)?,
+                OutputFormat::Json => write_json(out, &report)?,
                 OutputFormat::Text => out.write_all(restore::report_text(&report).as_bytes()).map_err(io)?,
             }
             Ok(if report.skipped_segments.is_empty() {
@@ -182,19 +182,10 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             } else {
                 validate::Depth::Quick
             };
-            let identities = args
-                .identity
-                .as_deref()
-                .map(crate::encryption::read_identity_file)
-                .transpose()?;
+            let identities = crate::encryption::read_identity_option(args.identity.as_deref())?;
             let report = validate::validate(storage, &backup_id(&args.backup_id)?, depth, identities.as_ref()).await?;
             match format {
-                OutputFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serialises")
-                )
-                .map_err(io)?,
+                OutputFormat::Json => write_json(out, &report)?,
                 OutputFormat::Text => {
                     for p in &report.problems {
                         match p.position {
@@ -229,12 +220,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             let target = kbs_storage::open(&args.to, &storage::storage_options(&args.storage)?).await?;
             let report = crate::export::run(source, target, options).await?;
             match format {
-                OutputFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serialises")
-                )
-                .map_err(io)?,
+                OutputFormat::Json => write_json(out, &report)?,
                 OutputFormat::Text => writeln!(
                     out,
                     "exported {}: {} records, {} bytes in {} objects ({} written now, {} already there)",
@@ -268,11 +254,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                     source,
                 })?),
             };
-            let identities = args
-                .identity
-                .as_deref()
-                .map(crate::encryption::read_identity_file)
-                .transpose()?;
+            let identities = crate::encryption::read_identity_option(args.identity.as_deref())?;
             let lines =
                 inspect::segment_to_json_lines(data, identities.as_ref()).map_err(|source| CliError::Segment {
                     key: args.segment.clone(),
@@ -308,14 +290,9 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             };
             let report = prune::prune(storage, &options).await?;
             match format {
-                OutputFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serialises")
-                ),
-                OutputFormat::Text => write!(out, "{}", prune::report_text(&report)),
+                OutputFormat::Json => write_json(out, &report)?,
+                OutputFormat::Text => write!(out, "{}", prune::report_text(&report)).map_err(io)?,
             }
-            .map_err(io)?;
             Ok(Outcome::Success)
         }
         Command::Delete(args) => {
@@ -323,11 +300,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             let id = backup_id(&args.backup_id)?;
             let deleted = prune::delete_backup(storage, &id, "kbs delete", args.force).await?;
             match format {
-                OutputFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&deleted).expect("report serialises")
-                ),
+                OutputFormat::Json => write_json(out, &deleted)?,
                 OutputFormat::Text => writeln!(
                     out,
                     "deleted backup {id} ({} objects{})",
@@ -337,9 +310,9 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                     } else {
                         ""
                     }
-                ),
+                )
+                .map_err(io)?,
             }
-            .map_err(io)?;
             Ok(Outcome::Success)
         }
         Command::Status(args) => {
@@ -357,22 +330,17 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                 let rates = previous.as_ref().map(|p| status::rates(p, &report)).unwrap_or_default();
                 match format {
                     OutputFormat::Json if args.watch => {
-                        writeln!(out, "{}", json!({"status": &report, "records_per_sec": rates}))
+                        writeln!(out, "{}", json!({"status": &report, "records_per_sec": rates})).map_err(io)?
                     }
-                    OutputFormat::Json => writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string_pretty(&report).expect("report serialises")
-                    ),
+                    OutputFormat::Json => write_json(out, &report)?,
                     OutputFormat::Text => {
                         if args.watch {
                             let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(report.at_ms as u64);
                             writeln!(out, "--- {}", humantime::format_rfc3339_seconds(at)).map_err(io)?;
                         }
-                        write!(out, "{}", status::report_text(&report, &rates))
+                        write!(out, "{}", status::report_text(&report, &rates)).map_err(io)?
                     }
                 }
-                .map_err(io)?;
                 out.flush().map_err(io)?;
                 if !args.watch {
                     break;

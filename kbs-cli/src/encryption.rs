@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use kbs_format::{Identities, Recipients};
+use kbs_format::{FormatError, Identities, ReadLimits, Recipients, SegmentReader, SegmentStreamReader, SegmentSummary};
 use kbs_manifest::{Encryption, Manifest};
 
 use crate::CliError;
@@ -18,6 +18,38 @@ pub fn read_identity_file(path: &Path) -> Result<Identities, CliError> {
         flag: "identity",
         message: format!("{}: {e}", path.display()),
     })
+}
+
+/// Reads `--identity FILE` when it was given.
+pub fn read_identity_option(path: Option<&Path>) -> Result<Option<Identities>, CliError> {
+    path.map(read_identity_file).transpose()
+}
+
+/// Opens a segment held in memory, with `identities` when the backup is encrypted.
+pub fn open_segment(data: bytes::Bytes, identities: Option<&Identities>) -> Result<SegmentReader, FormatError> {
+    match identities {
+        Some(identities) => SegmentReader::with_identities(data, ReadLimits::default(), identities),
+        None => SegmentReader::new(data),
+    }
+}
+
+/// Opens a segment as a stream, with `identities` when the backup is encrypted.
+pub fn open_stream<R: std::io::Read>(
+    reader: R,
+    identities: Option<&Identities>,
+) -> Result<SegmentStreamReader<R>, FormatError> {
+    match identities {
+        Some(identities) => SegmentStreamReader::with_identities(reader, ReadLimits::default(), identities),
+        None => SegmentStreamReader::new(reader),
+    }
+}
+
+/// Verifies a whole segment held in memory, with `identities` when the backup is encrypted.
+pub fn verify_segment(data: &[u8], identities: Option<&Identities>) -> Result<SegmentSummary, FormatError> {
+    match identities {
+        Some(identities) => kbs_format::verify_segment_with_identities(data, ReadLimits::default(), identities),
+        None => kbs_format::verify_segment(data, ReadLimits::default()),
+    }
 }
 
 /// Writes a new identity to `path` (created new, mode 0600 on Unix) and returns its public key.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use kbs_format::{Identities, ReadLimits, Record, SegmentReader};
+use kbs_format::{Identities, Record};
 use kbs_manifest::{BackupId, Manifest, TopicEntry, layout};
 use kbs_storage::ObjectStorage;
 use serde::Serialize;
@@ -202,11 +202,7 @@ async fn read_segment(
     let bytes = storage.get(key).await?.bytes;
     let key = key.to_string();
     tokio::task::spawn_blocking(move || {
-        let reader = match &identities {
-            Some(identities) => SegmentReader::with_identities(bytes, ReadLimits::default(), identities),
-            None => SegmentReader::new(bytes),
-        };
-        reader
+        crate::encryption::open_segment(bytes, identities.as_ref())
             .and_then(|reader| reader.to_records())
             .map_err(|source| CliError::Segment { key, source })
     })

@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use kbs_format::{FormatError, Identities, ReadLimits, Record, SegmentReader};
+use kbs_format::{FormatError, Identities, Record};
 use serde_json::{Value, json};
 
 /// Decodes a whole segment (checking every checksum) and returns one JSON object for the
@@ -11,10 +11,7 @@ use serde_json::{Value, json};
 ///
 /// An encrypted segment needs `identities` (one of its recipients' keys).
 pub fn segment_to_json_lines(data: Bytes, identities: Option<&Identities>) -> Result<Vec<Value>, FormatError> {
-    let reader = match identities {
-        Some(identities) => SegmentReader::with_identities(data, ReadLimits::default(), identities)?,
-        None => SegmentReader::new(data)?,
-    };
+    let reader = crate::encryption::open_segment(data, identities)?;
     let header = reader.header();
     let footer = reader.footer();
     let mut lines = vec![json!({

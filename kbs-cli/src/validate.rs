@@ -307,7 +307,7 @@ async fn check_segment(
             };
             check.bytes_read += bytes.len() as u64;
             let verified =
-                tokio::task::spawn_blocking(move || crate::restore::verify_in_memory(&bytes, identities.as_ref()))
+                tokio::task::spawn_blocking(move || crate::encryption::verify_segment(&bytes, identities.as_ref()))
                     .await;
             match verified {
                 Ok(Ok(summary)) => {

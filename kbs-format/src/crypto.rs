@@ -226,16 +226,23 @@ pub(crate) fn key_block(rest: &[u8]) -> Result<&[u8], FormatError> {
             reason: "the segment ends inside the key block's length".into(),
         });
     };
-    let len = u32::from_le_bytes(len.try_into().expect("4 bytes"));
+    let len = checked_key_block_len(len.try_into().expect("4 bytes"))?;
+    rest.get(4..4 + len as usize)
+        .ok_or_else(|| FormatError::InvalidKeyBlock {
+            reason: format!("declared length {len} runs past the segment's end"),
+        })
+}
+
+/// The key block's declared length, checked against 1..=[`MAX_KEY_BLOCK_LEN`] before anything
+/// is read.
+fn checked_key_block_len(bytes: [u8; 4]) -> Result<u32, FormatError> {
+    let len = u32::from_le_bytes(bytes);
     if len == 0 || len > MAX_KEY_BLOCK_LEN {
         return Err(FormatError::InvalidKeyBlock {
             reason: format!("declared length {len} is outside 1..={MAX_KEY_BLOCK_LEN}"),
         });
     }
-    rest.get(4..4 + len as usize)
-        .ok_or_else(|| FormatError::InvalidKeyBlock {
-            reason: format!("declared length {len} runs past the segment's end"),
-        })
+    Ok(len)
 }
 
 /// Reads a key block from a stream (the 4-byte length first, bounded).
@@ -244,12 +251,7 @@ pub(crate) fn read_key_block(inner: &mut impl Read) -> Result<Vec<u8>, FormatErr
     inner.read_exact(&mut len).map_err(|_| FormatError::InvalidKeyBlock {
         reason: "the segment ends inside the key block's length".into(),
     })?;
-    let declared = u32::from_le_bytes(len);
-    if declared == 0 || declared > MAX_KEY_BLOCK_LEN {
-        return Err(FormatError::InvalidKeyBlock {
-            reason: format!("declared length {declared} is outside 1..={MAX_KEY_BLOCK_LEN}"),
-        });
-    }
+    let declared = checked_key_block_len(len)?;
     let mut block = len.to_vec();
     inner.take(u64::from(declared)).read_to_end(&mut block)?;
     if block.len() != 4 + declared as usize {

@@ -62,20 +62,26 @@ def varint(buf, pos, max_bytes):
 
 
 # --- LZ4 block format ------------------------------------------------------------------
+def lz4_length(src, pos, nibble):
+    # a nibble of 15 continues in the following bytes, each added, until one is not 255
+    length = nibble
+    if nibble == 15:
+        while True:
+            extra = src[pos]
+            pos += 1
+            length += extra
+            if extra != 255:
+                break
+    return length, pos
+
+
 def lz4_block_decompress(src, size):
     out = bytearray()
     pos = 0
     while pos < len(src):
         token = src[pos]
         pos += 1
-        literals = token >> 4
-        if literals == 15:
-            while True:
-                extra = src[pos]
-                pos += 1
-                literals += extra
-                if extra != 255:
-                    break
+        literals, pos = lz4_length(src, pos, token >> 4)
         out += src[pos : pos + literals]
         pos += literals
         if pos >= len(src):
@@ -84,14 +90,7 @@ def lz4_block_decompress(src, size):
         pos += 2
         if distance == 0 or distance > len(out):
             fail("lz4: bad match distance")
-        length = token & 15
-        if length == 15:
-            while True:
-                extra = src[pos]
-                pos += 1
-                length += extra
-                if extra != 255:
-                    break
+        length, pos = lz4_length(src, pos, token & 15)
         length += 4
         start = len(out) - distance
         for i in range(length):

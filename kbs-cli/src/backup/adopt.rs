@@ -3,20 +3,16 @@
 
 use super::*;
 
-/// Reads back and verifies a segment found at `key`; returns its summary and last timestamp.
+/// Reads back and verifies a segment found at `key`; returns its summary.
 ///
 /// An encrypted segment is checked without its key (the backup host holds none): its
 /// structure, every batch CRC-32 and the CRC-64; its timestamps come from its trailer.
-pub(super) async fn verify_existing(
-    storage: &Arc<dyn ObjectStorage>,
-    key: &str,
-) -> Result<(SegmentSummary, i64), CliError> {
+pub(super) async fn verify_existing(storage: &Arc<dyn ObjectStorage>, key: &str) -> Result<SegmentSummary, CliError> {
     let bytes = storage.get(key).await?.bytes;
     let key_owned = key.to_string();
     tokio::task::spawn_blocking(move || {
-        let summary = kbs_format::verify_segment_keyless(&bytes, ReadLimits::default())
-            .map_err(|source| CliError::Segment { key: key_owned, source })?;
-        Ok((summary, summary.last_timestamp))
+        kbs_format::verify_segment_keyless(&bytes, ReadLimits::default())
+            .map_err(|source| CliError::Segment { key: key_owned, source })
     })
     .await
     .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?
@@ -38,7 +34,7 @@ impl Engine {
                 Err(e) if e.is_not_found() => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
-            let (summary, last_timestamp) = verify_existing(&self.storage, &key).await?;
+            let summary = verify_existing(&self.storage, &key).await?;
             if summary.encrypted != self.options.encrypt_to.is_some() {
                 return Err(CliError::Locked(format!(
                     "{key} is {} but this backup's segments are {}; it was not written by this backup's sequence of \
@@ -66,7 +62,7 @@ impl Engine {
             tracing::info!(%key, first = summary.first_offset, last = summary.last_offset, "adopting a segment left by an interrupted run");
             let file = segment_file(SegmentName::new(part.next_sequence), &summary);
             self.state
-                .add_segment(&part.topic, part.partition, file, last_timestamp)?;
+                .add_segment(&part.topic, part.partition, file, summary.last_timestamp)?;
             self.report.adopted_segments += 1;
             part.position = summary.last_offset + 1;
             part.next_sequence += 1;

@@ -57,13 +57,13 @@ pub(super) async fn upload_segment(
             adopted: false,
         }),
         Err(kbs_storage::Error::AlreadyExists { .. }) => {
-            let (existing, existing_last_ts) = verify_existing(storage, object_key).await?;
+            let existing = verify_existing(storage, object_key).await?;
             if (existing.first_offset, existing.last_offset, existing.record_count)
                 == (summary.first_offset, summary.last_offset, summary.record_count)
             {
                 Ok(Uploaded {
                     file: segment_file(name, &existing),
-                    last_timestamp: existing_last_ts,
+                    last_timestamp: existing.last_timestamp,
                     adopted: true,
                 })
             } else {

@@ -33,14 +33,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kbs_format::{ReadLimits, SegmentReader};
 use kbs_kafka::{
     FetchPosition, FetchRequest, IdempotentProducer, KafkaClient, NewTopic, OffsetSpec, ProduceRecord,
     ProducerCompression, ProducerConfig, RecordHeader,
 };
 use kbs_manifest::{BackupId, Manifest, SegmentFile, TopicName, layout};
 use kbs_storage::{ObjectStorage, ObjectVersion};
-pub(crate) use segments::verify_in_memory;
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 

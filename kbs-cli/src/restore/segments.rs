@@ -12,11 +12,7 @@ pub(super) fn records_from_memory(
 ) -> tokio::sync::mpsc::Receiver<Result<kbs_format::Record, kbs_format::FormatError>> {
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     tokio::task::spawn_blocking(move || {
-        let opened = match &identities {
-            Some(identities) => SegmentReader::with_identities(bytes, ReadLimits::default(), identities),
-            None => SegmentReader::new(bytes),
-        };
-        let reader = match opened {
+        let reader = match crate::encryption::open_segment(bytes, identities.as_ref()) {
             Ok(reader) => reader,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
@@ -68,7 +64,7 @@ pub(super) async fn verify_spooled(
         source: e,
     })?;
     tokio::task::spawn_blocking(move || {
-        let mut segment = open_stream(reader, identities.as_ref())?;
+        let mut segment = crate::encryption::open_stream(reader, identities.as_ref())?;
         while segment.next_batch()?.is_some() {}
         segment
             .summary()
@@ -77,28 +73,6 @@ pub(super) async fn verify_spooled(
     })
     .await
     .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))
-}
-
-/// A streaming reader, opening the data key with `identities` when given.
-fn open_stream<R: std::io::Read>(
-    reader: R,
-    identities: Option<&kbs_format::Identities>,
-) -> Result<kbs_format::SegmentStreamReader<R>, kbs_format::FormatError> {
-    match identities {
-        Some(identities) => kbs_format::SegmentStreamReader::with_identities(reader, ReadLimits::default(), identities),
-        None => kbs_format::SegmentStreamReader::new(reader),
-    }
-}
-
-/// Verifies a whole segment in memory, opening the data key with `identities` when given.
-pub(crate) fn verify_in_memory(
-    bytes: &[u8],
-    identities: Option<&kbs_format::Identities>,
-) -> Result<kbs_format::SegmentSummary, kbs_format::FormatError> {
-    match identities {
-        Some(identities) => kbs_format::verify_segment_with_identities(bytes, ReadLimits::default(), identities),
-        None => kbs_format::verify_segment(bytes, ReadLimits::default()),
-    }
 }
 
 /// Whether a verified segment is the one the manifest names: its offsets, record count, size
@@ -136,7 +110,7 @@ pub(super) fn records_from_file(
     tokio::task::spawn_blocking(move || {
         let mut segment = match stream_reader(&file)
             .map_err(kbs_format::FormatError::Io)
-            .and_then(|reader| open_stream(reader, identities.as_ref()))
+            .and_then(|reader| crate::encryption::open_stream(reader, identities.as_ref()))
         {
             Ok(segment) => segment,
             Err(e) => {
@@ -276,9 +250,11 @@ impl<'a> SourceRecords<'a> {
                 let bytes = shared.storage.get(&key).await?.bytes;
                 let checked = bytes.clone();
                 let identities = shared.options.identities.clone();
-                let verified = tokio::task::spawn_blocking(move || verify_in_memory(&checked, identities.as_ref()))
-                    .await
-                    .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?;
+                let verified = tokio::task::spawn_blocking(move || {
+                    crate::encryption::verify_segment(&checked, identities.as_ref())
+                })
+                .await
+                .map_err(|e| CliError::Locked(format!("verification task failed: {e}")))?;
                 (verified, Unread::Memory(bytes, memory))
             } else {
                 let spooled = spool(&shared.storage, &key).await?;
