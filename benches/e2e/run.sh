@@ -19,7 +19,7 @@
 #   E2E_CODECS ["lz4 lz4+enc zstd none"]  kbs backup codecs measured (lz4 is the one compared; lz4+enc encrypts to a recipient)
 #   E2E_SEED_CODEC [none]           producer compression of the seeded topic
 #   E2E_RESTORE_CODEC [lz4]         producer compression of both restore writers (kbs --compression)
-#   E2E_SECTIONS ["backup restore"] which sections to run
+#   E2E_SECTIONS ["backup restore"] which sections to run (also: export)
 #   E2E_KBS                         a kbs binary to use instead of building the release one
 #   E2E_WORKDIR                     where backups and logs go, a new or empty folder
 #                                   [a fresh folder under $TMPDIR, removed at the end]
@@ -270,6 +270,17 @@ measure_producer() {
         "(+ $(seconds_of "$(json_field "$out" startup_seconds)") s start-up, not counted)"
 }
 
+# ensure_lz4_backup: the lz4 backup the restore and export sections read (made untimed when
+# the backup section did not run).
+ensure_lz4_backup() {
+    if [ -z "${restore_backup_id:-}" ]; then
+        restore_backup_id="e2e-lz4-for-restore"
+        log "making the lz4 backup to restore and export ($restore_backup_id, not timed)"
+        "$kbs" backup --bootstrap-servers "$bootstrap" --storage "$workdir/backups" --backup-id "$restore_backup_id" \
+            --topics "$topic" --compression lz4 --quiet >&2 || die "kbs backup $restore_backup_id failed"
+    fi
+}
+
 restore_section() {
     if ! "$kbs" restore --help >/dev/null 2>&1; then
         log "restore: skipped (this kbs has no 'restore' command yet)"
@@ -277,12 +288,7 @@ restore_section() {
         echo
         return 0
     fi
-    if [ -z "${restore_backup_id:-}" ]; then
-        restore_backup_id="e2e-lz4-for-restore"
-        log "restore: making the lz4 backup to restore ($restore_backup_id, not timed)"
-        "$kbs" backup --bootstrap-servers "$bootstrap" --storage "$workdir/backups" --backup-id "$restore_backup_id" \
-            --topics "$topic" --compression lz4 --quiet >&2 || die "kbs backup $restore_backup_id failed"
-    fi
+    ensure_lz4_backup
     local round
     for round in $(seq 1 "$rounds"); do
         if [ $((round % 2)) = 1 ]; then
@@ -292,6 +298,49 @@ restore_section() {
             measure_kbs_restore "$round"
             measure_producer "$round"
         fi
+    done
+}
+
+# --- export section -------------------------------------------------------------------------
+# The lz4 backup exported to a local folder in each format, against reading and verifying the
+# same backup alone (`kbs validate --deep`: every segment read, decompressed and checked).
+
+measure_kbs_read() {
+    local round="$1"
+    broker_mark
+    run_measured "read-r$round" "$kbs" validate --storage "$workdir/backups" --backup-id "$restore_backup_id" \
+        --deep --output json --quiet
+    record "export: $records records of the lz4 backup" "kbs validate --deep (read alone)" "$round" "$m_seconds" \
+        "$records" "$seed_bytes" null "$m_rss_kb" "$m_cpu_s"
+    log "round $round: kbs validate --deep $(seconds_of "$m_seconds") s"
+}
+
+measure_kbs_export() {
+    local round="$1" format="$2" to="$workdir/export-$2-r$1"
+    broker_mark
+    run_measured "export-$format-r$round" "$kbs" export --storage "$workdir/backups" --backup-id "$restore_backup_id" \
+        --to "$to" --format "$format" --output json --quiet
+    local report
+    report="$(cat "$workdir/export-$format-r$round.out")"
+    expect_records "kbs export $format" "$(json_field "$report" records)"
+    record "export: $records records of the lz4 backup" "kbs export $format" "$round" "$m_seconds" "$records" \
+        "$seed_bytes" "$(json_field "$report" bytes)" "$m_rss_kb" "$m_cpu_s"
+    log "round $round: kbs export $format $(seconds_of "$m_seconds") s, peak RSS $(mib_of "$m_rss_kb") MiB"
+    rm -rf "$to"
+}
+
+export_section() {
+    ensure_lz4_backup
+    local round i tool
+    local -a tools=(read parquet avro jsonl)
+    for round in $(seq 1 "$rounds"); do
+        for i in "${!tools[@]}"; do
+            tool="${tools[$(((i + round - 1) % ${#tools[@]}))]}"
+            case "$tool" in
+            read) measure_kbs_read "$round" ;;
+            *) measure_kbs_export "$round" "$tool" ;;
+            esac
+        done
     done
 }
 
@@ -318,7 +367,8 @@ main() {
         case "$section" in
         backup) backup_section ;;
         restore) restore_section >>"$tables" ;;
-        *) die "unknown section $section (E2E_SECTIONS: backup, restore)" ;;
+        export) export_section ;;
+        *) die "unknown section $section (E2E_SECTIONS: backup, restore, export)" ;;
         esac
     done
     echo "## kbs end-to-end benchmark ($(date -u +%Y-%m-%d))"

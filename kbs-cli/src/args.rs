@@ -120,24 +120,6 @@ pub(crate) fn restore_options(args: &cli::RestoreArgs) -> Result<restore::Restor
         }
         _ => {}
     }
-    let offsets = |flag: &'static str,
-                   items: &[String]|
-     -> Result<std::collections::BTreeMap<(String, i32), i64>, CliError> {
-        let mut map = std::collections::BTreeMap::new();
-        for (tp, offset) in options::parse_pairs(flag, items)? {
-            let key = options::parse_topic_partition(flag, &tp)?;
-            let offset = offset
-                .parse::<i64>()
-                .ok()
-                .filter(|o| *o >= 0)
-                .ok_or_else(|| CliError::InvalidArgument {
-                    flag,
-                    message: format!("{offset:?} is not an offset"),
-                })?;
-            map.insert(key, offset);
-        }
-        Ok(map)
-    };
     let compression = match args.compression.to_ascii_lowercase().as_str() {
         "none" => kbs_kafka::ProducerCompression::None,
         "gzip" => kbs_kafka::ProducerCompression::Gzip,
@@ -228,22 +210,112 @@ fn time_window(start: Option<&str>, end: Option<&str>) -> Result<(Option<i64>, O
 }
 
 /// `kbs export`'s command line as engine options.
-pub(crate) fn export_options(args: &cli::ExportArgs) -> Result<crate::export::ExportOptions, CliError> {
-    if args.format != "jsonl" {
+pub(crate) fn import_options(args: &cli::ImportArgs) -> Result<crate::import::ImportOptions, CliError> {
+    use crate::import::{ImportFormat, default_staged_backup_id};
+    let invalid = |flag: &'static str| move |message: String| CliError::InvalidArgument { flag, message };
+    let format: ImportFormat = args.format.parse().map_err(invalid("format"))?;
+    let (from, staging) = (
+        args.from.trim_end_matches('/'),
+        args.storage.storage.trim_end_matches('/'),
+    );
+    if staging == from || staging.starts_with(&format!("{from}/")) {
         return Err(CliError::InvalidArgument {
-            flag: "format",
-            message: format!("{:?}: this version exports jsonl only", args.format),
+            flag: "storage",
+            message: "is --from or inside it: the staged backup would be read as envelope objects; stage it \
+                      elsewhere"
+                .into(),
         });
     }
-    let bytes_as = |flag: &'static str, text: &str| {
-        text.parse::<crate::export::BytesAs>()
-            .map_err(|message| CliError::InvalidArgument { flag, message })
+    let bytes_as = |flag: &'static str, text: Option<&String>| {
+        text.map(|t| t.parse::<crate::export::BytesAs>().map_err(invalid(flag)))
+            .transpose()
     };
+    let staged_backup_id = match &args.backup_id {
+        Some(id) => backup_id(id)?,
+        None => default_staged_backup_id(&args.from, format),
+    };
+    // The restore of the staged backup, checked as `kbs restore` checks its options.
+    let restore = restore_options(&cli::RestoreArgs {
+        kafka: args.kafka.clone(),
+        storage: args.storage.clone(),
+        backup_id: staged_backup_id.to_string(),
+        identity: None,
+        topics: args.topics.clone(),
+        exclude: args.exclude.clone(),
+        topic_map: args.topic_map.clone(),
+        partition_map: Vec::new(),
+        repartition: "keep".into(),
+        partitions: None,
+        start_time: None,
+        end_time: None,
+        start_offset: Vec::new(),
+        end_offset: Vec::new(),
+        create_topics: args.create_topics,
+        replication_factor: args.replication_factor,
+        consumer_groups: None,
+        include_offset_headers: false,
+        compression: args.compression.clone(),
+        max_bytes_per_sec: args.max_bytes_per_sec.clone(),
+        restore_id: args.restore_id.clone(),
+        dry_run: false,
+        skip_corrupt: false,
+        allow_non_empty: args.allow_non_empty,
+        allow_incomplete: false,
+        memory_budget: args.memory_budget.clone(),
+        parallelism: args.parallelism,
+        metrics_addr: None,
+    })?;
+    Ok(crate::import::ImportOptions {
+        format,
+        key_as: bytes_as("key-as", args.key_as.as_ref())?,
+        value_as: bytes_as("value-as", args.value_as.as_ref())?,
+        staged_backup_id,
+        memory_budget: restore.memory_budget,
+        restore,
+    })
+}
+
+/// `TOPIC:PARTITION=OFFSET,...` as a map (`--start-offset`, `--end-offset`).
+fn offsets(flag: &'static str, items: &[String]) -> Result<std::collections::BTreeMap<(String, i32), i64>, CliError> {
+    let mut map = std::collections::BTreeMap::new();
+    for (tp, offset) in options::parse_pairs(flag, items)? {
+        let key = options::parse_topic_partition(flag, &tp)?;
+        let offset = offset
+            .parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| CliError::InvalidArgument {
+                flag,
+                message: format!("{offset:?} is not an offset"),
+            })?;
+        map.insert(key, offset);
+    }
+    Ok(map)
+}
+
+pub(crate) fn export_options(args: &cli::ExportArgs) -> Result<crate::export::ExportOptions, CliError> {
+    use crate::export::{BytesAs, Compression, EncodeSettings, Fields, Format, PartitionBy};
+    let invalid = |flag: &'static str| move |message: String| CliError::InvalidArgument { flag, message };
+    let format: Format = args.format.parse().map_err(invalid("format"))?;
+    let bytes_as = |flag: &'static str, text: &str| text.parse::<BytesAs>().map_err(invalid(flag));
     let (start_time, end_time) = time_window(args.start_time.as_deref(), args.end_time.as_deref())?;
     if args.flush_records == 0 {
         return Err(CliError::InvalidArgument {
             flag: "flush-records",
             message: "must be at least 1".into(),
+        });
+    }
+    let flush_bytes = options::parse_size("flush-bytes", &args.flush_bytes)?.max(1);
+    if flush_bytes > 1 << 30 {
+        return Err(CliError::InvalidArgument {
+            flag: "flush-bytes",
+            message: "at most 1G (objects are built in memory)".into(),
+        });
+    }
+    if !args.partition_by.iter().any(|f| !f.is_empty()) && args.hive {
+        return Err(CliError::InvalidArgument {
+            flag: "hive",
+            message: "needs --partition-by (the default layout has no name=value folders)".into(),
         });
     }
     Ok(crate::export::ExportOptions {
@@ -254,10 +326,20 @@ pub(crate) fn export_options(args: &cli::ExportArgs) -> Result<crate::export::Ex
         ),
         start_time,
         end_time,
-        key_as: bytes_as("key-as", &args.key_as)?,
-        value_as: bytes_as("value-as", &args.value_as)?,
+        start_offsets: offsets("start-offset", &args.start_offset)?,
+        end_offsets: offsets("end-offset", &args.end_offset)?,
+        encode: EncodeSettings {
+            format,
+            compression: Compression::for_format(format, args.compression.as_deref())
+                .map_err(invalid("compression"))?,
+            fields: Fields::parse(&args.fields).map_err(invalid("fields"))?,
+            key_as: bytes_as("key-as", &args.key_as)?,
+            value_as: bytes_as("value-as", &args.value_as)?,
+        },
+        partition_by: PartitionBy::parse(&args.partition_by, args.hive).map_err(invalid("partition-by"))?,
         flush_records: args.flush_records,
-        flush_bytes: options::parse_size("flush-bytes", &args.flush_bytes)?.max(1),
+        flush_bytes,
+        concurrency: args.concurrency.max(1),
         identities: crate::encryption::read_identity_option(args.identity.as_deref())?,
     })
 }

@@ -79,9 +79,73 @@ pub enum Command {
     /// (created new, mode 0600) and prints the public key to pass to `backup --encrypt-to`.
     Keygen(KeygenArgs),
     /// Export a backup's records (or a time window of them) as envelope objects, JSON Lines,
-    /// laid out <to>/<topic>/<partition>/<first offset>.jsonl for query engines; an
+    /// laid out <to>/<topic>/<partition>/<first offset>.<ext> for query engines; an
     /// interrupted export rerun with the same options writes only what is missing.
     Export(Box<ExportArgs>),
+    /// Import envelope objects (kbs exports, or the S3 connectors' JSON envelope) into Kafka:
+    /// staged as a kbs backup in --storage, then restored exactly once; an interrupted import
+    /// rerun with the same command continues.
+    Import(Box<ImportArgs>),
+}
+
+/// `kbs import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    /// Kafka (the target cluster).
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    /// Storage where the import is staged as a backup (--from uses the same S3 settings).
+    pub storage: StorageArgs,
+    /// Where the envelope objects are: a directory or `s3://bucket/prefix`.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The objects' format: jsonl (also .json and .gz), parquet or avro.
+    #[arg(long)]
+    pub format: String,
+    /// The staged backup's id (default: import- and a hash of --from and --format).
+    #[arg(long)]
+    pub backup_id: Option<String>,
+    /// How JSON keys are read: bytes (base64), string or json (default: as the export's
+    /// _kbs_export.json says, else string).
+    #[arg(long)]
+    pub key_as: Option<String>,
+    /// How JSON values are read (see --key-as).
+    #[arg(long)]
+    pub value_as: Option<String>,
+    /// Source topics to import, as comma-separated globs; default all.
+    #[arg(long, value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Source topics to leave out, as comma-separated globs.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Import topics under other names: SRC=DST,...
+    #[arg(long, value_delimiter = ',')]
+    pub topic_map: Vec<String>,
+    /// Create missing target topics (with the partition count the objects need).
+    #[arg(long)]
+    pub create_topics: bool,
+    /// Replication factor of created topics (default: the broker's).
+    #[arg(long)]
+    pub replication_factor: Option<i16>,
+    /// Allow importing into a partition that already holds records.
+    #[arg(long)]
+    pub allow_non_empty: bool,
+    /// Producer batch compression: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "lz4")]
+    pub compression: String,
+    /// Limit produced key and value bytes per second (e.g. 50M).
+    #[arg(long)]
+    pub max_bytes_per_sec: Option<String>,
+    /// The restore id (default: derived from the staged backup and the target cluster).
+    #[arg(long)]
+    pub restore_id: Option<String>,
+    /// Bytes held in memory at once (segments being produced; overlapping objects merged).
+    #[arg(long, default_value = "256M")]
+    pub memory_budget: String,
+    /// Partitions produced at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallelism: usize,
 }
 
 /// `kbs export`.
@@ -96,9 +160,24 @@ pub struct ExportArgs {
     /// Where the export goes: a directory or `s3://bucket/prefix` (like --storage).
     #[arg(long, value_name = "URL")]
     pub to: String,
-    /// Object format: jsonl (JSON Lines, one envelope per record).
+    /// Object format: parquet, avro, jsonl (JSON Lines) or csv.
     #[arg(long, default_value = "jsonl")]
     pub format: String,
+    /// Compression: none or gzip (jsonl, csv); none, snappy, zstd or lz4 (parquet); none,
+    /// snappy, zstd or deflate (avro). Default: snappy for parquet and avro, none otherwise.
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Envelope fields to write, comma-separated: key,value,headers,metadata (default all).
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Vec<String>,
+    /// Folders named after record fields, comma-separated: _topic, _partition, _key,
+    /// _key.FIELD, _value.FIELD, _header.NAME, date, hour (default <topic>/<partition>/).
+    #[arg(long, value_delimiter = ',')]
+    pub partition_by: Vec<String>,
+    /// With --partition-by: name=value folders (Hive style, read as columns by Athena,
+    /// Spark and DuckDB).
+    #[arg(long)]
+    pub hive: bool,
     /// Backed-up topics to export, as comma-separated globs; default all.
     #[arg(long, env = "KBS_TOPICS", value_delimiter = ',')]
     pub topics: Vec<String>,
@@ -111,6 +190,12 @@ pub struct ExportArgs {
     /// Only records at or before this time (RFC 3339 or ms since the epoch).
     #[arg(long)]
     pub end_time: Option<String>,
+    /// First offsets to export: TOPIC:PARTITION=OFFSET,...
+    #[arg(long, value_delimiter = ',')]
+    pub start_offset: Vec<String>,
+    /// Last offsets to export (inclusive): TOPIC:PARTITION=OFFSET,...
+    #[arg(long, value_delimiter = ',')]
+    pub end_offset: Vec<String>,
     /// Keys as bytes (base64), string (UTF-8, else {"base64": …}) or json ({"json": …}, else as string).
     #[arg(long, default_value = "bytes")]
     pub key_as: String,
@@ -120,9 +205,12 @@ pub struct ExportArgs {
     /// Cut an object after this many records.
     #[arg(long, default_value_t = 100_000)]
     pub flush_records: u64,
-    /// Cut an object once it holds this many bytes (e.g. 64M).
+    /// Cut an object once its records' keys, values and headers reach this many bytes (e.g. 64M).
     #[arg(long, default_value = "64M")]
     pub flush_bytes: String,
+    /// Partitions exported at the same time.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
     /// An age identity file (AGE-SECRET-KEY-1…) that opens an encrypted backup's segments.
     #[arg(long, env = "KBS_IDENTITY", value_name = "FILE")]
     pub identity: Option<std::path::PathBuf>,

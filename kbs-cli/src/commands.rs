@@ -218,7 +218,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             let options = crate::args::export_options(args)?;
             let source = storage::open(&args.storage).await?;
             let target = kbs_storage::open(&args.to, &storage::storage_options(&args.storage)?).await?;
-            let report = crate::export::run(source, target, options).await?;
+            let report = crate::export::run(source, target, options, context.progress.clone()).await?;
             match format {
                 OutputFormat::Json => write_json(out, &report)?,
                 OutputFormat::Text => writeln!(
@@ -232,6 +232,38 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                     report.objects_present
                 )
                 .map_err(io)?,
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Import(args) => {
+            let options = crate::args::import_options(args)?;
+            let staging = storage::open(&args.storage).await?;
+            let from = kbs_storage::open(&args.from, &storage::storage_options(&args.storage)?).await?;
+            let report = crate::import::run(from, staging, options, context.progress.clone()).await?;
+            match format {
+                OutputFormat::Json => write_json(out, &report)?,
+                OutputFormat::Text => {
+                    writeln!(
+                        out,
+                        "staged {} records of {} envelope objects as backup {}{}{}",
+                        report.staged.records,
+                        report.staged.objects,
+                        report.staged.backup_id,
+                        if report.staged.duplicates > 0 {
+                            format!(" ({} duplicates kept once)", report.staged.duplicates)
+                        } else {
+                            String::new()
+                        },
+                        if report.staged.already_staged {
+                            " (staged by an earlier run)"
+                        } else {
+                            ""
+                        }
+                    )
+                    .map_err(io)?;
+                    out.write_all(restore::report_text(&report.restore).as_bytes())
+                        .map_err(io)?;
+                }
             }
             Ok(Outcome::Success)
         }

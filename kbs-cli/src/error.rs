@@ -180,6 +180,22 @@ pub enum CliError {
     /// recipients; or a backup would mix encrypted and plain segments, or recipients.
     #[error("{0}")]
     Encryption(String),
+    /// An export object could not be encoded.
+    #[error("exporting {object}: {message}")]
+    Export {
+        /// The object being written.
+        object: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An envelope object given to `kbs import` cannot be read as the envelope.
+    #[error("importing {object}: {message}")]
+    Import {
+        /// The object being read.
+        object: String,
+        /// What is wrong with it (where known, which record).
+        message: String,
+    },
 }
 
 /// What [`CliError::BeingDeleted`] says; also `kbs list`'s status of such a backup.
@@ -226,6 +242,8 @@ impl CliError {
             CliError::SegmentMismatch { .. } => "segment_mismatch",
             CliError::BeingDeleted { .. } => "being_deleted",
             CliError::Encryption(_) => "encryption",
+            CliError::Export { .. } => "export",
+            CliError::Import { .. } => "import",
         }
     }
 }

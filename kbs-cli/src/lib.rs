@@ -11,6 +11,7 @@ pub mod describe;
 pub mod encryption;
 mod error;
 pub mod export;
+pub mod import;
 pub mod inspect;
 pub mod lease;
 pub mod list;

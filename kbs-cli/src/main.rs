@@ -42,7 +42,7 @@ impl ProgressSink for ProgressPrinter {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[2K{line}");
             let _ = err.flush();
-        } else if p.elapsed.as_secs() % 10 == 0 {
+        } else if p.elapsed.as_secs().is_multiple_of(10) {
             eprintln!("kbs: progress: {line}");
         }
     }

@@ -5,6 +5,7 @@ mod auth;
 mod backup;
 mod encryption;
 mod export;
+mod export_formats;
 mod faults;
 mod harness;
 mod kafka_semantics;
