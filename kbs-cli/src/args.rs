@@ -340,6 +340,7 @@ pub(crate) fn export_options(args: &cli::ExportArgs) -> Result<crate::export::Ex
         flush_records: args.flush_records,
         flush_bytes,
         concurrency: args.concurrency.max(1),
+        memory_budget: options::parse_size("memory-budget", &args.memory_budget)?,
         identities: crate::encryption::read_identity_option(args.identity.as_deref())?,
     })
 }

@@ -208,9 +208,12 @@ pub struct ExportArgs {
     /// Cut an object once its records' keys, values and headers reach this many bytes (e.g. 64M).
     #[arg(long, default_value = "64M")]
     pub flush_bytes: String,
-    /// Partitions exported at the same time.
+    /// Partitions exported at the same time, at most (fewer when --memory-budget needs).
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
+    /// Bytes the export may hold in memory (segments, open objects, objects being written).
+    #[arg(long, default_value = "512M")]
+    pub memory_budget: String,
     /// An age identity file (AGE-SECRET-KEY-1…) that opens an encrypted backup's segments.
     #[arg(long, env = "KBS_IDENTITY", value_name = "FILE")]
     pub identity: Option<std::path::PathBuf>,

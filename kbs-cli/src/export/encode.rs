@@ -1,5 +1,5 @@
-//! Object formats of an export and the encoder each one uses: JSON Lines and CSV here, Parquet
-//! in `parquet.rs`, Avro in `avro.rs`.
+//! Object formats of an export, the encoder trait, and the JSON Lines and CSV encoders
+//! (Parquet's is in `parquet.rs`, Avro's in `avro.rs`; `objects.rs` picks one per object).
 //!
 //! An encoder collects one object's envelopes and turns them into the object's bytes when the
 //! object is cut. Given the same envelopes and settings it produces the same bytes, which is
@@ -130,21 +130,11 @@ pub struct EncodeSettings {
 }
 
 /// Collects one object's envelopes.
-pub(crate) trait ObjectEncoder: Send {
+pub(super) trait ObjectEncoder: Send {
     /// Adds one record's envelope.
     fn add(&mut self, envelope: &Envelope<'_>) -> Result<(), CliError>;
     /// The object's bytes (`name` is the object's, for errors).
     fn finish(self: Box<Self>, name: &str) -> Result<Vec<u8>, CliError>;
-}
-
-/// A new encoder for the object named `name`.
-pub(super) fn new_encoder(settings: &EncodeSettings, name: &str) -> Result<Box<dyn ObjectEncoder>, CliError> {
-    Ok(match settings.format {
-        Format::Jsonl => Box::new(TextEncoder::new(*settings, false)),
-        Format::Csv => Box::new(TextEncoder::new(*settings, true)),
-        Format::Parquet => Box::new(super::parquet::ParquetEncoder::new(settings, name)?),
-        Format::Avro => Box::new(super::avro::AvroEncoder::new(settings, name)),
-    })
 }
 
 /// A value's JSON text (a CSV cell).
@@ -153,7 +143,7 @@ fn json_text(value: &impl Serialize) -> String {
 }
 
 /// JSON Lines or CSV, gzipped as a whole when asked.
-struct TextEncoder {
+pub(super) struct TextEncoder {
     settings: EncodeSettings,
     csv: bool,
     buffer: Vec<u8>,
@@ -189,7 +179,8 @@ fn csv_cell(out: &mut Vec<u8>, text: &str) {
 }
 
 impl TextEncoder {
-    fn new(settings: EncodeSettings, csv: bool) -> TextEncoder {
+    /// An encoder of JSON Lines, or of CSV when `csv`.
+    pub(super) fn new(settings: EncodeSettings, csv: bool) -> TextEncoder {
         let mut buffer = Vec::new();
         if csv {
             buffer.extend_from_slice(csv_columns(settings.fields).join(",").as_bytes());

@@ -9,7 +9,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kbs_format::Record;
 use serde::Serialize;
-use serde_json::{Value, json};
 
 /// How a key or value is written into the envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,22 +95,53 @@ pub struct Envelope<'a> {
     pub timestamp_type: &'static str,
 }
 
-/// One JSON Lines line: the chosen fields, in envelope order.
+/// One JSON Lines line: the chosen fields, in envelope order, borrowed from the record.
 #[derive(Serialize)]
 struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<BytesJson>,
+    key: Option<BytesText<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<BytesJson>,
+    value: Option<BytesText<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    headers: Option<Value>,
+    headers: Option<HeadersText<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Value>,
-    #[serde(skip)]
-    _envelope: std::marker::PhantomData<&'a ()>,
+    metadata: Option<MetadataText<'a>>,
 }
 
-impl Envelope<'_> {
+/// The metadata object of the text formats.
+#[derive(Serialize)]
+pub struct MetadataText<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp: i64,
+    timestamp_type: &'a str,
+}
+
+/// The headers of the text formats: a list of `{"key", "value"}` in the `string` form.
+pub struct HeadersText<'a>(&'a [kbs_format::Header]);
+
+impl Serialize for HeadersText<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap as _, SerializeSeq as _};
+        struct One<'a>(&'a kbs_format::Header);
+        impl Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("key", &bytes_value(Some(&self.0.key), BytesAs::String))?;
+                map.serialize_entry("value", &bytes_value(self.0.value.as_deref(), BytesAs::String))?;
+                map.end()
+            }
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for header in self.0 {
+            seq.serialize_element(&One(header))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'a> Envelope<'a> {
     /// Appends the envelope as one JSON object (the JSON Lines form), with the chosen fields.
     pub fn write_json(&self, out: &mut Vec<u8>, fields: Fields, key_as: BytesAs, value_as: BytesAs) {
         let line = Line {
@@ -121,100 +151,83 @@ impl Envelope<'_> {
                 .then(|| bytes_value(self.record.value.as_deref(), value_as)),
             headers: fields.headers.then(|| self.headers_json()),
             metadata: fields.metadata.then(|| self.metadata_json()),
-            _envelope: std::marker::PhantomData,
         };
         serde_json::to_writer(out, &line).expect("json to memory");
     }
 
     /// The headers as a JSON list of `{"key", "value"}` in the `string` form.
-    pub fn headers_json(&self) -> Value {
-        Value::Array(
-            self.record
-                .headers
-                .iter()
-                .map(|h| {
-                    json!({
-                        "key": bytes_value(Some(&h.key), BytesAs::String),
-                        "value": bytes_value(h.value.as_deref(), BytesAs::String),
-                    })
-                })
-                .collect(),
-        )
+    pub fn headers_json(&self) -> HeadersText<'a> {
+        HeadersText(&self.record.headers)
     }
 
     /// The metadata object.
-    pub fn metadata_json(&self) -> Value {
-        json!({
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.record.offset,
-            "timestamp": self.record.timestamp,
-            "timestamp_type": self.timestamp_type,
-        })
+    pub fn metadata_json(&self) -> MetadataText<'a> {
+        MetadataText {
+            topic: self.topic,
+            partition: self.partition,
+            offset: self.record.offset,
+            timestamp: self.record.timestamp,
+            timestamp_type: self.timestamp_type,
+        }
     }
 }
 
-/// A key, value or header in the text formats (see [`bytes_value`]); serialises to JSON.
-#[derive(Debug, Clone)]
-pub enum BytesJson {
-    /// `null`.
-    Null,
-    /// A JSON string: the text itself, or (with [`BytesAs::Bytes`]) the base64 of the bytes.
-    Str(String),
-    /// `{"base64": "…"}`: bytes that are not UTF-8 where text was asked for.
-    Base64(String),
-    /// `{"json": …}`: JSON text embedded verbatim.
-    Json(Box<serde_json::value::RawValue>),
+/// A key, value or header as the text formats write it (see [`bytes_value`]), borrowed from
+/// the record; serialises to JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct BytesText<'a> {
+    bytes: Option<&'a [u8]>,
+    how: BytesAs,
 }
 
-impl Serialize for BytesJson {
+impl Serialize for BytesText<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap as _;
-        match self {
-            BytesJson::Null => serializer.serialize_none(),
-            BytesJson::Str(text) => serializer.serialize_str(text),
-            BytesJson::Base64(text) => {
-                let mut map = serializer.serialize_map(Some(1))?;
-                map.serialize_entry("base64", text)?;
-                map.end()
-            }
-            BytesJson::Json(raw) => {
-                let mut map = serializer.serialize_map(Some(1))?;
-                map.serialize_entry("json", raw)?;
-                map.end()
-            }
+        let Some(bytes) = self.bytes else {
+            return serializer.serialize_none();
+        };
+        match self.how {
+            BytesAs::Bytes => serializer.serialize_str(&B64.encode(bytes)),
+            BytesAs::String => match std::str::from_utf8(bytes) {
+                Ok(text) => serializer.serialize_str(text),
+                Err(_) => {
+                    let mut map = serializer.serialize_map(Some(1))?;
+                    map.serialize_entry("base64", &B64.encode(bytes))?;
+                    map.end()
+                }
+            },
+            BytesAs::Json => match verbatim_json(bytes) {
+                // A raw value is written as it is: the JSON text keeps its exact bytes.
+                Some(raw) => {
+                    let mut map = serializer.serialize_map(Some(1))?;
+                    map.serialize_entry("json", raw)?;
+                    map.end()
+                }
+                None => BytesText {
+                    bytes: self.bytes,
+                    how: BytesAs::String,
+                }
+                .serialize(serializer),
+            },
         }
     }
 }
 
 /// A key, value or header as the text formats hold it: `null` for null; otherwise as `how`
 /// asks, falling back per record (documented in docs/EXPORT.md).
-pub fn bytes_value(bytes: Option<&[u8]>, how: BytesAs) -> BytesJson {
-    let Some(bytes) = bytes else {
-        return BytesJson::Null;
-    };
-    match how {
-        BytesAs::Bytes => BytesJson::Str(B64.encode(bytes)),
-        BytesAs::String => std::str::from_utf8(bytes).map_or_else(
-            |_| BytesJson::Base64(B64.encode(bytes)),
-            |text| BytesJson::Str(text.to_owned()),
-        ),
-        BytesAs::Json => match verbatim_json(bytes) {
-            Some(raw) => BytesJson::Json(raw),
-            None => bytes_value(Some(bytes), BytesAs::String),
-        },
-    }
+pub fn bytes_value(bytes: Option<&[u8]>, how: BytesAs) -> BytesText<'_> {
+    BytesText { bytes, how }
 }
 
 /// The bytes as a JSON value that serialises back to exactly these bytes: valid JSON text on
 /// one line without surrounding whitespace (inside a JSON Lines line or a CSV cell it is
 /// embedded as it is); `None` otherwise.
-fn verbatim_json(bytes: &[u8]) -> Option<Box<serde_json::value::RawValue>> {
+fn verbatim_json(bytes: &[u8]) -> Option<&serde_json::value::RawValue> {
     let text = std::str::from_utf8(bytes).ok()?;
     if text.trim() != text || text.contains(['\n', '\r']) {
         return None;
     }
-    serde_json::value::RawValue::from_string(text.to_owned()).ok()
+    serde_json::from_str::<&serde_json::value::RawValue>(text).ok()
 }
 
 /// A key or value as the typed formats (Parquet, Avro) hold it: text in the `key`/`value`

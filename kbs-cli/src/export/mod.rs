@@ -15,7 +15,7 @@
 //! encrypted, authenticated) before any of its records is exported.
 
 mod avro;
-pub(crate) mod encode;
+mod encode;
 mod envelope;
 mod objects;
 mod parquet;
@@ -66,8 +66,11 @@ pub struct ExportOptions {
     pub flush_records: u64,
     /// Cut an object once it holds this many bytes of keys, values and headers.
     pub flush_bytes: u64,
-    /// Partitions exported at the same time.
+    /// Partitions exported at the same time, at most.
     pub concurrency: usize,
+    /// Bytes the export may hold in memory; fewer partitions run at once when
+    /// `concurrency` of them would need more (see [`partition_memory`]).
+    pub memory_budget: u64,
     /// The identities that open an encrypted backup's segments.
     pub identities: Option<Identities>,
 }
@@ -119,16 +122,6 @@ fn layout_record(options: &ExportOptions) -> Value {
     })
 }
 
-/// An encoder of one object in `settings`' format (for tests of readers; the export makes its
-/// own).
-#[cfg(test)]
-pub(crate) fn new_object_encoder(
-    settings: &EncodeSettings,
-    name: &str,
-) -> Result<Box<dyn encode::ObjectEncoder>, CliError> {
-    encode::new_encoder(settings, name)
-}
-
 /// The file holding [`layout_record`] under the export's root.
 pub const EXPORT_RECORD_KEY: &str = "_kbs_export.json";
 
@@ -155,7 +148,6 @@ pub async fn run(
     crate::prune::refuse_if_deleted(&source, &options.backup_id).await?;
     let manifest = load_manifest(&source, &options.backup_id).await?;
     let identities = crate::encryption::identities_for(&manifest, options.identities.as_ref())?.cloned();
-    check_layout_record(&target, &options).await?;
     let options = Arc::new(options);
     let counters = Arc::new(Counters::default());
     let selected: Vec<(&TopicEntry, &PartitionEntry)> = manifest
@@ -165,6 +157,27 @@ pub async fn run(
         .flat_map(|topic| topic.partitions.iter().map(move |p| (topic, p)))
         .collect();
     let total_records: u64 = selected.iter().map(|(_, p)| p.records).sum();
+    let largest_segment = selected
+        .iter()
+        .flat_map(|(_, p)| p.segment_files.iter().map(|f| f.size_bytes))
+        .max()
+        .unwrap_or(0);
+    let per_partition = partition_memory(&options, largest_segment);
+    if per_partition > options.memory_budget {
+        return Err(CliError::InvalidArgument {
+            flag: "memory-budget",
+            message: format!(
+                "{} is less than one partition's export needs ({per_partition} bytes: its largest segment, \
+                 its open objects and one being written); raise it, or lower --flush-bytes",
+                options.memory_budget
+            ),
+        });
+    }
+    let concurrency = options
+        .concurrency
+        .min(usize::try_from(options.memory_budget / per_partition).unwrap_or(usize::MAX))
+        .max(1);
+    check_layout_record(&target, &options).await?;
     let partitions_total = selected.len() as u64;
     let report_progress = |counters: &Counters| {
         let records = counters.records.load(Ordering::Relaxed);
@@ -201,7 +214,7 @@ pub async fn run(
             })?
         }
     }))
-    .buffer_unordered(options.concurrency.max(1));
+    .buffer_unordered(concurrency);
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -227,6 +240,27 @@ pub async fn run(
         segment_bytes_read: load(&counters.segment_bytes_read),
         duration_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The most one partition's export holds in memory: its largest segment (compressed) and two
+/// decoded batches, its open objects (JSON Lines and CSV at up to 1.5 × their records' bytes;
+/// Parquet and Avro hold theirs encoded, at most their records' bytes), and one object being
+/// written.
+pub fn partition_memory(options: &ExportOptions, largest_segment: u64) -> u64 {
+    let object = match options.encode.format {
+        Format::Jsonl | Format::Csv => options.flush_bytes.saturating_mul(3) / 2,
+        Format::Parquet | Format::Avro => options.flush_bytes,
+    };
+    let open = if options.partition_by.is_empty() {
+        object
+    } else {
+        object.max(objects::OPEN_BYTES_LIMIT)
+    };
+    const BATCHES: u64 = 2 * (1 << 20);
+    largest_segment
+        .saturating_add(BATCHES)
+        .saturating_add(open)
+        .saturating_add(object)
 }
 
 async fn load_manifest(source: &Arc<dyn ObjectStorage>, backup_id: &BackupId) -> Result<Manifest, CliError> {
@@ -394,4 +428,60 @@ async fn segment_batches(
         }
     });
     Ok(receiver)
+}
+
+/// Sample records and objects for the tests of the encoders and of the import's readers.
+#[cfg(test)]
+pub(crate) mod testing {
+    use bytes::Bytes;
+    use kbs_format::{Header, Record};
+
+    use super::encode::EncodeSettings;
+    use super::envelope::Envelope;
+
+    /// Record `i` of a sample partition. Keys: null when `i % 7 == 0`, the byte 0xff (not
+    /// UTF-8) at 5, empty at 6, else `k<i>`. Values: null when `i % 4 == 0`, the JSON text
+    /// `{"n": <i>}` at 1, else `i % 300` bytes `v`. Every third record has the headers
+    /// `h: null, h: x`. Timestamps `i - 5` (the first ones before 1970).
+    pub(crate) fn sample_record(i: i64) -> Record {
+        let key = match i % 7 {
+            0 => None,
+            5 => Some(Bytes::from_static(&[0xff])),
+            6 => Some(Bytes::new()),
+            _ => Some(Bytes::from(format!("k{i}"))),
+        };
+        let value = match i % 4 {
+            0 => None,
+            1 => Some(Bytes::from(format!("{{\"n\": {i}}}"))),
+            _ => Some(Bytes::from(vec![b'v'; (i % 300) as usize])),
+        };
+        let headers = if i % 3 == 0 {
+            vec![Header::new("h", None), Header::new("h", Some(Bytes::from_static(b"x")))]
+        } else {
+            Vec::new()
+        };
+        Record {
+            offset: i,
+            timestamp: i - 5,
+            key,
+            value,
+            headers,
+        }
+    }
+
+    /// One object named `name` of records `0..count` of topic `t`, partition 2.
+    pub(crate) fn sample_object(settings: &EncodeSettings, name: &str, count: i64) -> Vec<u8> {
+        let mut encoder = super::objects::new_encoder(settings, name).unwrap();
+        for i in 0..count {
+            let record = sample_record(i);
+            let envelope = Envelope {
+                record: &record,
+                topic: "t",
+                partition: 2,
+                timestamp_type: "CreateTime",
+            };
+            encoder.add(&envelope).unwrap();
+        }
+        encoder.finish(name).unwrap()
+    }
 }

@@ -15,7 +15,7 @@ use kbs_storage::ObjectStorage;
 use tokio::task::JoinHandle;
 
 use super::ExportOptions;
-use super::encode::{ObjectEncoder, new_encoder};
+use super::encode::{EncodeSettings, Format, ObjectEncoder, TextEncoder};
 use super::envelope::Envelope;
 use crate::CliError;
 
@@ -56,6 +56,16 @@ pub(super) struct PartitionObjects<'a> {
     open: BTreeMap<String, OpenObject>,
     open_bytes: u64,
     in_flight: VecDeque<JoinHandle<Result<Written, CliError>>>,
+}
+
+/// A new encoder for the object named `name`.
+pub(super) fn new_encoder(settings: &EncodeSettings, name: &str) -> Result<Box<dyn ObjectEncoder>, CliError> {
+    Ok(match settings.format {
+        Format::Jsonl => Box::new(TextEncoder::new(*settings, false)),
+        Format::Csv => Box::new(TextEncoder::new(*settings, true)),
+        Format::Parquet => Box::new(super::parquet::ParquetEncoder::new(settings, name)?),
+        Format::Avro => Box::new(super::avro::AvroEncoder::new(settings, name)),
+    })
 }
 
 /// The bytes a record counts for against `--flush-bytes`: key, value and headers.

@@ -301,93 +301,56 @@ impl ObjectEncoder for ParquetEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::testing::{sample_object, sample_record};
     use crate::export::{Fields, Format};
     use bytes::Bytes;
-    use kbs_format::{Header, Record};
 
-    fn encoded(key_as: BytesAs, fields: Fields) -> Vec<u8> {
-        let settings = EncodeSettings {
+    fn settings(key_as: BytesAs, fields: Fields) -> EncodeSettings {
+        EncodeSettings {
             format: Format::Parquet,
             compression: Compression::Zstd,
             fields,
             key_as,
             value_as: BytesAs::Json,
-        };
-        let mut encoder = Box::new(ParquetEncoder::new(&settings, "t/2/x.parquet").unwrap());
-        // More rows than one batch, so several batches make up the file.
-        for i in 0..(2 * BATCH_ROWS as i64 + 17) {
-            let key = match i % 7 {
-                0 => None,
-                5 => Some(Bytes::from_static(&[0xff])),
-                6 => Some(Bytes::new()),
-                _ => Some(Bytes::from(format!("k{i}"))),
-            };
-            let value = match i % 4 {
-                0 => None,
-                1 => Some(Bytes::from(format!("{{\"n\": {i}}}"))),
-                _ => Some(Bytes::from(vec![b'v'; (i % 300) as usize])),
-            };
-            let record = Record {
-                offset: i,
-                timestamp: i - 5,
-                key,
-                value,
-                headers: if i % 3 == 0 {
-                    vec![Header::new("h", None), Header::new("h", Some(Bytes::from_static(b"x")))]
-                } else {
-                    Vec::new()
-                },
-            };
-            let envelope = Envelope {
-                record: &record,
-                topic: "t",
-                partition: 2,
-                timestamp_type: "CreateTime",
-            };
-            encoder.add(&envelope).unwrap();
         }
-        encoder.finish("t/2/x.parquet").unwrap()
     }
 
     #[test]
     fn files_read_back_record_for_record_and_are_the_same_every_time() {
+        // More rows than one batch, so several batches make up the file.
+        let count = 2 * BATCH_ROWS as i64 + 17;
         for key_as in [BytesAs::Bytes, BytesAs::String] {
-            let bytes = encoded(key_as, Fields::ALL);
-            assert_eq!(bytes, encoded(key_as, Fields::ALL), "deterministic");
+            let bytes = sample_object(&settings(key_as, Fields::ALL), "t/2/x.parquet", count);
+            assert_eq!(
+                bytes,
+                sample_object(&settings(key_as, Fields::ALL), "t/2/x.parquet", count),
+                "deterministic"
+            );
             let records = crate::import::read_parquet("x.parquet", Bytes::from(bytes)).unwrap();
-            assert_eq!(records.len(), 2 * BATCH_ROWS + 17);
+            assert_eq!(records.len() as i64, count);
             for (i, r) in records.iter().enumerate() {
-                assert_eq!((r.topic.as_str(), r.partition, r.record.offset), ("t", 2, i as i64));
-                assert_eq!(r.record.timestamp, i as i64 - 5);
+                assert_eq!((r.topic.as_str(), r.partition), ("t", 2));
+                assert_eq!(r.record, sample_record(i as i64));
             }
-            assert_eq!(records[7].record.key, None);
-            assert_eq!(records[5].record.key.as_deref(), Some(&[0xff][..]));
-            assert_eq!(records[6].record.key.as_deref(), Some(&b""[..]), "empty is not null");
-            assert_eq!(records[1].record.value.as_deref(), Some(&b"{\"n\": 1}"[..]));
-            assert_eq!(records[2].record.value.as_deref(), Some(&b"vv"[..]));
-            assert_eq!(records[4].record.value, None);
-            assert_eq!(records[9].record.headers.len(), 2);
-            assert_eq!(records[9].record.headers[0].value, None);
         }
     }
 
     #[test]
     fn fields_left_out_have_no_columns() {
         let fields = Fields::parse(&["value".into(), "metadata".into()]).unwrap();
-        let settings = EncodeSettings {
-            format: Format::Parquet,
-            compression: Compression::None,
-            fields,
-            key_as: BytesAs::Bytes,
-            value_as: BytesAs::Bytes,
-        };
-        let names: Vec<String> = schema(&settings).fields().iter().map(|f| f.name().clone()).collect();
-        assert_eq!(names, ["value", "metadata"]);
-        let records = crate::import::read_parquet("x.parquet", Bytes::from(encoded(BytesAs::Bytes, fields))).unwrap();
+        let names: Vec<String> = schema(&settings(BytesAs::Bytes, fields))
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["value", "value_bytes", "metadata"]);
+        let bytes = sample_object(&settings(BytesAs::Bytes, fields), "x", 100);
+        let records = crate::import::read_parquet("x.parquet", Bytes::from(bytes)).unwrap();
         assert!(
             records
                 .iter()
                 .all(|r| r.record.key.is_none() && r.record.headers.is_empty())
         );
+        assert_eq!(records[1].record.value, sample_record(1).value);
     }
 }

@@ -122,7 +122,7 @@ pub async fn run(
     mut options: ImportOptions,
     progress: Arc<dyn crate::backup::ProgressSink>,
 ) -> Result<ImportReport, CliError> {
-    let staged = stage::stage(&from, &staging, &options).await?;
+    let staged = stage::stage(&from, &staging, &options, progress.as_ref()).await?;
     progress.note(&format!(
         "staged {} records of {} objects as backup {}{}",
         staged.records,

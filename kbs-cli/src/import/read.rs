@@ -483,7 +483,7 @@ mod tests {
 
     /// A small valid object of `format`, made by the exporter.
     fn exported(format: crate::export::Format) -> Vec<u8> {
-        use crate::export::{Compression, EncodeSettings, Envelope, Fields};
+        use crate::export::{Compression, EncodeSettings, Fields};
         let settings = EncodeSettings {
             format,
             compression: Compression::for_format(format, None).unwrap(),
@@ -491,24 +491,7 @@ mod tests {
             key_as: BytesAs::String,
             value_as: BytesAs::Bytes,
         };
-        let mut encoder = crate::export::new_object_encoder(&settings, "t/0/x").unwrap();
-        for i in 0..40 {
-            let record = Record {
-                offset: i,
-                timestamp: 1_700_000_000_000 + i,
-                key: (i % 3 != 0).then(|| Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(vec![i as u8; 40])),
-                headers: vec![Header::new("h", Some(Bytes::from_static(b"v")))],
-            };
-            let envelope = Envelope {
-                record: &record,
-                topic: "t",
-                partition: 0,
-                timestamp_type: "CreateTime",
-            };
-            encoder.add(&envelope).unwrap();
-        }
-        encoder.finish("t/0/x").unwrap()
+        crate::export::testing::sample_object(&settings, "t/2/x", 40)
     }
 
     #[test]

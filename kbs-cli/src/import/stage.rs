@@ -75,6 +75,7 @@ pub(super) async fn stage(
     from: &Arc<dyn ObjectStorage>,
     staging: &Arc<dyn ObjectStorage>,
     options: &ImportOptions,
+    progress: &dyn crate::backup::ProgressSink,
 ) -> Result<StageReport, CliError> {
     let decoding = decoding(from, options).await?;
     let mut objects: Vec<(String, u64)> = from
@@ -102,6 +103,15 @@ pub(super) async fn stage(
             ),
         });
     }
+    if let Some((key, size)) = objects.iter().find(|(_, size)| *size > options.memory_budget) {
+        return Err(CliError::Import {
+            object: key.clone(),
+            message: format!(
+                "{size} bytes, more than --memory-budget {}: an object is read whole; raise the budget",
+                options.memory_budget
+            ),
+        });
+    }
     let backup_id = &options.staged_backup_id;
     let sources = json!({
         "format": options.format.name(),
@@ -120,6 +130,12 @@ pub(super) async fn stage(
         report.already_staged = true;
         return Ok(report);
     }
+    progress.note(&format!(
+        "staging {} envelope objects ({} bytes) as backup {backup_id} in {}",
+        objects.len(),
+        objects.iter().map(|(_, size)| size).sum::<u64>(),
+        staging.describe()
+    ));
     staging
         .put(
             &sources_key(backup_id),

@@ -24,20 +24,6 @@ fn identity(dir: &Path, name: &str) -> (Identities, PathBuf, String) {
     (identities, path, public)
 }
 
-/// The rows of `topic` renamed to `as_topic`, for comparing a restored topic with its source.
-fn renamed(rows: &[Row], as_topic: &str) -> Vec<Row> {
-    let mut rows: Vec<Row> = rows
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.0 = as_topic.to_string();
-            r
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
 #[test]
 fn encrypted_backups_restore_exactly_and_every_reader_needs_a_recipients_key() {
     let Some(kafka) = kbs_testkit::KafkaCluster::start() else {

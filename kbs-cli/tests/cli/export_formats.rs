@@ -45,19 +45,6 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     found
 }
 
-fn renamed(rows: &[Row], topic: &str) -> Vec<Row> {
-    let mut rows: Vec<Row> = rows
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r.0 = topic.to_owned();
-            r
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
 #[test]
 fn every_format_reads_back_in_independent_readers_and_imports_exactly_once() {
     let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
@@ -135,6 +122,22 @@ fn every_format_reads_back_in_independent_readers_and_imports_exactly_once() {
         assert_same_records(&rows, &source);
     }
 
+    // A memory budget below one partition's needs is refused before anything is written.
+    let tight = dir.path().join("exports").join("tight");
+    let out = run(&[
+        "export",
+        "--storage",
+        root,
+        "--backup-id",
+        "f",
+        "--to",
+        tight.to_str().unwrap(),
+        "--memory-budget",
+        "1M",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lower --flush-bytes"));
+
     // Hive folders: DuckDB reads partition and date as columns, equal to each record's own.
     let hive = export(
         "hive",
@@ -186,13 +189,9 @@ fn every_format_reads_back_in_independent_readers_and_imports_exactly_once() {
     // Import each kind back into new topics: the records equal the source's, offsets included.
     let staging = dir.path().join("staging");
     let staging = staging.to_str().unwrap();
-    for (name, format, target) in [
-        ("parquet-text", "parquet", "ef-parquet"),
-        ("avro-deflate", "avro", "ef-avro"),
-        ("jsonl", "jsonl", "ef-jsonl"),
-    ] {
-        let from = dir.path().join("exports").join(name);
-        let said = run_ok(&[
+    let import = |from: &Path, format: &str, target: &str, extra: &[&str]| {
+        let topic_map = format!("ef={target}");
+        let mut args = vec![
             "import",
             "--from",
             from.to_str().unwrap(),
@@ -200,12 +199,24 @@ fn every_format_reads_back_in_independent_readers_and_imports_exactly_once() {
             format,
             "--storage",
             staging,
-            "--bootstrap-servers",
-            &bootstrap,
-            "--topic-map",
-            &format!("ef={target}"),
-            "--create-topics",
-        ]);
+        ];
+        args.extend_from_slice(&["--bootstrap-servers", &bootstrap, "--topic-map", &topic_map]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    for (name, format, target) in [
+        ("parquet-text", "parquet", "ef-parquet"),
+        ("avro-deflate", "avro", "ef-avro"),
+        ("jsonl", "jsonl", "ef-jsonl"),
+    ] {
+        let out = import(
+            &dir.path().join("exports").join(name),
+            format,
+            target,
+            &["--create-topics"],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.contains("staged 3000 records"), "{said}");
         assert_same_records(&consume(&bootstrap, dir.path(), &[target]), &renamed(&source, target));
     }
@@ -213,12 +224,12 @@ fn every_format_reads_back_in_independent_readers_and_imports_exactly_once() {
     // The Hive layout's objects interleave per partition: merged in offset order. SIGKILLed 3 times
     // while producing, then rerun: every record exactly once.
     kbs_testkit::run_script("kafka_admin.py", &["create-topic", &bootstrap, "ef-killed", "3", "1"]);
-    let import = format!(
+    let killed_import = format!(
         "import --from {} --format parquet --storage {staging} --bootstrap-servers {bootstrap} \
          --topic-map ef=ef-killed --max-bytes-per-sec 8K -q",
         hive.display()
     );
-    kill_while_producing_then_finish(&bootstrap, &import, "ef-killed", 3, Duration::from_millis(1000));
+    kill_while_producing_then_finish(&bootstrap, &killed_import, "ef-killed", 3, Duration::from_millis(1000));
     assert_same_records(
         &consume(&bootstrap, dir.path(), &["ef-killed"]),
         &renamed(&source, "ef-killed"),
@@ -268,24 +279,14 @@ fn every_format_reads_back_in_independent_readers_and_imports_exactly_once() {
         }
     }
     expected.sort();
-    let said = run_ok(&[
-        "import",
-        "--from",
-        connector.to_str().unwrap(),
-        "--format",
+    let out = import(
+        &connector,
         "jsonl",
-        "--key-as",
-        "bytes",
-        "--value-as",
-        "bytes",
-        "--storage",
-        staging,
-        "--bootstrap-servers",
-        &bootstrap,
-        "--topic-map",
-        "ef=ef-connector",
-        "--create-topics",
-    ]);
+        "ef-connector",
+        &["--key-as", "bytes", "--value-as", "bytes", "--create-topics"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("staged 3000 records of 6 envelope objects") && said.contains("(150 duplicates"),
         "{said}"
@@ -306,23 +307,50 @@ fn every_format_reads_back_in_independent_readers_and_imports_exactly_once() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // On S3 (moto): a Parquet export in Hive folders, and its import through the store's listing.
+    let s3 = crate::lifecycle::Store::s3().expect("moto is part of the test kit");
+    s3.ok(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--backup-id",
+        "f",
+        "--topics",
+        "ef",
+        "-q",
+    ]);
+    let export_to = "s3://lifecycle/exports/pq";
+    s3.ok(&[
+        "export",
+        "--backup-id",
+        "f",
+        "--to",
+        export_to,
+        "--format",
+        "parquet",
+        "--partition-by",
+        "_partition",
+        "--hive",
+    ]);
+    s3.ok(&[
+        "import",
+        "--from",
+        export_to,
+        "--format",
+        "parquet",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--topic-map",
+        "ef=ef-s3",
+        "--create-topics",
+    ]);
+    assert_same_records(&consume(&bootstrap, dir.path(), &["ef-s3"]), &renamed(&source, "ef-s3"));
+
     // A changed source is refused rather than mixed with what was staged.
     let hive_files = files(&hive);
     let victim = hive_files.keys().find(|k| k.ends_with(".parquet")).unwrap();
     std::fs::remove_file(hive.join(victim)).unwrap();
-    let out = run(&[
-        "import",
-        "--from",
-        hive.to_str().unwrap(),
-        "--format",
-        "parquet",
-        "--storage",
-        staging,
-        "--bootstrap-servers",
-        &bootstrap,
-        "--topic-map",
-        "ef=ef-killed",
-    ]);
+    let out = import(&hive, "parquet", "ef-killed", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("changed since they were staged"),

@@ -320,3 +320,17 @@ pub(crate) fn metric_sum(addr: &str, prefix: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// The rows of `topic` renamed to `as_topic`, for comparing a restored topic with its source.
+pub(crate) fn renamed(rows: &[Row], as_topic: &str) -> Vec<Row> {
+    let mut rows: Vec<Row> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.0 = as_topic.to_string();
+            r
+        })
+        .collect();
+    rows.sort();
+    rows
+}
