@@ -89,7 +89,7 @@ const KEY_TYPE_GROUP: i8 = 0;
 
 impl KafkaClient {
     /// The connection to `group`'s coordinator (FindCoordinator).
-    async fn coordinator(&self, group: &str) -> Result<Arc<Connection>> {
+    pub(crate) async fn coordinator(&self, group: &str) -> Result<Arc<Connection>> {
         let connection = self.any_connection().await?;
         let version = connection.version::<FindCoordinatorRequest>()?;
         let mut request = FindCoordinatorRequest::default();

@@ -3,6 +3,9 @@
 //! * [`KafkaClient`] — bootstrap, metadata and leader routing, [`fetch`](KafkaClient::fetch)
 //!   of many partitions per request, [`list_offsets`](KafkaClient::list_offsets), topic
 //!   administration and consumer-group offsets. TLS (rustls) and SASL PLAIN / SCRAM / OAUTHBEARER / AWS_MSK_IAM.
+//! * [`Membership`] ([`KafkaClient::join_group`]) — membership of a classic group under a
+//!   protocol of the caller's own, its [`Assignor`] run on the elected leader; the generation
+//!   fences a member the coordinator dropped.
 //! * [`IdempotentProducer`] — batches with sequence numbers, pipelined, retried without
 //!   duplicates.
 //! * [`default_partition`] — where Kafka's default partitioner puts a key (murmur2).
@@ -69,6 +72,7 @@ mod fetch;
 #[cfg(test)]
 mod golden_tests;
 mod groups;
+mod membership;
 mod metadata;
 mod partitioner;
 mod producer;
@@ -87,6 +91,7 @@ pub use error::{Error, ErrorCode, PartitionError, Result};
 pub use events::{ClientEvents, EventsHook};
 pub use fetch::{FetchPosition, FetchRequest, IsolationLevel, OffsetSpec, PartitionFetch, PartitionOffset};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
+pub use membership::{Assignor, HeartbeatOutcome, JoinedMember, Membership, MembershipConfig};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::{default_partition, murmur2};
 pub use producer::{Acks, IdempotentProducer, ProduceAck, ProducerCompression, ProducerConfig};

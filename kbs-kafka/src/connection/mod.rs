@@ -258,6 +258,11 @@ impl Connection {
     }
 
     /// Sends `request` and waits for its response within the request timeout.
+    /// How long a request may take before it is given up (the client's `request_timeout`).
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     pub(crate) async fn call<R: Api>(self: &Arc<Self>, request: &R, version: i16) -> Result<R::Response> {
         self.throttle_pause().await;
         self.send(request, version, self.request_timeout)?.wait().await

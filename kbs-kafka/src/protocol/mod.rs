@@ -10,9 +10,10 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeProducersRequest, FetchRequest, FindCoordinatorRequest, InitProducerIdRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
-    ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+    DescribeProducersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -54,7 +55,11 @@ throttle_time!(
     DeleteTopicsResponse,
     InitProducerIdResponse,
     DescribeConfigsResponse,
-    DescribeProducersResponse
+    DescribeProducersResponse,
+    JoinGroupResponse,
+    SyncGroupResponse,
+    HeartbeatResponse,
+    LeaveGroupResponse
 );
 
 impl ThrottleTime for kafka_protocol::messages::SaslHandshakeResponse {
@@ -113,6 +118,10 @@ api! {
     DescribeConfigsRequest => "DescribeConfigs", 1..=4, DESCRIBE_CONFIGS_RESPONSE;
     SaslAuthenticateRequest => "SaslAuthenticate", 0..=2, SASL_AUTHENTICATE_RESPONSE;
     DescribeProducersRequest => "DescribeProducers", 0..=0, DESCRIBE_PRODUCERS_RESPONSE;
+    JoinGroupRequest => "JoinGroup", 4..=9, JOIN_GROUP_RESPONSE;
+    SyncGroupRequest => "SyncGroup", 3..=5, SYNC_GROUP_RESPONSE;
+    HeartbeatRequest => "Heartbeat", 3..=4, HEARTBEAT_RESPONSE;
+    LeaveGroupRequest => "LeaveGroup", 3..=5, LEAVE_GROUP_RESPONSE;
 }
 
 /// Encodes `[size][header][body]` for `request` at `version`.

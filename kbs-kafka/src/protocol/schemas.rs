@@ -498,3 +498,65 @@ pub(crate) static DESCRIBE_PRODUCERS_RESPONSE: Schema = Schema {
         from(0, Structs(DESCRIBE_PRODUCERS_TOPIC_RESPONSE)), // Topics
     ],
 };
+
+// JoinGroup (versions 2 and up on Kafka 4; this client speaks 4 and up, where a new member
+// is handed its id with MEMBER_ID_REQUIRED).
+
+static JOIN_GROUP_MEMBER: &[Field] = &[
+    from(0, STRING), // MemberId
+    from(5, STRING), // GroupInstanceId
+    from(0, Bytes),  // Metadata
+];
+pub(crate) static JOIN_GROUP_RESPONSE: Schema = Schema {
+    flexible_from: 6,
+    fields: &[
+        from(2, Int32),                      // ThrottleTimeMs
+        from(0, Int16),                      // ErrorCode
+        from(0, Int32),                      // GenerationId
+        from(7, STRING),                     // ProtocolType
+        from(0, STRING),                     // ProtocolName
+        from(0, STRING),                     // Leader
+        from(9, Bool),                       // SkipAssignment
+        from(0, STRING),                     // MemberId
+        from(0, Structs(JOIN_GROUP_MEMBER)), // Members
+    ],
+};
+
+// SyncGroup.
+
+pub(crate) static SYNC_GROUP_RESPONSE: Schema = Schema {
+    flexible_from: 4,
+    fields: &[
+        from(1, Int32),  // ThrottleTimeMs
+        from(0, Int16),  // ErrorCode
+        from(5, STRING), // ProtocolType
+        from(5, STRING), // ProtocolName
+        from(0, Bytes),  // Assignment
+    ],
+};
+
+// Heartbeat.
+
+pub(crate) static HEARTBEAT_RESPONSE: Schema = Schema {
+    flexible_from: 4,
+    fields: &[
+        from(1, Int32), // ThrottleTimeMs
+        from(0, Int16), // ErrorCode
+    ],
+};
+
+// LeaveGroup (3 and up: members leave in a batch).
+
+static LEAVE_GROUP_MEMBER: &[Field] = &[
+    from(3, STRING), // MemberId
+    from(3, STRING), // GroupInstanceId
+    from(3, Int16),  // ErrorCode
+];
+pub(crate) static LEAVE_GROUP_RESPONSE: Schema = Schema {
+    flexible_from: 4,
+    fields: &[
+        from(1, Int32),                       // ThrottleTimeMs
+        from(0, Int16),                       // ErrorCode
+        from(3, Structs(LEAVE_GROUP_MEMBER)), // Members
+    ],
+};

@@ -366,6 +366,39 @@ fn describe_producers(_v: i16) -> DescribeProducersResponse {
     ])
 }
 
+fn join_group(v: i16) -> JoinGroupResponse {
+    let member = join_group_response::JoinGroupResponseMember::default()
+        .with_member_id(s("kbs-1-abc"))
+        .with_group_instance_id(if v >= 5 { Some(s("host-a")) } else { None })
+        .with_metadata(Bytes::from_static(b"subscription"));
+    JoinGroupResponse::default()
+        .with_generation_id(7)
+        .with_protocol_type(if v >= 7 { Some(s("kbs")) } else { None })
+        .with_protocol_name(Some(s("kbs-bytes")))
+        .with_leader(s("kbs-1-abc"))
+        .with_skip_assignment(v >= 9)
+        .with_member_id(s("kbs-1-abc"))
+        .with_members(vec![member.clone(), member])
+}
+
+fn sync_group(v: i16) -> SyncGroupResponse {
+    SyncGroupResponse::default()
+        .with_protocol_type(if v >= 5 { Some(s("kbs")) } else { None })
+        .with_protocol_name(if v >= 5 { Some(s("kbs-bytes")) } else { None })
+        .with_assignment(Bytes::from_static(b"assignment"))
+}
+
+fn heartbeat(_v: i16) -> HeartbeatResponse {
+    HeartbeatResponse::default().with_error_code(27)
+}
+
+fn leave_group(_v: i16) -> LeaveGroupResponse {
+    let member = leave_group_response::MemberResponse::default()
+        .with_member_id(s("kbs-1-abc"))
+        .with_group_instance_id(Some(s("host-a")));
+    LeaveGroupResponse::default().with_members(vec![member.clone(), member])
+}
+
 /// Every version of `R` this client speaks, with the encoding of a filled-in response.
 fn encodings<R: Api>(fill: fn(i16) -> R::Response) -> Vec<(i16, Bytes)>
 where
@@ -424,6 +457,10 @@ fn for_every_api(check: &mut dyn FnMut(&Under<'_>, i16, Bytes)) {
         DescribeConfigsRequest => describe_configs,
         SaslAuthenticateRequest => sasl_authenticate,
         DescribeProducersRequest => describe_producers,
+        JoinGroupRequest => join_group,
+        SyncGroupRequest => sync_group,
+        HeartbeatRequest => heartbeat,
+        LeaveGroupRequest => leave_group,
     }
 }
 
@@ -442,7 +479,7 @@ fn every_version_of_every_response_is_walked_to_its_last_byte_and_decodes() {
         (under.decode)(body, version).unwrap_or_else(|e| panic!("{api} v{version} does not decode: {e}"));
         checked += 1;
     });
-    assert_eq!(checked, 111, "versions checked");
+    assert_eq!(checked, 125, "versions checked");
 }
 
 /// Every byte position of every filled-in response, overwritten with the largest classic count

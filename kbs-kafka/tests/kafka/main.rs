@@ -8,6 +8,7 @@ mod fetch;
 mod golden;
 mod groups;
 mod harness;
+mod membership;
 mod msk_iam;
 mod produce;
 mod protocol;

@@ -48,6 +48,28 @@ async fn versions_used_with_kafka_4() {
         .await
         .unwrap();
     client.fetch_committed_offsets("versions-group", None).await.unwrap();
+    struct Nothing;
+    impl kbs_kafka::Assignor for Nothing {
+        fn assign(&self, _: &[kbs_kafka::JoinedMember]) -> BTreeMap<String, bytes::Bytes> {
+            BTreeMap::new()
+        }
+    }
+    let member = client
+        .join_group(
+            kbs_kafka::MembershipConfig {
+                group: "versions-workers".into(),
+                protocol_type: "kbs".into(),
+                protocol_name: "kbs-none".into(),
+                metadata: bytes::Bytes::new(),
+                session_timeout: Duration::from_secs(10),
+                rebalance_timeout: Duration::from_secs(10),
+            },
+            &Nothing,
+        )
+        .await
+        .unwrap();
+    member.heartbeat().await.unwrap();
+    member.leave().await.unwrap();
 
     let mut used: BTreeMap<String, Vec<i16>> = BTreeMap::new();
     for &(key, version) in seen.lock().unwrap().iter() {
@@ -65,12 +87,16 @@ async fn versions_used_with_kafka_4() {
         ("DescribeGroups", vec![5]),
         ("Fetch", vec![17]),
         ("FindCoordinator", vec![6]),
+        ("Heartbeat", vec![4]),
         ("InitProducerId", vec![5]),
+        ("JoinGroup", vec![9]),
+        ("LeaveGroup", vec![5]),
         ("ListOffsets", vec![9]),
         ("Metadata", vec![12]),
         ("OffsetCommit", vec![9]),
         ("OffsetFetch", vec![9]),
         ("Produce", vec![11]),
+        ("SyncGroup", vec![5]),
     ]
     .into_iter()
     .map(|(api, versions)| (api.to_owned(), versions))
