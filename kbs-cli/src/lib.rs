@@ -22,6 +22,7 @@ pub mod restore;
 pub mod status;
 pub mod storage;
 pub mod validate;
+pub mod workers;
 
 pub use commands::{backup_summary_text, execute};
 pub use error::CliError;
