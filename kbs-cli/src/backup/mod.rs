@@ -13,6 +13,7 @@ mod upload;
 
 use adopt::*;
 use fetch::*;
+pub(crate) use upload::segment_file;
 use upload::*;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};

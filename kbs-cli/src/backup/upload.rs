@@ -26,7 +26,8 @@ pub(super) struct Uploaded {
     pub(super) adopted: bool,
 }
 
-pub(super) fn segment_file(name: SegmentName, s: &SegmentSummary) -> SegmentFile {
+/// The manifest entry of a finished segment.
+pub(crate) fn segment_file(name: SegmentName, s: &SegmentSummary) -> SegmentFile {
     SegmentFile {
         name,
         first_offset: s.first_offset,

@@ -69,7 +69,6 @@ pub fn schema_json(settings: &EncodeSettings) -> Value {
 
 /// Encodes one object's records block by block.
 pub(super) struct AvroEncoder {
-    compression: Compression,
     settings: EncodeSettings,
     marker: [u8; 16],
     /// The header and the closed blocks.
@@ -85,7 +84,6 @@ impl AvroEncoder {
         let schema = serde_json::to_vec(&schema_json(settings)).expect("json");
         let marker = sync_marker(name);
         AvroEncoder {
-            compression: settings.compression,
             settings: *settings,
             marker,
             out: file_header(&schema, settings.compression, marker),
@@ -100,7 +98,7 @@ impl AvroEncoder {
             return Ok(());
         }
         let compressed;
-        let data: &[u8] = match self.compression {
+        let data: &[u8] = match self.settings.compression {
             Compression::Deflate => {
                 let mut encoder =
                     flate2::write::DeflateEncoder::new(Vec::with_capacity(self.block.len() / 2), Default::default());
@@ -175,15 +173,17 @@ fn put_key_or_value(out: &mut Vec<u8>, bytes: Option<&[u8]>, how: BytesAs) {
     put_optional(out, raw);
 }
 
-/// A sync marker that depends only on the object's name (two FNV-1a hashes).
+/// A sync marker that depends only on the object's name (two FNV-1a hashes, the second from
+/// another seed).
 fn sync_marker(name: &str) -> [u8; 16] {
+    use std::hash::Hasher as _;
     let fnv = |seed: u64| {
-        name.bytes().fold(seed, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
+        let mut hasher = crate::stable_hash::Fnv1a::with_seed(seed);
+        hasher.write(name.as_bytes());
+        hasher.finish()
     };
     let mut marker = [0u8; 16];
-    marker[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_le_bytes());
+    marker[..8].copy_from_slice(&fnv(crate::stable_hash::FNV_OFFSET_BASIS).to_le_bytes());
     marker[8..].copy_from_slice(&fnv(0x6c62_272e_07bb_0142).to_le_bytes());
     marker
 }

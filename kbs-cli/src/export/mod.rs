@@ -29,7 +29,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use kbs_format::{Identities, Record};
-use kbs_manifest::{BackupId, Manifest, PartitionEntry, TopicEntry, layout};
+use kbs_manifest::{BackupId, PartitionEntry, TopicEntry, layout};
 use kbs_storage::ObjectStorage;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -145,8 +145,7 @@ pub async fn run(
     progress: Arc<dyn ProgressSink>,
 ) -> Result<ExportReport, CliError> {
     let started = Instant::now();
-    crate::prune::refuse_if_deleted(&source, &options.backup_id).await?;
-    let manifest = load_manifest(&source, &options.backup_id).await?;
+    let manifest = crate::describe::load_manifest(&source, &options.backup_id).await?;
     let identities = crate::encryption::identities_for(&manifest, options.identities.as_ref())?.cloned();
     let options = Arc::new(options);
     let counters = Arc::new(Counters::default());
@@ -261,22 +260,6 @@ pub fn partition_memory(options: &ExportOptions, largest_segment: u64) -> u64 {
         .saturating_add(BATCHES)
         .saturating_add(open)
         .saturating_add(object)
-}
-
-async fn load_manifest(source: &Arc<dyn ObjectStorage>, backup_id: &BackupId) -> Result<Manifest, CliError> {
-    let manifest_key = layout::manifest_key(backup_id);
-    match source.get(&manifest_key).await {
-        Ok(got) => Manifest::from_json(&got.bytes).map_err(|e| CliError::Unparsable {
-            key: manifest_key.clone(),
-            message: e.to_string(),
-        }),
-        Err(e) if e.is_not_found() => Err(CliError::BackupNotFound {
-            backup_id: backup_id.to_string(),
-            storage: source.describe().to_string(),
-            key: manifest_key,
-        }),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// A task that is stopped when the export stops waiting for it (an error elsewhere, or the

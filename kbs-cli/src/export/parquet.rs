@@ -49,6 +49,11 @@ impl BytesColumn {
     }
 
     fn add(&mut self, value: Option<&[u8]>) {
+        if self.how == BytesAs::Bytes {
+            // One binary column: the text column is not written.
+            self.bytes.append_option(value);
+            return;
+        }
         match typed_bytes(value, self.how) {
             TypedBytes::Null => {
                 self.bytes.append_null();

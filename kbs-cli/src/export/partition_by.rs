@@ -187,9 +187,7 @@ fn escape(value: &[u8]) -> String {
     while !out.is_char_boundary(cut) || out[..cut].ends_with('%') || out[..cut.saturating_sub(1)].ends_with('%') {
         cut -= 1;
     }
-    let hash = value.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = crate::stable_hash::fnv1a(value);
     format!("{}~{hash:016x}", &out[..cut])
 }
 

@@ -107,11 +107,7 @@ pub struct ImportReport {
 /// The default staged backup id: `import-` and a hash of where the objects are and their
 /// format, so the same command finds the same staged backup.
 pub fn default_staged_backup_id(from: &str, format: ImportFormat) -> BackupId {
-    let hash = format!("{from}|{}", format.name())
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    let hash = crate::stable_hash::fnv1a(format!("{from}|{}", format.name()).as_bytes());
     BackupId::new(format!("import-{hash:016x}")).expect("a valid id")
 }
 

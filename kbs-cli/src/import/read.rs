@@ -359,89 +359,100 @@ pub fn read_avro(object: &str, bytes: &[u8]) -> Result<Vec<EnvelopeRecord>, CliE
 }
 
 fn decode_avro(object: &str, bytes: &[u8]) -> Result<Vec<EnvelopeRecord>, CliError> {
-    use apache_avro::types::Value;
     let reader = apache_avro::Reader::new(bytes).map_err(|e| bad(object, format!("not Avro: {e}")))?;
-    let unwrap = |v: &Value| -> Value {
-        match v {
-            Value::Union(_, inner) => (**inner).clone(),
-            other => other.clone(),
-        }
-    };
-    let as_bytes = |v: &Value| -> Result<Option<Bytes>, String> {
-        match unwrap(v) {
-            Value::Null => Ok(None),
-            Value::Bytes(b) | Value::Fixed(_, b) => Ok(Some(Bytes::from(b))),
-            Value::String(s) => Ok(Some(Bytes::from(s.into_bytes()))),
-            other => Err(format!("{other:?} where bytes or text belong")),
-        }
-    };
-    let as_long = |v: &Value| -> Result<i64, String> {
-        match unwrap(v) {
-            Value::Int(n) => Ok(i64::from(n)),
-            Value::Long(n) | Value::TimestampMillis(n) => Ok(n),
-            Value::TimestampMicros(n) => Ok(n / 1000),
-            other => Err(format!("{other:?} where a number belongs")),
-        }
-    };
     let mut records = Vec::new();
     for (i, value) in reader.enumerate() {
         let value = value.map_err(|e| bad(object, format!("record {i}: {e}")))?;
-        let record = (|| -> Result<EnvelopeRecord, String> {
-            let Value::Record(fields) = value else {
-                return Err("not a record".into());
-            };
-            let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-            let key_or_value = |name: &str| -> Result<Option<Bytes>, String> {
-                let text = field(name).map(as_bytes).transpose()?.flatten();
-                let raw = field(&format!("{name}_bytes")).map(as_bytes).transpose()?.flatten();
-                Ok(text.or(raw))
-            };
-            let Some(Value::Record(metadata)) = field("metadata").map(unwrap) else {
-                return Err("no metadata record: export with --fields including metadata".into());
-            };
-            let meta = |name: &str| {
-                metadata
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-                    .ok_or_else(|| format!("metadata has no {name}"))
-            };
-            let topic = match unwrap(&meta("topic")?) {
-                Value::String(s) => s,
-                other => return Err(format!("topic {other:?}")),
-            };
-            let mut headers = Vec::new();
-            if let Some(Value::Array(items)) = field("headers").map(unwrap) {
-                for item in items {
-                    let Value::Record(pair) = item else {
-                        return Err("a header is not a record".into());
-                    };
-                    let get = |n: &str| pair.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-                    let key = get("key")
-                        .map(|v| as_bytes(&v))
-                        .transpose()?
-                        .flatten()
-                        .ok_or("a null header key")?;
-                    let value = get("value").map(|v| as_bytes(&v)).transpose()?.flatten();
-                    headers.push(Header::new(key, value));
-                }
-            }
-            Ok(EnvelopeRecord {
-                topic,
-                partition: i32::try_from(as_long(&meta("partition")?)?).map_err(|_| "partition out of range")?,
-                record: Record {
-                    offset: as_long(&meta("offset")?)?,
-                    timestamp: as_long(&meta("timestamp")?)?,
-                    key: key_or_value("key")?,
-                    value: key_or_value("value")?,
-                    headers,
-                },
-            })
-        })()
-        .map_err(|message| bad(object, format!("record {i}: {message}")))?;
+        let record = avro_envelope(&value).map_err(|message| bad(object, format!("record {i}: {message}")))?;
         records.push(record);
     }
     Ok(records)
+}
+
+/// A union's branch, or the value itself.
+fn avro_inner(value: &apache_avro::types::Value) -> &apache_avro::types::Value {
+    match value {
+        apache_avro::types::Value::Union(_, inner) => inner,
+        other => other,
+    }
+}
+
+/// The field `name` of an Avro record's fields.
+fn avro_field<'a>(
+    fields: &'a [(String, apache_avro::types::Value)],
+    name: &str,
+) -> Option<&'a apache_avro::types::Value> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| avro_inner(v))
+}
+
+fn avro_bytes(value: &apache_avro::types::Value) -> Result<Option<Bytes>, String> {
+    use apache_avro::types::Value;
+    match avro_inner(value) {
+        Value::Null => Ok(None),
+        Value::Bytes(b) | Value::Fixed(_, b) => Ok(Some(Bytes::copy_from_slice(b))),
+        Value::String(s) => Ok(Some(Bytes::copy_from_slice(s.as_bytes()))),
+        other => Err(format!("{other:?} where bytes or text belong")),
+    }
+}
+
+fn avro_long(value: &apache_avro::types::Value) -> Result<i64, String> {
+    use apache_avro::types::Value;
+    match avro_inner(value) {
+        Value::Int(n) => Ok(i64::from(*n)),
+        Value::Long(n) | Value::TimestampMillis(n) => Ok(*n),
+        Value::TimestampMicros(n) => Ok(n / 1000),
+        other => Err(format!("{other:?} where a number belongs")),
+    }
+}
+
+/// One envelope record of the Avro schema (kbs's, or any with the same field names).
+fn avro_envelope(value: &apache_avro::types::Value) -> Result<EnvelopeRecord, String> {
+    use apache_avro::types::Value;
+    let Value::Record(fields) = value else {
+        return Err("not a record".into());
+    };
+    let key_or_value = |name: &str| -> Result<Option<Bytes>, String> {
+        let text = avro_field(fields, name).map(avro_bytes).transpose()?.flatten();
+        let raw = avro_field(fields, &format!("{name}_bytes"))
+            .map(avro_bytes)
+            .transpose()?
+            .flatten();
+        Ok(text.or(raw))
+    };
+    let Some(Value::Record(metadata)) = avro_field(fields, "metadata") else {
+        return Err("no metadata record: export with --fields including metadata".into());
+    };
+    let meta = |name: &str| avro_field(metadata, name).ok_or_else(|| format!("metadata has no {name}"));
+    let topic = match meta("topic")? {
+        Value::String(s) => s.clone(),
+        other => return Err(format!("topic {other:?}")),
+    };
+    let mut headers = Vec::new();
+    if let Some(Value::Array(items)) = avro_field(fields, "headers") {
+        for item in items {
+            let Value::Record(pair) = item else {
+                return Err("a header is not a record".into());
+            };
+            let key = avro_field(pair, "key")
+                .map(avro_bytes)
+                .transpose()?
+                .flatten()
+                .ok_or("a null header key")?;
+            let value = avro_field(pair, "value").map(avro_bytes).transpose()?.flatten();
+            headers.push(Header::new(key, value));
+        }
+    }
+    Ok(EnvelopeRecord {
+        topic,
+        partition: i32::try_from(avro_long(meta("partition")?)?).map_err(|_| "partition out of range")?,
+        record: Record {
+            offset: avro_long(meta("offset")?)?,
+            timestamp: avro_long(meta("timestamp")?)?,
+            key: key_or_value("key")?,
+            value: key_or_value("value")?,
+            headers,
+        },
+    })
 }
 
 #[cfg(test)]

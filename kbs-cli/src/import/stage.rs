@@ -19,8 +19,8 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use kbs_format::{Compression, Record, WriterOptions, encode_segment};
 use kbs_manifest::{
-    BackupId, CompressionAlgorithm, Crc64, Manifest, ManifestBuilder, SegmentFile, SegmentName, SourceCluster,
-    TopicName, UtcTimestamp, layout,
+    BackupId, CompressionAlgorithm, Manifest, ManifestBuilder, SegmentName, SourceCluster, TopicName, UtcTimestamp,
+    layout,
 };
 use kbs_storage::{ObjectStorage, ObjectStorageExt as _};
 use serde_json::{Value, json};
@@ -49,12 +49,6 @@ pub struct StageReport {
     pub partitions: u64,
     /// True when an earlier run had staged the same objects already.
     pub already_staged: bool,
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The key of the sources record.
@@ -165,7 +159,7 @@ pub(super) async fn stage(
     }
     drop(indexed);
 
-    let created = UtcTimestamp::from_unix_millis(now_millis()).map_err(CliError::Manifest)?;
+    let created = UtcTimestamp::from_unix_millis(crate::lease::unix_now_ms()).map_err(CliError::Manifest)?;
     let mut builder = ManifestBuilder::new(
         backup_id.clone(),
         created.clone(),
@@ -228,29 +222,15 @@ pub(super) async fn stage(
                 })?;
                 let key = layout::segment_key(backup_id, &topic_name, partition, sequence)?;
                 staging.put(&key, Bytes::from(bytes)).await?;
-                builder.add_segment(
-                    &topic_name,
-                    partition,
-                    SegmentFile {
-                        name: sequence,
-                        first_offset: summary.first_offset,
-                        last_offset: summary.last_offset,
-                        records: summary.record_count,
-                        min_timestamp: summary.min_timestamp,
-                        max_timestamp: summary.max_timestamp,
-                        size_bytes: summary.size_bytes,
-                        uncompressed_bytes: summary.uncompressed_bytes,
-                        crc64: Crc64(summary.crc64),
-                    },
-                )?;
+                builder.add_segment(&topic_name, partition, crate::backup::segment_file(sequence, &summary))?;
                 sequence = sequence.next().expect("fewer than 2^64 segments");
                 report.records += summary.record_count;
             }
         }
         report.partitions += 1;
     }
-    let completed =
-        UtcTimestamp::from_unix_millis(now_millis().max(created.unix_millis())).map_err(CliError::Manifest)?;
+    let completed = UtcTimestamp::from_unix_millis(crate::lease::unix_now_ms().max(created.unix_millis()))
+        .map_err(CliError::Manifest)?;
     let manifest = builder.build_complete(completed)?;
     staging
         .put(&layout::manifest_key(backup_id), Bytes::from(manifest.to_json_pretty()))

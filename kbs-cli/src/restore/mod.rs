@@ -139,18 +139,7 @@ pub fn default_restore_id(options: &RestoreOptions, target_cluster_id: &str) -> 
         options.end_offsets,
         options.include_offset_headers
     );
-    struct Fnv(u64);
-    impl Hasher for Fnv {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for b in bytes {
-                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-            }
-        }
-    }
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = crate::stable_hash::Fnv1a::with_seed(crate::stable_hash::FNV_OFFSET_BASIS);
     text.hash(&mut h);
     if options.repartition.reshapes() {
         // Another shape is another restore (one-to-one restores keep the ids they always had).
