@@ -333,6 +333,62 @@ fn every_format_reads_back_in_independent_readers_and_imports_exactly_once() {
     ]);
     assert_same_records(&consume(&bootstrap, dir.path(), &["ef-s3"]), &renamed(&source, "ef-s3"));
 
+    // Exports SIGKILLed once their first objects exist (on S3 every object is a request, so
+    // the kills land mid-export), then run to the end: the same objects, byte for byte, as
+    // one uninterrupted export.
+    let objects_under = |prefix: &str| -> BTreeMap<String, Vec<u8>> {
+        crate::harness::rt().block_on(async {
+            use kbs_storage::ObjectStorageExt as _;
+            let mut found = BTreeMap::new();
+            for meta in s3.storage.list_all(prefix).await.unwrap() {
+                let bytes = s3.storage.get(&meta.key).await.unwrap().bytes.to_vec();
+                found.insert(meta.key[prefix.len()..].to_owned(), bytes);
+            }
+            found
+        })
+    };
+    let count_under = |prefix: &str| {
+        use kbs_storage::ObjectStorageExt as _;
+        crate::harness::rt()
+            .block_on(s3.storage.list_all(prefix))
+            .unwrap()
+            .len()
+    };
+    let small = ["--format", "parquet", "--flush-bytes", "4K"];
+    let mut reference = vec!["export", "--backup-id", "f", "--to", "s3://lifecycle/kafka/x-reference"];
+    reference.extend_from_slice(&small);
+    s3.ok(&reference);
+    let mut killed = vec!["export", "--backup-id", "f", "--to", "s3://lifecycle/kafka/x-killed"];
+    killed.extend_from_slice(&small);
+    let mut kills = 0;
+    for _ in 0..3 {
+        let before = count_under("x-killed/");
+        let mut child = s3
+            .command(&killed)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none()
+            && count_under("x-killed/") <= before + 1
+            && start.elapsed() < Duration::from_secs(30)
+        {}
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 2, "only {kills} exports were still running when killed");
+    s3.ok(&killed);
+    let (done, expected) = (objects_under("x-killed/"), objects_under("x-reference/"));
+    assert_eq!(done.len(), expected.len());
+    assert!(
+        done == expected,
+        "a killed and resumed export differs from an uninterrupted one"
+    );
+
     // A changed source is refused rather than mixed with what was staged.
     let hive_files = files(&hive);
     let victim = hive_files.keys().find(|k| k.ends_with(".parquet")).unwrap();
