@@ -68,6 +68,28 @@ pub(crate) fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOpt
     Ok(options)
 }
 
+/// The worker options of `kbs backup --workers GROUP`, if given.
+pub(crate) fn worker_options(args: &cli::BackupArgs) -> Result<Option<crate::workers::WorkerOptions>, CliError> {
+    let Some(group) = args.workers.as_deref() else {
+        return Ok(None);
+    };
+    if group.is_empty() {
+        return Err(CliError::InvalidArgument {
+            flag: "workers",
+            message: "the group name is empty".into(),
+        });
+    }
+    let mut workers = crate::workers::WorkerOptions::new(group);
+    workers.session_timeout = options::parse_duration("worker-session-timeout", &args.worker_session_timeout)?;
+    if workers.session_timeout < std::time::Duration::from_secs(1) {
+        return Err(CliError::InvalidArgument {
+            flag: "worker-session-timeout",
+            message: "must be at least 1s".into(),
+        });
+    }
+    Ok(Some(workers))
+}
+
 pub(crate) fn restore_options(args: &cli::RestoreArgs) -> Result<restore::RestoreOptions, CliError> {
     let mut topic_map = std::collections::BTreeMap::new();
     for (src, dst) in options::parse_pairs("topic-map", &args.topic_map)? {

@@ -535,6 +535,16 @@ pub struct BackupArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics while the backup runs.
     #[arg(long, env = "KBS_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Share this snapshot backup with every `kbs backup --workers GROUP` of the same
+    /// --backup-id: they join the Kafka group GROUP, which splits the partitions among them
+    /// and hands a stopped worker's partitions to the others. Needs a store with conditional
+    /// writes; not with --continuous.
+    #[arg(long, env = "KBS_WORKERS", value_name = "GROUP")]
+    pub workers: Option<String>,
+    /// With --workers: how long the group waits for a silent worker before its partitions go
+    /// to the others, e.g. 10s (within the brokers' group.min/max.session.timeout.ms).
+    #[arg(long, env = "KBS_WORKER_SESSION_TIMEOUT", default_value = "10s")]
+    pub worker_session_timeout: String,
 }
 
 /// `kbs list`.

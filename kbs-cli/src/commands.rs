@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use crate::args::{backup_id, backup_options, restore_options};
+use crate::args::{backup_id, backup_options, restore_options, worker_options};
 use crate::cli::{Cli, Command, OutputFormat};
 use crate::error::CliError;
 use crate::{
@@ -87,8 +87,20 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             let options = backup_options(args)?;
             let metrics = std::sync::Arc::new(metrics::BackupMetrics::default());
             let storage = storage::open_observed(&args.storage, metrics.client.clone()).await?;
-            let report =
-                backup::run_with_metrics(storage, options, metrics, context.progress, context.shutdown).await?;
+            let report = match worker_options(args)? {
+                Some(workers) => {
+                    crate::workers::run_backup_worker(
+                        storage,
+                        options,
+                        workers,
+                        metrics,
+                        context.progress,
+                        context.shutdown,
+                    )
+                    .await?
+                }
+                None => backup::run_with_metrics(storage, options, metrics, context.progress, context.shutdown).await?,
+            };
             match format {
                 OutputFormat::Json => write_json(out, &report)?,
                 OutputFormat::Text => out.write_all(backup_summary_text(&report).as_bytes()).map_err(io)?,

@@ -89,6 +89,10 @@ pub enum CliError {
     /// Another process holds the backup's lease.
     #[error("{0}")]
     Locked(String),
+    /// A worker (`--workers`) lost a partition to another worker: its commit was refused by
+    /// the partition's progress object (compare-and-swap), and nothing was written.
+    #[error("{0}")]
+    Fenced(String),
     /// A snapshot backup was stopped (SIGINT/SIGTERM) before every partition reached its end:
     /// what was read is stored and checkpointed, the manifest stays `in_progress`.
     #[error(
@@ -210,7 +214,7 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Config { .. } | CliError::InvalidArgument { .. } => 2,
             CliError::Interrupted { .. } | CliError::PartitionsWithoutLeader { .. } => 4,
-            CliError::Locked(_) => 5,
+            CliError::Locked(_) | CliError::Fenced(_) => 5,
             _ => 1,
         }
     }
@@ -232,6 +236,7 @@ impl CliError {
             CliError::Fetch { .. } => "fetch",
             CliError::Spool { .. } => "spool",
             CliError::Locked(_) => "locked",
+            CliError::Fenced(_) => "fenced",
             CliError::Interrupted { .. } => "interrupted",
             CliError::PartitionsWithoutLeader { .. } => "partitions_without_leader",
             CliError::Incomplete { .. } => "incomplete",

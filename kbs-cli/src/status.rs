@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::error::CliError;
 use crate::lease::LeaseRecord;
 use crate::restore::RestoreProgress;
+use crate::workers::{PartitionProgress, SnapshotCut};
 
 /// Who holds a lease, and whether it may still be alive.
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +54,28 @@ pub struct BackupState {
     pub last_commit: Option<String>,
     /// Per partition: where the backup stands and, with a cluster, its lag.
     pub partitions: Vec<PartitionState>,
+    /// A backup shared by workers (`kbs backup --workers`): each worker that owns partitions,
+    /// from the partitions' progress objects. Empty for a backup run by one process.
+    pub workers: Vec<WorkerState>,
+}
+
+/// A worker of a shared backup, as the progress objects of its partitions show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerState {
+    /// Its member id in the group.
+    pub member_id: String,
+    /// The latest group generation it took partitions over in.
+    pub generation: i32,
+    /// Its host.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Partitions whose progress object names it as owner.
+    pub partitions: usize,
+    /// Of those, partitions done.
+    pub partitions_done: usize,
+    /// When it last wrote one of them (RFC 3339).
+    pub last_commit: String,
 }
 
 /// One backed-up partition.
@@ -68,6 +91,12 @@ pub struct PartitionState {
     pub log_end: Option<i64>,
     /// Offsets between the two (`log_end - next_offset`, at least 0).
     pub lag: Option<i64>,
+    /// A shared backup's snapshot end of the partition (its cut).
+    pub snapshot_end: Option<i64>,
+    /// A shared backup's worker owning the partition (member id).
+    pub owner: Option<String>,
+    /// A shared backup's partition reached its snapshot end.
+    pub done: Option<bool>,
 }
 
 /// A restore's state.
@@ -146,7 +175,7 @@ pub async fn status(
     };
     for id in &ids {
         let holder = lease_holder(&storage, &layout::lease_key(id), at_ms, &host).await?;
-        if backup_id.is_some() || holder.is_some() {
+        if backup_id.is_some() || holder.is_some() || shared_and_running(&storage, id).await? {
             report.backups.push(backup_state(&storage, id, holder, client).await?);
         }
         let prefix = format!("{id}/restores/");
@@ -194,6 +223,71 @@ async fn lease_holder(
     }))
 }
 
+/// Whether `id` is shared by workers and not complete yet.
+async fn shared_and_running(storage: &Arc<dyn ObjectStorage>, id: &BackupId) -> Result<bool, CliError> {
+    if SnapshotCut::load(storage, id).await?.is_none() {
+        return Ok(false);
+    }
+    let complete = match storage.get(&layout::manifest_key(id)).await {
+        Ok(got) => Manifest::from_json(&got.bytes).is_ok_and(|m| m.is_complete()),
+        Err(e) if e.is_not_found() => false,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(!complete)
+}
+
+/// A shared backup's partitions and workers, from its cut and progress objects.
+async fn shared_state(
+    storage: &Arc<dyn ObjectStorage>,
+    id: &BackupId,
+) -> Result<Option<(Vec<PartitionState>, Vec<WorkerState>, Option<String>)>, CliError> {
+    let Some(cut) = SnapshotCut::load(storage, id).await? else {
+        return Ok(None);
+    };
+    let progress = PartitionProgress::load_all(storage, id).await?;
+    let mut workers: BTreeMap<String, WorkerState> = BTreeMap::new();
+    let mut last_commit: Option<String> = None;
+    let mut partitions = Vec::new();
+    for (topic, partition, start, end) in cut.partitions() {
+        let p = progress.get(&(topic.clone(), partition));
+        let done = p.is_some_and(|p| p.done);
+        if let Some(p) = p {
+            let at = p.updated_at.to_string();
+            if last_commit.as_ref().is_none_or(|l| *l < at) {
+                last_commit = Some(at.clone());
+            }
+            if let Some(owner) = &p.owner {
+                let worker = workers.entry(owner.member_id.clone()).or_insert_with(|| WorkerState {
+                    member_id: owner.member_id.clone(),
+                    generation: owner.generation,
+                    host: owner.host.clone(),
+                    pid: owner.pid,
+                    partitions: 0,
+                    partitions_done: 0,
+                    last_commit: at.clone(),
+                });
+                worker.generation = worker.generation.max(owner.generation);
+                worker.partitions += 1;
+                worker.partitions_done += usize::from(done);
+                if worker.last_commit < at {
+                    worker.last_commit = at;
+                }
+            }
+        }
+        partitions.push(PartitionState {
+            topic: topic.to_string(),
+            partition,
+            next_offset: p.and_then(|p| p.next_offset).unwrap_or(start),
+            log_end: None,
+            lag: None,
+            snapshot_end: Some(end),
+            owner: p.and_then(|p| p.owner.as_ref()).map(|o| o.member_id.clone()),
+            done: Some(done),
+        });
+    }
+    Ok(Some((partitions, workers.into_values().collect(), last_commit)))
+}
+
 async fn backup_state(
     storage: &Arc<dyn ObjectStorage>,
     id: &BackupId,
@@ -210,6 +304,7 @@ async fn backup_state(
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e.into()),
     };
+    let shared = shared_state(storage, id).await?;
     let mut partitions: Vec<PartitionState> = checkpoint
         .iter()
         .flat_map(|c| {
@@ -220,10 +315,20 @@ async fn backup_state(
                     next_offset: at.offset + 1,
                     log_end: None,
                     lag: None,
+                    snapshot_end: None,
+                    owner: None,
+                    done: None,
                 })
             })
         })
         .collect();
+    let mut workers = Vec::new();
+    let mut last_commit = checkpoint.map(|c| c.timestamp.to_string());
+    if let Some((shared_partitions, shared_workers, shared_commit)) = shared {
+        partitions = shared_partitions;
+        workers = shared_workers;
+        last_commit = shared_commit;
+    }
     if let Some(client) = client
         && !partitions.is_empty()
     {
@@ -249,8 +354,9 @@ async fn backup_state(
         created_at: manifest.as_ref().map(|m| m.created_at.to_string()),
         records: manifest.as_ref().map_or(0, |m| m.statistics.records),
         bytes: manifest.as_ref().map_or(0, |m| m.statistics.compressed_bytes),
-        last_commit: checkpoint.map(|c| c.timestamp.to_string()),
+        last_commit,
         partitions,
+        workers,
     })
 }
 
@@ -356,8 +462,24 @@ pub fn report_text(report: &StatusReport, rates: &BTreeMap<String, f64>) -> Stri
             rate(format!("backup {}", b.backup_id)),
             b.last_commit.as_deref().unwrap_or("none yet")
         );
+        for w in &b.workers {
+            let _ = writeln!(
+                out,
+                "  worker {} (host {} pid {}, generation {}): {} partitions, {} done, last commit {}",
+                w.member_id, w.host, w.pid, w.generation, w.partitions, w.partitions_done, w.last_commit
+            );
+        }
         for p in &b.partitions {
             let _ = write!(out, "  {}/{}: next offset {}", p.topic, p.partition, p.next_offset);
+            if let Some(end) = p.snapshot_end {
+                let _ = write!(out, " of {end}");
+            }
+            if let Some(owner) = &p.owner {
+                let _ = write!(out, ", worker {owner}");
+            }
+            if p.done == Some(true) {
+                let _ = write!(out, ", done");
+            }
             if let (Some(end), Some(lag)) = (p.log_end, p.lag) {
                 let _ = write!(out, ", log end {end}, lag {lag}");
             }

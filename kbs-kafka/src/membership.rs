@@ -138,6 +138,12 @@ impl Membership {
         &self.assignment
     }
 
+    /// Replaces the metadata this member gives at its next [`Membership::rejoin`] (e.g. the
+    /// work it holds, for a sticky assignor).
+    pub fn set_metadata(&mut self, metadata: Bytes) {
+        self.config.metadata = metadata;
+    }
+
     fn group_error(&self, api: &'static str, code: ErrorCode) -> Error {
         Error::Group {
             api,

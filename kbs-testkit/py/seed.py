@@ -236,6 +236,34 @@ def keyed(bootstrap, topic, count, partitions, keys, value_size):
     print(json.dumps({"topic": topic, "records": count}))
 
 
+def wide(bootstrap, topics, partitions, records):
+    """`topics` topics w-00.. of `partitions` partitions, unevenly filled: topic i holds about
+    `records` * (i + 1) / sum records of its own value size (2**(i % 7) * 16 bytes at most),
+    null, empty and binary keys, headers, tombstones; the last partition of the last topic stays
+    empty. Records go to explicit partitions, so every partition's offsets are known."""
+    names = [f"w-{i:02}" for i in range(topics)]
+    create(bootstrap, [(name, partitions, {}) for name in names])
+    weight_sum = sum(range(1, topics + 1))
+    total = 0
+    for i, name in enumerate(names):
+        rng = random.Random(name)
+        s = Sender(producer(bootstrap, ["none", "lz4", "zstd", "gzip", "snappy"][i % 5]))
+        count = records * (i + 1) // weight_sum
+        max_size = 2 ** (i % 7) * 16
+        usable = partitions - 1 if i == topics - 1 else partitions
+        for n in range(count):
+            r = rng.random()
+            key = None if r < 0.1 else (b"" if r < 0.12 else rng.randbytes(rng.randrange(1, 24)))
+            value = None if rng.random() < 0.03 else rng.randbytes(rng.randrange(0, max_size + 1))
+            headers = [("n", str(n).encode())] + ([("dup", None), ("dup", b"")] if n % 13 == 0 else [])
+            # Skewed: partition 0 gets about a third of a topic's records.
+            partition = 0 if rng.random() < 0.3 else rng.randrange(usable)
+            s.send(name, partition, key, value, headers, T0 + n)
+        s.finish()
+        total += count
+    print(json.dumps({"topics": names, "records": total}))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("bootstrap")
@@ -264,8 +292,14 @@ def main():
     k.add_argument("partitions", type=int)
     k.add_argument("--keys", type=int, default=2000)
     k.add_argument("--value-size", type=int, default=120)
+    w = sub.add_parser("wide")
+    w.add_argument("--topics", type=int, default=12)
+    w.add_argument("--partitions", type=int, default=8)
+    w.add_argument("--records", type=int, default=60000)
     args = p.parse_args()
-    if args.mode == "keyed":
+    if args.mode == "wide":
+        wide(args.bootstrap, args.topics, args.partitions, args.records)
+    elif args.mode == "keyed":
         keyed(args.bootstrap, args.topic, args.count, args.partitions, args.keys, args.value_size)
     elif args.mode == "varied":
         varied(args.bootstrap, args.scale)

@@ -29,17 +29,19 @@ use kbs_manifest::{
     BackupId, CommittedOffset, CompressionAlgorithm, ConsumerGroups, Crc64, Gap, SegmentFile, SegmentName,
     SourceCluster, TopicName, layout,
 };
-use kbs_storage::ObjectStorage;
+use kbs_storage::{ObjectStorage, ObjectStorageExt};
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use select::{TopicFilter, glob_match};
+pub(crate) use state::now_utc;
 
 use crate::error::CliError;
 use crate::lease::Lease;
 use crate::metrics::BackupMetrics;
-use state::BackupState;
+pub(crate) use plan::capture_consumer_groups;
+pub(crate) use state::BackupState;
 
 /// What `kbs backup` is asked to do.
 #[derive(Debug, Clone)]
@@ -214,7 +216,7 @@ impl ProgressSink for NoProgress {
     fn report(&self, _: &Progress) {}
 }
 
-fn manifest_compression(options: &BackupOptions) -> kbs_manifest::Compression {
+pub(crate) fn manifest_compression(options: &BackupOptions) -> kbs_manifest::Compression {
     let algorithm = match options.compression {
         Compression::Lz4 => CompressionAlgorithm::Lz4,
         Compression::None => CompressionAlgorithm::None,
@@ -288,6 +290,13 @@ pub async fn run_with_metrics(
     let result = async {
         // Under the lease, so a deletion cannot start meanwhile: a backup being deleted is gone.
         crate::prune::refuse_if_deleted(&storage, &options.backup_id).await?;
+        if storage.exists(&crate::workers::cut_key(&options.backup_id)).await? {
+            return Err(CliError::Locked(format!(
+                "backup {} is written by workers (it has a cut.json): run it with --workers and the group the \
+                 others use, so that they share its partitions",
+                options.backup_id
+            )));
+        }
         let metadata = client.metadata(None).await?;
         let source = SourceCluster {
             cluster_id: metadata.cluster_id.clone().unwrap_or_default(),
@@ -419,6 +428,47 @@ struct Engine {
     /// Partitions left out because they had no leader (with their replicas): a snapshot that
     /// has any stays incomplete; continuous mode tries them again at each topic refresh.
     leaderless: BTreeMap<(TopicName, i32), Vec<i32>>,
+    /// A worker's run: only these partitions, up to their ends in the cut.
+    assignment: Option<Assignment>,
+}
+
+/// The partitions a worker (`--workers`) backs up in one generation of its group.
+pub(crate) struct Assignment {
+    /// Each partition's end in the snapshot cut (exclusive).
+    pub(crate) ends: BTreeMap<(TopicName, i32), i64>,
+    /// Set when the worker learnt it was fenced (dropped from the group): stopping then drops
+    /// open segments instead of uploading segments another worker now writes.
+    pub(crate) fenced: Arc<AtomicBool>,
+}
+
+/// Backs up the partitions of `assignment` into `state` (a worker's, see
+/// [`BackupState::for_worker`]) until each reached its end in the cut, or `stop` turns true:
+/// what was read is then rolled, uploaded and committed (or dropped, if the worker was
+/// fenced) and [`CliError::Interrupted`] says how much was left.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_assignment(
+    storage: Arc<dyn ObjectStorage>,
+    client: KafkaClient,
+    options: BackupOptions,
+    state: BackupState,
+    assignment: Assignment,
+    progress: Arc<dyn ProgressSink>,
+    metrics: Arc<BackupMetrics>,
+    stop: watch::Receiver<bool>,
+) -> Result<BackupReport, CliError> {
+    let mut engine = Engine::new(
+        storage,
+        client,
+        options,
+        state,
+        progress,
+        Arc::new(AtomicBool::new(false)),
+        metrics,
+    );
+    engine.assignment = Some(assignment);
+    let metadata = engine.client.metadata(None).await?;
+    engine.add_topics(&metadata).await?;
+    engine.run(stop).await
 }
 
 impl Engine {
@@ -457,6 +507,7 @@ impl Engine {
             topics_to_check: false,
             leaderless: BTreeMap::new(),
             metrics,
+            assignment: None,
         }
     }
 
@@ -484,8 +535,19 @@ impl Engine {
                 for fetch in self.inflight.drain(..) {
                     fetch.handle.abort();
                 }
-                tracing::info!("shutdown requested: finishing open segments");
+                let fenced = self
+                    .assignment
+                    .as_ref()
+                    .is_some_and(|a| a.fenced.load(Ordering::SeqCst));
+                if fenced {
+                    tracing::info!("fenced: dropping open segments, committing what is uploaded");
+                } else {
+                    tracing::info!("shutdown requested: finishing open segments");
+                }
                 for (key, part) in self.partitions.iter_mut() {
+                    if fenced {
+                        part.open = None;
+                    }
                     if !self.options.continuous && !part.done {
                         let left = part.end.map_or(0, |end| (end - part.position).max(0) as u64);
                         interrupted.push((key.0.clone(), key.1, left));
@@ -586,6 +648,16 @@ impl Engine {
         // Everything rolled; wait for every upload and commit.
         self.commit(true).await?;
         self.check_lease()?;
+        if self.state.is_worker() {
+            self.state.touch_all();
+            // A worker's partitions that reached their end are done (committed with them).
+            for ((topic, partition), part) in &self.partitions {
+                let stopped = interrupted.iter().any(|(t, p, _)| t == topic && p == partition);
+                if part.done && !stopped {
+                    self.state.mark_done(topic, *partition, part.position)?;
+                }
+            }
+        }
         self.state.write_checkpoint().await?;
         if !interrupted.is_empty() {
             // What was read is durable and checkpointed; the manifest stays in_progress so that
@@ -609,6 +681,11 @@ impl Engine {
                 partitions: self.leaderless_names(),
                 waited_secs: self.options.leader_wait.as_secs(),
             });
+        }
+        if self.state.is_worker() {
+            // The workers' merge writes the manifest.
+            self.report.duration_secs = self.started.elapsed().as_secs_f64();
+            return Ok(self.report.clone());
         }
         let manifest = self.state.write_manifest_complete().await?;
         self.report.total_records = manifest.statistics.records;

@@ -51,10 +51,11 @@ impl Engine {
             .into_iter()
             .filter(|t| {
                 t.partitions.iter().any(|p| {
-                    !self
-                        .partitions
-                        .keys()
-                        .any(|(name, n)| name.as_str() == t.name && *n == p.partition)
+                    self.is_assigned(&t.name, p.partition)
+                        && !self
+                            .partitions
+                            .keys()
+                            .any(|(name, n)| name.as_str() == t.name && *n == p.partition)
                 })
             })
             .collect();
@@ -76,7 +77,9 @@ impl Engine {
                 topic.topic_id.as_deref(),
             )?;
             for p in &topic.partitions {
-                if self.partitions.contains_key(&(name.clone(), p.partition)) {
+                if self.partitions.contains_key(&(name.clone(), p.partition))
+                    || !self.is_assigned(&topic.name, p.partition)
+                {
                     continue;
                 }
                 if let Some(replicas) = leaders.without.get(&(topic.name.clone(), p.partition)) {
@@ -103,20 +106,26 @@ impl Engine {
         // A snapshot ends where a read_committed consumer's log ends now: the last stable
         // offset (the high watermark when no transaction is open). Records written after this
         // moment, and an open transaction's records, are left for the next backup.
-        let snapshot_ends = if self.options.continuous || starts.is_empty() {
-            Vec::new()
+        let snapshot_ends: BTreeMap<(TopicName, i32), i64> = if let Some(assignment) = &self.assignment {
+            // A worker's ends are the cut's, the same for every worker.
+            assignment.ends.clone()
+        } else if self.options.continuous || starts.is_empty() {
+            BTreeMap::new()
         } else {
             let queries: Vec<(&str, i32, OffsetSpec)> = starts
                 .iter()
                 .map(|(t, p, _, _)| (t.as_str(), *p, OffsetSpec::LastStable))
                 .collect();
-            self.client.list_offsets(&queries).await?
+            let mut ends = BTreeMap::new();
+            for o in self.client.list_offsets(&queries).await? {
+                if let (Ok(topic), Some(offset)) = (TopicName::new(&o.topic), o.offset) {
+                    ends.insert((topic, o.partition), offset);
+                }
+            }
+            ends
         };
         for (topic, partition, resume, next_sequence) in starts {
-            let end = snapshot_ends
-                .iter()
-                .find(|o| o.topic == topic.as_str() && o.partition == partition)
-                .and_then(|o| o.offset);
+            let end = snapshot_ends.get(&(topic.clone(), partition)).copied();
             let position = match resume {
                 Some(offset) => offset,
                 None => earliest
@@ -157,6 +166,14 @@ impl Engine {
         self.state.write_manifest_in_progress().await?;
         self.state.write_checkpoint().await?;
         Ok(())
+    }
+
+    /// Whether this run backs up `topic`/`partition`: every selected partition, or only a
+    /// worker's assigned ones.
+    pub(super) fn is_assigned(&self, topic: &str, partition: i32) -> bool {
+        self.assignment
+            .as_ref()
+            .is_none_or(|a| TopicName::new(topic).is_ok_and(|name| a.ends.contains_key(&(name, partition))))
     }
 
     /// The partitions of `names` that have no leader in `metadata`. A snapshot waits up to
@@ -257,31 +274,7 @@ impl Engine {
             .into_iter()
             .collect();
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let mut groups: ConsumerGroups = BTreeMap::new();
-        for listing in self.client.list_groups().await? {
-            let offsets = self
-                .client
-                .fetch_committed_offsets(&listing.group_id, Some(&topic_refs))
-                .await?;
-            for o in offsets {
-                if o.offset < 0 {
-                    continue;
-                }
-                let topic = TopicName::new(&o.topic)?;
-                groups
-                    .entry(listing.group_id.clone())
-                    .or_default()
-                    .entry(topic)
-                    .or_default()
-                    .insert(
-                        o.partition,
-                        CommittedOffset {
-                            offset: o.offset,
-                            metadata: o.metadata.unwrap_or_default(),
-                        },
-                    );
-            }
-        }
+        let groups = capture_consumer_groups(&self.client, &topic_refs).await?;
         self.state.builder.set_consumer_groups(groups);
         self.manifest_dirty = true;
         Ok(())
@@ -291,4 +284,31 @@ impl Engine {
 /// Partitions found without a leader when topics were planned, with their replicas.
 struct Leaders {
     without: BTreeMap<(String, i32), Vec<i32>>,
+}
+
+/// The committed offsets of every consumer group on `topics`.
+pub(crate) async fn capture_consumer_groups(client: &KafkaClient, topics: &[&str]) -> Result<ConsumerGroups, CliError> {
+    let mut groups: ConsumerGroups = BTreeMap::new();
+    for listing in client.list_groups().await? {
+        let offsets = client.fetch_committed_offsets(&listing.group_id, Some(topics)).await?;
+        for o in offsets {
+            if o.offset < 0 {
+                continue;
+            }
+            let topic = TopicName::new(&o.topic)?;
+            groups
+                .entry(listing.group_id.clone())
+                .or_default()
+                .entry(topic)
+                .or_default()
+                .insert(
+                    o.partition,
+                    CommittedOffset {
+                        offset: o.offset,
+                        metadata: o.metadata.unwrap_or_default(),
+                    },
+                );
+        }
+    }
+    Ok(groups)
 }

@@ -12,6 +12,7 @@ use kbs_manifest::{
 use kbs_storage::{ObjectStorage, ObjectVersion};
 
 use crate::error::CliError;
+use crate::workers::{SnapshotCut, WorkerLedger};
 
 /// Manifest and checkpoint of one backup, as this writer holds them.
 #[derive(Debug)]
@@ -24,6 +25,9 @@ pub(crate) struct BackupState {
     checkpoint_version: Option<ObjectVersion>,
     /// Whether the backup existed before this run.
     pub(crate) resumed: bool,
+    /// A worker (`--workers`) keeps its progress in per-partition objects instead of
+    /// `checkpoint.json` and `manifest.json`, which the workers merge (see `workers::merge`).
+    worker: Option<WorkerLedger>,
 }
 
 pub(crate) fn now_utc() -> UtcTimestamp {
@@ -105,10 +109,79 @@ impl BackupState {
             manifest_version,
             checkpoint_version,
             resumed,
+            worker: None,
         };
         state.write_manifest_in_progress().await?;
         state.write_checkpoint().await?;
         Ok(state)
+    }
+
+    /// The state of a worker that took over the partitions in `ledger`: the manifest builder
+    /// holds the cut's topics and what the ledger's partitions hold so far; writes go to the
+    /// ledger's progress objects only.
+    pub(crate) fn for_worker(
+        storage: Arc<dyn ObjectStorage>,
+        cut: &SnapshotCut,
+        ledger: WorkerLedger,
+    ) -> Result<BackupState, CliError> {
+        let mut builder = ManifestBuilder::new(
+            cut.backup_id.clone(),
+            cut.created_at.clone(),
+            cut.source_cluster.clone(),
+            cut.compression,
+        );
+        builder.set_encryption(cut.encryption.clone());
+        for topic in &cut.topics {
+            builder.add_topic(topic.name.clone(), topic.ends.len() as u32, topic.configs.clone())?;
+            if let Some(id) = &topic.topic_id {
+                builder.set_topic_id(&topic.name, id.clone());
+            }
+        }
+        let mut resumed = false;
+        for progress in ledger.progress() {
+            for item in progress.items_in_order() {
+                resumed = true;
+                match item {
+                    crate::workers::Covered::Segment(s) => {
+                        builder.add_segment(&progress.topic, progress.partition, s.clone())?
+                    }
+                    crate::workers::Covered::Gap(g) => {
+                        builder.add_gap(&progress.topic, progress.partition, g.clone())?
+                    }
+                }
+            }
+        }
+        Ok(BackupState {
+            storage,
+            backup_id: cut.backup_id.clone(),
+            builder,
+            checkpoint: Checkpoint::new(cut.backup_id.clone(), now_utc()),
+            manifest_version: None,
+            checkpoint_version: None,
+            resumed,
+            worker: Some(ledger),
+        })
+    }
+
+    /// Whether this is a worker's state.
+    pub(crate) fn is_worker(&self) -> bool {
+        self.worker.is_some()
+    }
+
+    /// A worker ending a run: every partition it owns is committed once more (see
+    /// [`WorkerLedger::touch_all`]).
+    pub(crate) fn touch_all(&mut self) {
+        if let Some(ledger) = &mut self.worker {
+            ledger.touch_all();
+        }
+    }
+
+    /// A worker's partition reached its end at `position` (recorded with the next write).
+    pub(crate) fn mark_done(&mut self, topic: &TopicName, partition: i32, position: i64) -> Result<(), CliError> {
+        match &mut self.worker {
+            Some(ledger) => ledger.mark_done(topic, partition, position),
+            None => Ok(()),
+        }
     }
 
     /// Where a partition's data continues according to the manifest: the offset after its last
@@ -172,6 +245,9 @@ impl BackupState {
             segment: file.name,
             segment_offset: file.size_bytes,
         };
+        if let Some(ledger) = &mut self.worker {
+            ledger.add_segment(topic, partition, &file)?;
+        }
         self.builder.add_segment(topic, partition, file)?;
         // An adopted segment may be one the checkpoint already covers (the checkpoint is
         // written more often than the manifest): it never moves the checkpoint back.
@@ -187,6 +263,9 @@ impl BackupState {
 
     /// Records a gap (in memory); the caller writes the manifest before going on.
     pub(crate) fn add_gap(&mut self, topic: &TopicName, partition: i32, gap: Gap) -> Result<(), CliError> {
+        if let Some(ledger) = &mut self.worker {
+            ledger.add_gap(topic, partition, &gap)?;
+        }
         self.builder.add_gap(topic, partition, gap)?;
         Ok(())
     }
@@ -244,6 +323,9 @@ impl BackupState {
 
     /// Writes the checkpoint (compare-and-swap).
     pub(crate) async fn write_checkpoint(&mut self) -> Result<(), CliError> {
+        if let Some(ledger) = &mut self.worker {
+            return ledger.flush().await;
+        }
         self.checkpoint.timestamp = now_utc();
         let key = layout::checkpoint_key(&self.backup_id);
         let body = Bytes::from(self.checkpoint.to_json_pretty());
@@ -253,18 +335,31 @@ impl BackupState {
 
     /// Writes the manifest with status `in_progress` (compare-and-swap).
     pub(crate) async fn write_manifest_in_progress(&mut self) -> Result<(), CliError> {
+        if let Some(ledger) = &mut self.worker {
+            return ledger.flush().await;
+        }
         let manifest = self.builder.build_in_progress();
         self.write_manifest(&manifest).await
     }
 
     /// Writes the manifest with status `failed` and why.
     pub(crate) async fn write_manifest_failed(&mut self, failure: &str) -> Result<(), CliError> {
+        if self.worker.is_some() {
+            // One worker's failure is its own: the others go on, and the partitions it held are
+            // assigned again when it leaves the group.
+            return Ok(());
+        }
         let manifest = self.builder.build_failed_because(failure);
         self.write_manifest(&manifest).await
     }
 
     /// Writes the final manifest, status `complete`: the commit point.
     pub(crate) async fn write_manifest_complete(&mut self) -> Result<Manifest, CliError> {
+        if self.worker.is_some() {
+            return Err(CliError::Locked(
+                "a worker never writes the manifest complete itself; the workers' merge does".into(),
+            ));
+        }
         let manifest = self.builder.build_complete(now_utc())?;
         self.write_manifest(&manifest).await?;
         Ok(manifest)

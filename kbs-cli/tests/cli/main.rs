@@ -15,3 +15,4 @@ mod resilience;
 mod restore;
 mod secrets;
 mod usability;
+mod workers;

@@ -1,0 +1,374 @@
+//! `kbs backup --workers`: several processes share one snapshot backup through a Kafka group.
+//! Each test compares the backup, offset for offset, with an independent consumer's read and
+//! checks it with `validate --deep`: three workers on 12 topics × 8 partitions; one worker
+//! SIGKILLed at random moments; a late joiner; a worker stopped with SIGTERM; a worker paused
+//! past its session timeout whose commits are refused once it resumes.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+
+use kbs_storage::ObjectStorageExt as _;
+
+use crate::harness::*;
+use crate::lifecycle::Store;
+
+/// Twelve topics of eight partitions, unevenly filled, read once by the independent consumer.
+struct Source {
+    kafka: kbs_testkit::KafkaCluster,
+    bootstrap: String,
+    dir: tempfile::TempDir,
+    records: Vec<Row>,
+}
+
+impl Source {
+    fn seed(records: usize) -> Option<Source> {
+        let kafka = kbs_testkit::KafkaCluster::start()?;
+        let bootstrap = kafka.bootstrap();
+        let out = kbs_testkit::run_script("seed.py", &[&bootstrap, "wide", "--records", &records.to_string()]);
+        let seeded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let topics: Vec<String> = seeded["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(topics.len(), 12);
+        let dir = tempfile::tempdir().unwrap();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let records = consume(&bootstrap, dir.path(), &refs);
+        assert_eq!(records.len() as u64, seeded["records"].as_u64().unwrap());
+        Some(Source {
+            kafka,
+            bootstrap,
+            dir,
+            records,
+        })
+    }
+
+    /// A filesystem store in the test's folder.
+    fn filesystem(&self) -> Store {
+        Store::filesystem(self.dir.path())
+    }
+
+    /// Starts a worker of backup `id` in group `group` writing to `store`; its stderr goes to
+    /// a file named after `name` (a pipe could fill up and stall it).
+    fn worker(&self, store: &Store, id: &str, group: &str, name: &str) -> Worker {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let child = store
+            .command(&[
+                "backup",
+                "--bootstrap-servers",
+                &self.bootstrap,
+                "--backup-id",
+                id,
+                "--topics",
+                "w-*",
+                "--workers",
+                group,
+                "--worker-session-timeout",
+                "6s",
+                "--compression",
+                "lz4",
+                "--segment-max-records",
+                "300",
+                "--output",
+                "json",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("KBS_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn kbs");
+        Worker { child, log }
+    }
+
+    /// The backup equals the consumer's read, and `validate --deep` passes.
+    fn check(&self, store: &Store, id: &str) {
+        store.ok(&["validate", "--backup-id", id, "--deep"]);
+        let (manifest, stored) = rt().block_on(read_backup(&store.storage, id));
+        assert!(manifest.is_complete(), "{id} is not complete");
+        assert_same_records(&stored, &self.records);
+        let topic = manifest.topic("w-11").unwrap();
+        assert_eq!(topic.partition_count, Some(8));
+    }
+
+    /// Polls `check` until it holds; on timeout, fails with every worker's log.
+    fn until(&self, what: &str, workers: &mut [Worker], mut check: impl FnMut(&mut [Worker]) -> bool) {
+        let start = std::time::Instant::now();
+        while !check(workers) {
+            if start.elapsed() > Duration::from_secs(120) {
+                let logs: Vec<String> = workers
+                    .iter()
+                    .map(|w| {
+                        format!(
+                            "--- {} ---\n{}",
+                            w.log.display(),
+                            std::fs::read_to_string(&w.log).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Segments stored in backup `id` so far.
+fn segments(store: &Store, id: &str) -> usize {
+    store
+        .keys(&format!("{id}/"))
+        .iter()
+        .filter(|k| k.ends_with(".kbs"))
+        .count()
+}
+
+/// Every progress object of backup `id`.
+fn progress(store: &Store, id: &str) -> Vec<serde_json::Value> {
+    let rt = rt();
+    let keys = rt
+        .block_on(store.storage.list_all(&format!("{id}/checkpoints/partitions/")))
+        .unwrap();
+    keys.iter()
+        .filter_map(|k| rt.block_on(store.storage.get(&k.key)).ok())
+        .map(|got| serde_json::from_slice(&got.bytes).unwrap())
+        .collect()
+}
+
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
+    /// Waits for the worker, returning its output and its stderr.
+    fn finish(self) -> (Output, String) {
+        let log = self.log.clone();
+        let out = wait_with_deadline(self.child, Duration::from_secs(240));
+        (out, std::fs::read_to_string(log).unwrap_or_default())
+    }
+
+    /// Waits for a worker that must succeed; returns its JSON report.
+    fn succeed(self) -> serde_json::Value {
+        let (out, log) = self.finish();
+        assert!(
+            out.status.success(),
+            "worker failed ({}):\nstdout: {}\nstderr: {log}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("report: {e}: {}", String::from_utf8_lossy(&out.stdout));
+        })
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+#[test]
+fn three_workers_share_twelve_topics_of_eight_partitions_exactly_once() {
+    let Some(source) = Source::seed(60_000) else { return };
+    let store = source.filesystem();
+    let workers: Vec<Worker> = (0..3)
+        .map(|i| source.worker(&store, "shared", "kbs-shared", &format!("w{i}")))
+        .collect();
+    let reports: Vec<serde_json::Value> = workers.into_iter().map(Worker::succeed).collect();
+    source.check(&store, "shared");
+    // Every record was stored by exactly one worker, and every worker had a share.
+    let stored: u64 = reports.iter().map(|r| r["records"].as_u64().unwrap()).sum();
+    assert_eq!(stored, source.records.len() as u64, "{reports:?}");
+    for r in &reports {
+        assert!(
+            r["partitions"].as_u64().unwrap() > 0,
+            "a worker had no partition: {reports:?}"
+        );
+        assert_eq!(r["total_records"].as_u64().unwrap(), source.records.len() as u64);
+    }
+    let progress = progress(&store, "shared");
+    assert_eq!(progress.len(), 96);
+    assert!(progress.iter().all(|p| p["done"] == true), "{progress:?}");
+    let owners: BTreeSet<u64> = progress.iter().map(|p| p["owner"]["pid"].as_u64().unwrap()).collect();
+    assert_eq!(owners.len(), 3, "partitions owned by {owners:?}");
+    // `kbs status` shows the workers and each partition's progress and owner.
+    let status: serde_json::Value =
+        serde_json::from_str(&store.ok(&["status", "--backup-id", "shared", "--output", "json"])).unwrap();
+    let backup = &status["backups"][0];
+    let shown: BTreeSet<u64> = backup["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shown, owners, "{backup}");
+    let partitions = backup["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 96);
+    for p in partitions {
+        assert_eq!(p["done"], true, "{p}");
+        assert!(
+            p["next_offset"].as_i64().unwrap() >= p["snapshot_end"].as_i64().unwrap(),
+            "{p}"
+        );
+        assert!(p["owner"].is_string(), "{p}");
+    }
+    let text = store.ok(&["status", "--backup-id", "shared"]);
+    assert_eq!(text.matches("  worker kbs-").count(), 3, "{text}");
+    // A rerun of a complete backup finds nothing to do.
+    let again = source.worker(&store, "shared", "kbs-shared", "again").succeed();
+    assert_eq!(again["records"].as_u64().unwrap(), 0);
+    // A single (non-worker) backup of a workers' backup is refused: the cut is theirs.
+    store.fails(
+        &[
+            "backup",
+            "--bootstrap-servers",
+            &source.bootstrap,
+            "--backup-id",
+            "shared",
+            "--topics",
+            "w-*",
+        ],
+        5,
+        "--workers",
+    );
+    drop(source.kafka);
+}
+
+#[test]
+fn a_worker_killed_at_any_moment_hands_its_partitions_over_exactly_once() {
+    let Some(source) = Source::seed(30_000) else { return };
+    let store = source.filesystem();
+    // Kill points spread over the run, from before the cut to near the end (about 200
+    // segments in all); a different worker each time.
+    for (run, after_segments) in [0usize, 3, 10, 25, 40, 60, 80, 110, 140, 170, 1]
+        .into_iter()
+        .enumerate()
+    {
+        let id = format!("kill-{run}");
+        let mut workers: Vec<Worker> = (0..3)
+            .map(|i| source.worker(&store, &id, &format!("g-{id}"), &format!("{id}-w{i}")))
+            .collect();
+        source.until("segments before the kill", &mut workers, |w| {
+            segments(&store, &id) >= after_segments || w.iter_mut().any(Worker::exited)
+        });
+        let mut victim = workers.remove(run % 3);
+        let _ = victim.child.kill();
+        let _ = victim.child.wait();
+        for w in workers {
+            w.succeed();
+        }
+        source.check(&store, &id);
+    }
+}
+
+#[test]
+fn a_late_worker_joins_and_a_worker_stopped_with_sigterm_hands_over() {
+    let Some(source) = Source::seed(30_000) else { return };
+    let store = source.filesystem();
+    // Late joiner: two workers start, the third joins once they are under way.
+    let mut early: Vec<Worker> = (0..2)
+        .map(|i| source.worker(&store, "late", "g-late", &format!("late-w{i}")))
+        .collect();
+    source.until("the first segments", &mut early, |w| {
+        segments(&store, "late") >= 20 || w.iter_mut().any(Worker::exited)
+    });
+    let late = source.worker(&store, "late", "g-late", "late-w2");
+    let mut stored = 0;
+    for w in early.into_iter().chain([late]) {
+        stored += w.succeed()["records"].as_u64().unwrap();
+    }
+    assert_eq!(stored, source.records.len() as u64);
+    source.check(&store, "late");
+
+    // SIGTERM: the stopped worker commits what it read, leaves the group at once (exit 4, the
+    // backup is not complete yet) and the other two finish it.
+    let mut workers: Vec<Worker> = (0..3)
+        .map(|i| source.worker(&store, "term", "g-term", &format!("term-w{i}")))
+        .collect();
+    source.until("the first segments", &mut workers, |w| {
+        segments(&store, "term") >= 40 || w.iter_mut().any(Worker::exited)
+    });
+    let stopped = workers.remove(0);
+    terminate(&stopped.child);
+    let (out, log) = stopped.finish();
+    assert!(matches!(out.status.code(), Some(0) | Some(4)), "{}: {log}", out.status);
+    for w in workers {
+        w.succeed();
+    }
+    source.check(&store, "term");
+}
+
+#[test]
+fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
+    let Some(source) = Source::seed(60_000) else { return };
+    // On S3 (moto), where workers on several hosts share a backup.
+    let Some(store) = Store::s3() else { return };
+    let owned_by = |pid: u32, progress: &[serde_json::Value]| -> Vec<String> {
+        progress
+            .iter()
+            .filter(|p| p["owner"]["pid"].as_u64() == Some(u64::from(pid)) && p["done"] == false)
+            .map(|p| format!("{}/{}", p["topic"].as_str().unwrap(), p["partition"]))
+            .collect()
+    };
+    // The worker must be stopped while it still owns unfinished partitions; if it finished
+    // them all just before the signal, the run proves nothing and is done again.
+    for attempt in 0..5 {
+        let id = format!("pause-{attempt}");
+        let mut workers: Vec<Worker> = (0..3)
+            .map(|i| source.worker(&store, &id, &format!("g-{id}"), &format!("{id}-w{i}")))
+            .collect();
+        let paused_pid = workers[0].pid();
+        let pids: Vec<u32> = workers.iter().map(Worker::pid).collect();
+        source.until("every worker to own unfinished partitions", &mut workers, |_| {
+            let progress = progress(&store, &id);
+            pids.iter().all(|pid| !owned_by(*pid, &progress).is_empty())
+        });
+        signal(paused_pid, "-STOP");
+        let lost = owned_by(paused_pid, &progress(&store, &id));
+        if lost.is_empty() {
+            signal(paused_pid, "-CONT");
+            workers.into_iter().for_each(|w| drop(w.succeed()));
+            continue;
+        }
+        // Past the 6 s session timeout the group drops it and the others take its partitions.
+        source.until("the others to take its partitions over", &mut workers, |_| {
+            owned_by(paused_pid, &progress(&store, &id)).is_empty()
+        });
+        signal(paused_pid, "-CONT");
+        let paused = workers.remove(0);
+        let others: Vec<serde_json::Value> = workers.into_iter().map(Worker::succeed).collect();
+        let (out, log) = paused.finish();
+        // Its commits for the partitions it lost were refused, and it says so.
+        assert!(log.contains("refused for"), "{}\n{log}", out.status);
+        assert!(
+            lost.iter().any(|p| log.contains(&format!("{p} (now member"))),
+            "{lost:?} not named as refused:\n{log}"
+        );
+        assert!(out.status.success(), "{}: {log}", out.status);
+        assert!(
+            others
+                .iter()
+                .all(|r| r["total_records"].as_u64() == Some(source.records.len() as u64))
+        );
+        source.check(&store, &id);
+        return;
+    }
+    panic!("in 5 attempts the worker never was stopped while it owned unfinished partitions");
+}
