@@ -68,8 +68,8 @@ pub(crate) fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOpt
     Ok(options)
 }
 
-/// The worker options of `kbs backup --workers GROUP`, if given.
-pub(crate) fn worker_options(args: &cli::BackupArgs) -> Result<Option<crate::workers::WorkerOptions>, CliError> {
+/// The worker options of `--workers GROUP` (backup or restore), if given.
+pub(crate) fn worker_options(args: &cli::WorkerArgs) -> Result<Option<crate::workers::WorkerOptions>, CliError> {
     let Some(group) = args.workers.as_deref() else {
         return Ok(None);
     };
@@ -286,6 +286,10 @@ pub(crate) fn import_options(args: &cli::ImportArgs) -> Result<crate::import::Im
         memory_budget: args.memory_budget.clone(),
         parallelism: args.parallelism,
         metrics_addr: None,
+        workers: cli::WorkerArgs {
+            workers: None,
+            worker_session_timeout: "10s".into(),
+        },
     })?;
     Ok(crate::import::ImportOptions {
         format,

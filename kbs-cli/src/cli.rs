@@ -535,10 +535,19 @@ pub struct BackupArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics while the backup runs.
     #[arg(long, env = "KBS_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
-    /// Share this snapshot backup with every `kbs backup --workers GROUP` of the same
-    /// --backup-id: they join the Kafka group GROUP, which splits the partitions among them
-    /// and hands a stopped worker's partitions to the others. Needs a store with conditional
-    /// writes; not with --continuous.
+    #[command(flatten)]
+    /// Scale-out workers.
+    pub workers: WorkerArgs,
+}
+
+/// `--workers`: many processes share one backup or restore.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Share this job with every kbs started with the same --workers GROUP and the same job
+    /// (--backup-id; for a restore also the restore id): they join the Kafka group GROUP,
+    /// which splits the partitions among them and hands a stopped worker's partitions to the
+    /// others. Needs a store with conditional writes; a backup's not with --continuous, a
+    /// restore's not with --repartition.
     #[arg(long, env = "KBS_WORKERS", value_name = "GROUP")]
     pub workers: Option<String>,
     /// With --workers: how long the group waits for a silent worker before its partitions go
@@ -733,4 +742,7 @@ pub struct RestoreArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics while the restore runs.
     #[arg(long, env = "KBS_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    #[command(flatten)]
+    /// Scale-out workers.
+    pub workers: WorkerArgs,
 }

@@ -87,7 +87,7 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             let options = backup_options(args)?;
             let metrics = std::sync::Arc::new(metrics::BackupMetrics::default());
             let storage = storage::open_observed(&args.storage, metrics.client.clone()).await?;
-            let report = match worker_options(args)? {
+            let report = match worker_options(&args.workers)? {
                 Some(workers) => {
                     crate::workers::run_backup_worker(
                         storage,
@@ -111,7 +111,20 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             let options = restore_options(args)?;
             let metrics = std::sync::Arc::new(metrics::RestoreMetrics::default());
             let storage = storage::open_observed(&args.storage, metrics.client.clone()).await?;
-            let report = restore::run_with_metrics(storage, options, metrics, context.progress.clone()).await?;
+            let report = match worker_options(&args.workers)? {
+                Some(workers) => {
+                    crate::workers::run_restore_worker(
+                        storage,
+                        options,
+                        workers,
+                        metrics,
+                        context.progress.clone(),
+                        context.shutdown,
+                    )
+                    .await?
+                }
+                None => restore::run_with_metrics(storage, options, metrics, context.progress.clone()).await?,
+            };
             match format {
                 OutputFormat::Json => write_json(out, &report)?,
                 OutputFormat::Text => out.write_all(restore::report_text(&report).as_bytes()).map_err(io)?,

@@ -89,6 +89,16 @@ pub enum CliError {
     /// Another process holds the backup's lease.
     #[error("{0}")]
     Locked(String),
+    /// A worker (`--workers`) was stopped (SIGINT/SIGTERM) before the shared job was complete;
+    /// what it did is saved, and it left its group so the other workers take its partitions.
+    #[error(
+        "{job}: this worker stopped before the job was complete; what it did is saved and the other workers of \
+         its group take its partitions over (or start one again with the same command)"
+    )]
+    WorkerStopped {
+        /// The job (`backup B`, `restore R of backup B`).
+        job: String,
+    },
     /// A worker (`--workers`) lost a partition to another worker: its commit was refused by
     /// the partition's progress object (compare-and-swap), and nothing was written.
     #[error("{0}")]
@@ -213,7 +223,9 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) | CliError::Config { .. } | CliError::InvalidArgument { .. } => 2,
-            CliError::Interrupted { .. } | CliError::PartitionsWithoutLeader { .. } => 4,
+            CliError::Interrupted { .. }
+            | CliError::PartitionsWithoutLeader { .. }
+            | CliError::WorkerStopped { .. } => 4,
             CliError::Locked(_) | CliError::Fenced(_) => 5,
             _ => 1,
         }
@@ -237,6 +249,7 @@ impl CliError {
             CliError::Spool { .. } => "spool",
             CliError::Locked(_) => "locked",
             CliError::Fenced(_) => "fenced",
+            CliError::WorkerStopped { .. } => "worker_stopped",
             CliError::Interrupted { .. } => "interrupted",
             CliError::PartitionsWithoutLeader { .. } => "partitions_without_leader",
             CliError::Incomplete { .. } => "incomplete",

@@ -18,14 +18,17 @@
 //!   partitions, still exactly once across interruptions (see `reshape/mod.rs`).
 
 mod groups;
+mod partitions;
 mod plan;
 mod preflight;
+mod prepare;
 mod produce;
 mod progress;
 mod report;
 mod reshape;
 mod segments;
 mod target;
+mod worker;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -55,9 +58,12 @@ pub use reshape::{Repartition, ReshapedTopic, TargetShare};
 
 use groups::*;
 use preflight::*;
+pub(crate) use prepare::Prepared;
+use prepare::prepare;
 use produce::*;
 use segments::*;
 use target::*;
+pub(crate) use worker::{SharedRestore, WorkerFence, prepare_worker};
 use writer::*;
 
 /// What `kbs restore` is asked to do.
@@ -188,164 +194,23 @@ pub async fn run_with_metrics(
 
 async fn restore(
     storage: Arc<dyn ObjectStorage>,
-    mut options: RestoreOptions,
+    options: RestoreOptions,
     metrics: Arc<RestoreMetrics>,
     progress: Arc<dyn crate::backup::ProgressSink>,
 ) -> Result<RestoreReport, CliError> {
-    let started = Instant::now();
-    crate::prune::refuse_if_deleted(&storage, &options.backup_id).await?;
-    let manifest_key = layout::manifest_key(&options.backup_id);
-    let manifest = match storage.get(&manifest_key).await {
-        Ok(got) => load_manifest_sync(&got.bytes, &manifest_key)?,
-        Err(e) if e.is_not_found() => {
-            return Err(CliError::BackupNotFound {
-                backup_id: options.backup_id.to_string(),
-                storage: storage.describe().to_string(),
-                key: manifest_key,
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !manifest.is_complete() {
-        if !options.allow_incomplete {
-            return Err(CliError::Incomplete {
-                backup_id: options.backup_id.to_string(),
-                status: crate::list::status_name(&manifest).to_owned(),
-            });
-        }
-        tracing::warn!(
-            "backup {} is not complete (--allow-incomplete); restoring what it holds so far",
-            options.backup_id
-        );
-    }
-    // An encrypted backup needs one of its recipients' keys: say so before any work (a dry
-    // run reads only the manifest, which needs none).
-    if !options.dry_run {
-        crate::encryption::identities_for(&manifest, options.identities.as_ref())?;
-    }
-    let plans = plan(&manifest, &options);
-    let mut report = RestoreReport {
-        restore_id: options.restore_id.clone(),
-        backup_id: options.backup_id.to_string(),
-        dry_run: options.dry_run,
-        partitions: plans.clone(),
-        ..Default::default()
-    };
-    // One source partition per target partition: resuming without duplicates relies on each
-    // target partition being written by one ordered stream.
-    let mut targets_seen = BTreeMap::new();
-    for p in plans.iter().filter(|_| !options.repartition.reshapes()) {
-        if let Some(other) = targets_seen.insert(
-            (p.target_topic.clone(), p.target_partition),
-            (p.topic.clone(), p.partition),
-        ) {
-            return Err(CliError::InvalidArgument {
-                flag: "partition-map",
-                message: format!(
-                    "{}/{} and {}/{} would both be restored into {}/{}; map them to different partitions",
-                    other.0, other.1, p.topic, p.partition, p.target_topic, p.target_partition
-                ),
-            });
-        }
-    }
-    for (topic, partition) in options.start_offsets.keys().chain(options.end_offsets.keys()) {
-        if manifest.topic(topic).and_then(|t| t.partition(*partition)).is_none() {
-            return Err(CliError::InvalidArgument {
-                flag: "start-offset",
-                message: format!("the backup holds no partition {topic}:{partition}"),
-            });
-        }
-    }
-
-    let client = KafkaClient::connect(options.kafka.clone().with_events(metrics.client.clone())).await?;
-    let cluster_id = client.metadata(Some(&[])).await?.cluster_id.unwrap_or_default();
-    if options.restore_id.is_empty() {
-        options.restore_id = default_restore_id(&options, &cluster_id);
-        report.restore_id = options.restore_id.clone();
-    }
-    progress.note(&format!(
-        "restore {} of backup {} into cluster {}{}",
-        options.restore_id,
-        options.backup_id,
-        if cluster_id.is_empty() { "(no id)" } else { &cluster_id },
-        if options.dry_run {
-            String::new()
-        } else {
-            format!(
-                "; rerunning this command (or one with --restore-id {}) resumes it",
-                options.restore_id
-            )
-        }
-    ));
-    // Target topics: which exist, how many partitions they need.
-    let mut needed: BTreeMap<String, Needs> = BTreeMap::new();
-    // Every selected topic, even one without records (an empty topic is restored empty).
-    for topic in manifest
-        .topics
-        .iter()
-        .filter(|t| options.topics.selects(t.name.as_str(), false))
-    {
-        let target = options
-            .topic_map
-            .get(topic.name.as_str())
-            .cloned()
-            .unwrap_or_else(|| topic.name.to_string());
-        needed.entry(target).or_insert_with(|| {
-            (
-                topic.partition_count.map_or(0, |c| c as i32),
-                topic.partition_count,
-                topic.configs.clone().unwrap_or_default(),
-            )
-        });
-    }
-    let mut reshapes = reshape::reshape_plans(&plans, &options)?;
-    for p in plans.iter().filter(|_| !options.repartition.reshapes()) {
-        let source = manifest.topic(&p.topic);
-        let entry = needed.entry(p.target_topic.clone()).or_insert_with(|| {
-            (
-                0,
-                source.and_then(|t| t.partition_count),
-                source.and_then(|t| t.configs.clone()).unwrap_or_default(),
-            )
-        });
-        entry.0 = entry.0.max(p.target_partition + 1);
-    }
-    let names: Vec<&str> = needed.keys().map(String::as_str).collect();
-    let mut existing: BTreeMap<String, i32> = BTreeMap::new();
-    if !names.is_empty() {
-        let metadata = client.metadata(None).await?;
-        for t in metadata.topics {
-            if needed.contains_key(&t.name) {
-                existing.insert(t.name.clone(), t.partitions.len() as i32);
-            }
-        }
-    }
-    // A repartitioned target has the partitions it has, or `--partitions` when created; its
-    // topic selected without records too.
-    if options.repartition.reshapes() {
-        for (name, needs) in needed.iter_mut() {
-            needs.0 = reshape::target_partition_count(&options, name, existing.get(name).copied())?;
-            needs.1 = None;
-        }
-        for r in &mut reshapes {
-            r.target_partitions = needed[&r.target_topic].0;
-        }
-    }
-    for (name, (partitions_needed, source_count, _)) in &needed {
-        report.targets.push(TargetTopic {
-            name: name.clone(),
-            partitions_needed: *partitions_needed,
-            source_partition_count: *source_count,
-            exists: existing.contains_key(name),
-            existing_partitions: existing.get(name).copied(),
-        });
-    }
-    let mut group_moves = planned_group_moves(&manifest, &options, &plans);
-    group_moves.extend(reshape::planned_group_moves(&manifest, &options, &reshapes));
-    let group_commits: BTreeMap<String, _> = reshapes
-        .iter()
-        .map(|r| (r.topic.clone(), reshape::group_commits(&manifest, &options, &r.topic)))
-        .collect();
+    let prepared = prepare(&storage, options, &metrics, &progress).await?;
+    let Prepared {
+        options,
+        plans,
+        reshapes,
+        group_commits,
+        needed,
+        existing,
+        client,
+        group_moves,
+        mut report,
+        started,
+    } = prepared;
     if options.dry_run {
         if !reshapes.is_empty() {
             let shared = Shared::new(
@@ -365,6 +230,7 @@ async fn restore(
         return Ok(report);
     }
 
+    worker::refuse_if_shared(&storage, &options).await?;
     // One run per restore id at a time: a second run fails fast; a run whose holder died on
     // this host takes over at once; one whose lease expired (the holder may only be paused)
     // takes over after giving it time to notice (it stops producing once its lease is half
@@ -491,6 +357,46 @@ async fn produce_all(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
+    produce_partitions(&shared, &client, &producer, &configs, &plans, &reshapes, &group_commits).await?;
+
+    // Consumer groups, translated through the offset map.
+    if options.consumer_groups.is_some() {
+        report.groups = commit_groups(&shared, &client, group_moves).await?;
+        shared.save_progress().await?;
+    }
+    let progress = shared.progress.lock().await.0.clone();
+    for r in &reshapes {
+        report.reshaped.push(reshape::restored_shares(&progress, r, &options));
+    }
+    for p in &plans {
+        if let Some(pp) = progress.partitions.get(&partition_key(&p.topic, p.partition)) {
+            report
+                .restored
+                .insert(partition_key(&p.topic, p.partition), (pp.records, pp.bytes));
+        }
+    }
+    report.skipped_segments = shared.skipped.lock().await.clone();
+    let produced = *shared.produced.lock().await;
+    report.records = produced.0;
+    report.bytes = produced.1;
+    report.duration_secs = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Produces `plans` (and `reshapes`) with `shared`'s progress, `options.parallelism` partitions
+/// at a time, saving the progress every second and once more at the end; the first error of
+/// any partition is returned once every partition stopped.
+#[allow(clippy::too_many_arguments)]
+async fn produce_partitions(
+    shared: &Arc<Shared>,
+    client: &KafkaClient,
+    producer: &IdempotentProducer,
+    configs: &BTreeMap<String, BTreeMap<String, String>>,
+    plans: &[PartitionPlan],
+    reshapes: &[reshape::ReshapePlan],
+    group_commits: &GroupCommits,
+) -> Result<(), CliError> {
+    let options = &shared.options;
     let saver = spawn_progress_saver(shared.clone());
     let limit = Arc::new(Semaphore::new(options.parallelism.max(1)));
     let max_message_bytes = |topic: &str| {
@@ -547,30 +453,8 @@ async fn produce_all(
     }
     saver.abort();
     shared.save_progress().await?;
-    if let Some(e) = first_error {
-        return Err(e);
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-
-    // Consumer groups, translated through the offset map.
-    if options.consumer_groups.is_some() {
-        report.groups = commit_groups(&shared, &client, group_moves).await?;
-        shared.save_progress().await?;
-    }
-    let progress = shared.progress.lock().await.0.clone();
-    for r in &reshapes {
-        report.reshaped.push(reshape::restored_shares(&progress, r, &options));
-    }
-    for p in &plans {
-        if let Some(pp) = progress.partitions.get(&partition_key(&p.topic, p.partition)) {
-            report
-                .restored
-                .insert(partition_key(&p.topic, p.partition), (pp.records, pp.bytes));
-        }
-    }
-    report.skipped_segments = shared.skipped.lock().await.clone();
-    let produced = *shared.produced.lock().await;
-    report.records = produced.0;
-    report.bytes = produced.1;
-    report.duration_secs = started.elapsed().as_secs_f64();
-    Ok(report)
 }

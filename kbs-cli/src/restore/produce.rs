@@ -17,6 +17,10 @@ pub(super) struct Fence {
     pub(super) ttl: Duration,
     /// Set when the run must stop for another reason (progress that cannot be saved).
     pub(super) fatal: std::sync::Mutex<Option<String>>,
+    /// Set when a worker must stop at its next batch (its group rebalances, or it shuts down).
+    pub(super) stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// This is a worker's fence (`--workers`): renewed by its group heartbeats.
+    pub(super) worker: bool,
 }
 
 impl Fence {
@@ -26,23 +30,40 @@ impl Fence {
             renewed_at_ms: Arc::default(),
             ttl,
             fatal: std::sync::Mutex::new(None),
+            stopping: Arc::default(),
+            worker: false,
         }
     }
 
-    /// Whether this run may still produce.
+    /// Whether this run may still produce. A worker's fencing is [`CliError::Fenced`] (it
+    /// joins its group again); a single run's is [`CliError::Locked`].
     pub(super) fn check(&self, restore_id: &str) -> Result<(), CliError> {
         use std::sync::atomic::Ordering;
+        let fenced = |message: String| {
+            if self.worker {
+                CliError::Fenced(message)
+            } else {
+                CliError::Locked(message)
+            }
+        };
         if self.lost.load(Ordering::SeqCst) {
-            return Err(CliError::Locked(format!(
-                "restore {restore_id}: another run took over its lease or progress; this run stopped producing"
+            return Err(fenced(format!(
+                "restore {restore_id}: another run (or worker) took over its lease or progress; this run stopped \
+                 producing"
             )));
         }
         let silent = crate::lease::unix_now_ms() - self.renewed_at_ms.load(Ordering::SeqCst);
         if silent > (self.ttl / 2).as_millis() as i64 {
-            return Err(CliError::Locked(format!(
-                "restore {restore_id}: its lease could not be renewed for {:.1} s, so another run may take it \
-                 over; this run stopped producing (rerun the same command to resume)",
+            return Err(fenced(format!(
+                "restore {restore_id}: its lease (or a worker's group membership) could not be renewed for {:.1} s, \
+                 so another run (or worker) may take it over; this run stopped producing (rerun the same command \
+                 to resume)",
                 silent as f64 / 1000.0
+            )));
+        }
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(CliError::Locked(format!(
+                "restore {restore_id}: this worker stops producing (its group rebalances, or it shuts down)"
             )));
         }
         if let Some(reason) = self.fatal.lock().ok().and_then(|f| f.clone()) {
@@ -72,6 +93,9 @@ pub(super) struct Shared {
     pub(super) resumed_producers: Mutex<BTreeMap<i64, IdempotentProducer>>,
     /// What the metrics endpoint serves.
     pub(super) metrics: Arc<crate::metrics::RestoreMetrics>,
+    /// A worker of a shared restore saves its partitions' progress objects instead of the
+    /// progress document (see `partitions.rs`).
+    pub(super) ledger: Option<Mutex<super::partitions::RestoreLedger>>,
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -108,7 +132,14 @@ impl Shared {
             writers_saved: Default::default(),
             resumed_producers: Mutex::new(BTreeMap::new()),
             metrics,
+            ledger: None,
         }
+    }
+
+    /// A worker's state: its progress is saved to `ledger`'s objects.
+    pub(super) fn with_ledger(mut self, ledger: super::partitions::RestoreLedger) -> Shared {
+        self.ledger = Some(Mutex::new(ledger));
+        self
     }
 
     pub(super) fn progress_key(&self) -> String {
@@ -124,6 +155,21 @@ impl Shared {
     pub(super) async fn save_progress(&self) -> Result<(), CliError> {
         let mut guard = self.progress.lock().await;
         let covering = self.writers_marked.load(std::sync::atomic::Ordering::SeqCst);
+        if let Some(ledger) = &self.ledger {
+            return match ledger.lock().await.save(&guard.0).await {
+                Ok(()) => {
+                    self.writers_saved
+                        .fetch_max(covering, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                }
+                Err(e) => {
+                    if matches!(e, CliError::Fenced(_)) {
+                        self.fence.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(e)
+                }
+            };
+        }
         guard.0.updated_at_ms = now_ms();
         let body = Bytes::from(serde_json::to_vec_pretty(&guard.0).expect("progress serialises"));
         let key = self.progress_key();

@@ -5,25 +5,24 @@
 //! 1. Take the cut, or read the one the first worker stored ([`SnapshotCut`]).
 //! 2. Join the group. The leader assigns the partitions not done yet, by bytes left, sticky.
 //! 3. Take its partitions over (their progress objects, compare-and-swap) and back them up to
-//!    their ends, heartbeating meanwhile. A rebalance stops the run (open segments are
-//!    uploaded and committed) and the worker joins again; a fenced worker drops its open
-//!    segments, and its commits are refused.
-//! 4. With nothing (left) to do, merge the progress objects into the manifest every few
-//!    seconds; the merge that finds every partition done writes it complete, and every worker
-//!    then leaves the group and exits.
+//!    their ends. A rebalance stops the run (open segments are uploaded and committed) and the
+//!    worker joins again; a fenced worker drops its open segments, and its commits are
+//!    refused.
+//! 4. With nothing (left) to do, wait; the group's leader merges the progress objects into the
+//!    manifest every few seconds, and the merge that finds every partition done writes it
+//!    complete. Every worker then leaves the group and exits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kbs_kafka::{Assignor, HeartbeatOutcome, JoinedMember, KafkaClient, Membership, MembershipConfig, OffsetSpec};
+use kbs_kafka::{KafkaClient, OffsetSpec};
 use kbs_manifest::{BackupId, Encryption, Manifest, SourceCluster, TopicName};
 use kbs_storage::ObjectStorage;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::group::{Beat, Ended, GroupJob, Heartbeats, Item, Next, WorkerOptions, run_in_group};
 use super::ledger::WorkerLedger;
 use super::merge::{self, Merged};
 use super::records::{CutTopic, Owner, PartitionProgress, SnapshotCut};
@@ -34,86 +33,12 @@ use crate::metrics::BackupMetrics;
 /// The group protocol type of backup workers (a consumer can never join their group).
 pub const BACKUP_PROTOCOL_TYPE: &str = "kbs-backup";
 
-/// How often an idle worker merges the progress objects into the manifest.
-const IDLE_MERGE_INTERVAL: Duration = Duration::from_secs(2);
-
 /// How often a working worker merges, so `kbs describe` shows the backup's progress.
 const WORKING_MERGE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Fencings in a row, without a partition finishing in between, after which a worker gives up.
-const MAX_FENCINGS: u32 = 20;
-
-/// How a worker takes part in its group.
-#[derive(Debug, Clone)]
-pub struct WorkerOptions {
-    /// The Kafka group the workers of one backup share (`--workers`).
-    pub group: String,
-    /// The coordinator drops a worker whose heartbeats stop for this long; its partitions go
-    /// to the others (`--worker-session-timeout`, within the broker's
-    /// `group.min.session.timeout.ms`..`group.max.session.timeout.ms`).
-    pub session_timeout: Duration,
-    /// How long a rebalance waits for every worker to finish its open segments and join again.
-    pub rebalance_timeout: Duration,
-}
-
-impl WorkerOptions {
-    /// Options with the documented defaults: a 10 s session, a 60 s rebalance.
-    pub fn new(group: impl Into<String>) -> Self {
-        WorkerOptions {
-            group: group.into(),
-            session_timeout: Duration::from_secs(10),
-            rebalance_timeout: Duration::from_secs(60),
-        }
-    }
-
-    fn heartbeat_interval(&self) -> Duration {
-        (self.session_timeout / 5).clamp(Duration::from_millis(200), Duration::from_secs(3))
-    }
-}
-
-/// A member's metadata: the partitions it holds, so that the assignment stays sticky.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct MemberMetadata {
-    held: Vec<(String, i32)>,
-}
-
-/// A member's assignment.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct MemberAssignment {
-    partitions: Vec<(String, i32)>,
-}
-
-/// The leader's assignor: the partitions not done, weighted by the bytes left to back up.
-struct BackupAssignor {
-    items: BTreeMap<(String, i32), u64>,
-}
-
-impl Assignor for BackupAssignor {
-    fn assign(&self, members: &[JoinedMember]) -> BTreeMap<String, Bytes> {
-        let held: BTreeMap<String, Vec<(String, i32)>> = members
-            .iter()
-            .map(|m| {
-                // A member whose metadata cannot be read holds nothing: it gets new work.
-                let metadata: MemberMetadata = serde_json::from_slice(&m.metadata).unwrap_or_default();
-                (m.member_id.clone(), metadata.held)
-            })
-            .collect();
-        super::assign(&held, &self.items)
-            .into_iter()
-            .map(|(member, partitions)| {
-                let body = serde_json::to_vec(&MemberAssignment { partitions }).expect("assignment serialises");
-                (member, Bytes::from(body))
-            })
-            .collect()
-    }
-}
-
 /// The partitions not done, each weighted by the bytes left: offsets left times the topic's
 /// mean record size so far (1 byte before any segment), at least 1.
-fn weights(
-    cut: &SnapshotCut,
-    progress: &BTreeMap<(TopicName, i32), PartitionProgress>,
-) -> BTreeMap<(String, i32), u64> {
+fn weights(cut: &SnapshotCut, progress: &BTreeMap<(TopicName, i32), PartitionProgress>) -> BTreeMap<Item, u64> {
     let mut mean: BTreeMap<&TopicName, (u64, u64)> = BTreeMap::new();
     for ((topic, _), p) in progress {
         let entry = mean.entry(topic).or_default();
@@ -141,64 +66,6 @@ fn weights(
         .collect()
 }
 
-/// What the heartbeat task heard from the coordinator.
-#[derive(Debug, Clone)]
-enum Beat {
-    /// The group is rebalancing: join again.
-    Rebalance,
-    /// This member was dropped (why).
-    Fenced(String),
-}
-
-/// The heartbeat task of one stretch of membership (one generation's assignment).
-struct Heartbeats {
-    task: tokio::task::JoinHandle<()>,
-    heard: tokio::sync::mpsc::Receiver<Beat>,
-}
-
-impl Heartbeats {
-    fn spawn(membership: Arc<Membership>, every: Duration, group: &str) -> Heartbeats {
-        let (tell, heard) = tokio::sync::mpsc::channel(4);
-        let group = group.to_string();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let beat = match membership.heartbeat().await {
-                    Ok(HeartbeatOutcome::Stable) => continue,
-                    Ok(HeartbeatOutcome::Rebalance) => Beat::Rebalance,
-                    Err(e) if e.is_fenced_member() => Beat::Fenced(e.to_string()),
-                    Err(e) => {
-                        tracing::warn!("heartbeat to group {group} failed: {e}; trying again");
-                        continue;
-                    }
-                };
-                let fenced = matches!(beat, Beat::Fenced(_));
-                // Full: the worker has not taken the last ones in yet, and it acts on the first.
-                let _ = tell.try_send(beat);
-                if fenced {
-                    return;
-                }
-            }
-        });
-        Heartbeats { task, heard }
-    }
-
-    /// The next thing heard (never returns while all is stable).
-    async fn next(&mut self) -> Beat {
-        match self.heard.recv().await {
-            Some(beat) => beat,
-            None => std::future::pending().await,
-        }
-    }
-
-    async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-}
-
 /// Offsets left to back up over the partitions not done (an upper bound of the records).
 fn offsets_left(cut: &SnapshotCut, progress: &BTreeMap<(TopicName, i32), PartitionProgress>) -> u64 {
     cut.partitions()
@@ -211,20 +78,6 @@ fn offsets_left(cut: &SnapshotCut, progress: &BTreeMap<(TopicName, i32), Partiti
         .sum()
 }
 
-/// What a worker does after one stretch of work.
-enum Next {
-    /// Every partition is done and the manifest is complete.
-    Complete,
-    /// Join the group again (a rebalance), keeping the partitions held.
-    Rejoin,
-    /// This worker was fenced: join again holding nothing.
-    Fenced,
-    /// Nothing left for this worker: wait for the others (or a rebalance).
-    Idle,
-    /// Shutdown was asked (SIGTERM).
-    Shutdown,
-}
-
 /// Runs one worker of a snapshot backup shared through the group `workers.group`, until the
 /// backup is complete or `shutdown` turns true. Returns what this worker stored, and the
 /// backup's total records once complete.
@@ -234,7 +87,7 @@ pub async fn run(
     workers: WorkerOptions,
     metrics: Arc<BackupMetrics>,
     progress: Arc<dyn ProgressSink>,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<BackupReport, CliError> {
     let capabilities = storage.capabilities();
     if !(capabilities.conditional_create && capabilities.conditional_update) || options.unsafe_single_writer {
@@ -259,15 +112,16 @@ pub async fn run(
         storage,
         client,
         options,
-        workers,
+        group: workers.group.clone(),
         metrics: metrics.clone(),
         progress,
-        shutdown,
         report: BackupReport::default(),
         backed_up: BTreeSet::new(),
         started: Instant::now(),
+        cut: None,
+        base: None,
     };
-    let result = worker.run().await;
+    let result = worker.run(&workers, &mut shutdown).await;
     if result.is_err() {
         metrics.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -281,135 +135,64 @@ struct Worker {
     storage: Arc<dyn ObjectStorage>,
     client: KafkaClient,
     options: BackupOptions,
-    workers: WorkerOptions,
+    group: String,
     metrics: Arc<BackupMetrics>,
     progress: Arc<dyn ProgressSink>,
-    shutdown: watch::Receiver<bool>,
     report: BackupReport,
     /// Partitions this worker backed up some of.
     backed_up: BTreeSet<(TopicName, i32)>,
     started: Instant,
+    /// The snapshot cut, once read or taken.
+    cut: Option<SnapshotCut>,
+    /// The manifest of the backup this one continues, if any.
+    base: Option<Manifest>,
 }
 
 impl Worker {
-    async fn run(&mut self) -> Result<BackupReport, CliError> {
+    async fn run(
+        &mut self,
+        workers: &WorkerOptions,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<BackupReport, CliError> {
         let backup_id = self.options.backup_id.clone();
         self.report.backup_id = backup_id.to_string();
         crate::prune::refuse_if_deleted(&self.storage, &backup_id).await?;
         refuse_if_single_writer(&self.storage, &backup_id).await?;
-        let base = merge::load_manifest(&self.storage, &backup_id).await?.map(|(m, _)| m);
+        self.base = merge::load_manifest(&self.storage, &backup_id).await?.map(|(m, _)| m);
         let cut = match SnapshotCut::load(&self.storage, &backup_id).await? {
             Some(cut) => cut,
-            None => self.take_cut(base.as_ref()).await?,
+            None => self.take_cut(self.base.as_ref()).await?,
         };
-        self.report.resumed = base.is_some();
+        self.report.resumed = self.base.is_some();
         let merged = merge::merge(&self.storage, &cut).await?;
+        self.cut = Some(cut);
         if merged.complete {
             return Ok(self.finish(&merged));
         }
-        let mut held: Vec<(String, i32)> = Vec::new();
-        let config = MembershipConfig {
-            group: self.workers.group.clone(),
-            protocol_type: BACKUP_PROTOCOL_TYPE.into(),
-            // Workers of another backup in the same group are refused by the coordinator
-            // (INCONSISTENT_GROUP_PROTOCOL) instead of being handed this backup's partitions.
-            protocol_name: format!("sticky-bytes/{backup_id}"),
-            metadata: member_metadata(&held),
-            session_timeout: self.workers.session_timeout,
-            rebalance_timeout: self.workers.rebalance_timeout,
-        };
-        let assignor = self.assignor(&cut).await?;
-        let mut membership = self
-            .client
-            .join_group(config, &assignor)
-            .await
-            .map_err(|e| group_error(&self.workers.group, e))?;
-        let mut fencings = 0;
-        loop {
-            let assigned = assigned_partitions(&membership, &cut);
-            held = assigned.iter().map(|(t, p)| (t.to_string(), *p)).collect();
-            tracing::info!(
-                member = membership.member_id(),
-                generation = membership.generation(),
-                leader = membership.is_leader(),
-                "assigned {} partitions",
-                assigned.len()
-            );
-            let leader = membership.is_leader();
-            let owner = Owner {
-                member_id: membership.member_id().to_string(),
-                generation: membership.generation(),
-                host: crate::lease::host_name(),
-                pid: std::process::id(),
-            };
-            // Heartbeats run on a task of their own, so that no storage call of the work (a
-            // slow store, a takeover) keeps them back past the session timeout.
-            let shared = Arc::new(membership);
-            let mut beats = Heartbeats::spawn(shared.clone(), self.workers.heartbeat_interval(), &self.workers.group);
-            let mut next = if assigned.is_empty() {
-                Ok(Next::Idle)
-            } else {
-                self.work(&mut beats, owner, &cut, base.as_ref(), &assigned).await
-            };
-            if matches!(next, Ok(Next::Idle)) {
-                next = self.idle(&mut beats, &cut, leader).await;
+        let client = self.client.clone();
+        // Workers of another backup in the same group are refused by the coordinator
+        // (INCONSISTENT_GROUP_PROTOCOL) instead of being handed this backup's partitions.
+        let protocol = format!("sticky-bytes/{backup_id}");
+        let ended = run_in_group(self, &client, workers, BACKUP_PROTOCOL_TYPE, protocol, shutdown).await?;
+        let cut = self.cut();
+        let merged = merge::merge(&self.storage, cut).await?;
+        match ended {
+            Ended::Complete => Ok(self.finish(&merged)),
+            Ended::Shutdown if merged.complete => Ok(self.finish(&merged)),
+            Ended::Shutdown => {
+                let progress = PartitionProgress::load_all(&self.storage, &backup_id).await?;
+                Err(CliError::Interrupted {
+                    backup_id: backup_id.to_string(),
+                    partitions: merged.total - merged.done,
+                    total_partitions: merged.total,
+                    records_left: offsets_left(cut, &progress),
+                })
             }
-            beats.stop().await;
-            membership = Arc::try_unwrap(shared).expect("the heartbeat task has stopped");
-            let next = match next {
-                Ok(next) => next,
-                Err(e) => {
-                    // The others take this worker's partitions at once instead of after the
-                    // session timeout.
-                    if let Err(leave) = membership.leave().await {
-                        tracing::warn!("could not leave group {}: {leave}", self.workers.group);
-                    }
-                    return Err(e);
-                }
-            };
-            match next {
-                Next::Complete => {
-                    let merged = merge::merge(&self.storage, &cut).await?;
-                    if let Err(e) = membership.leave().await {
-                        tracing::warn!("could not leave group {}: {e}", self.workers.group);
-                    }
-                    return Ok(self.finish(&merged));
-                }
-                Next::Shutdown => {
-                    if let Err(e) = membership.leave().await {
-                        tracing::warn!("could not leave group {}: {e}", self.workers.group);
-                    }
-                    let merged = merge::merge(&self.storage, &cut).await?;
-                    if merged.complete {
-                        return Ok(self.finish(&merged));
-                    }
-                    let progress = PartitionProgress::load_all(&self.storage, &backup_id).await?;
-                    return Err(CliError::Interrupted {
-                        backup_id: backup_id.to_string(),
-                        partitions: merged.total - merged.done,
-                        total_partitions: merged.total,
-                        records_left: offsets_left(&cut, &progress),
-                    });
-                }
-                Next::Fenced => {
-                    fencings += 1;
-                    if fencings > MAX_FENCINGS {
-                        return Err(CliError::Fenced(format!(
-                            "worker fenced {MAX_FENCINGS} times in a row in group {}: stopping",
-                            self.workers.group
-                        )));
-                    }
-                    held.clear();
-                }
-                Next::Rejoin | Next::Idle => fencings = 0,
-            }
-            membership.set_metadata(member_metadata(&held));
-            let assignor = self.assignor(&cut).await?;
-            membership
-                .rejoin(&assignor)
-                .await
-                .map_err(|e| group_error(&self.workers.group, e))?;
         }
+    }
+
+    fn cut(&self) -> &SnapshotCut {
+        self.cut.as_ref().expect("the cut is read before the worker joins")
     }
 
     /// The report once the backup is complete.
@@ -422,16 +205,6 @@ impl Worker {
         report
     }
 
-    /// The assignor with the current weights (used only if this member is elected leader).
-    async fn assignor(&self, cut: &SnapshotCut) -> Result<BackupAssignor, CliError> {
-        let progress = PartitionProgress::load_all(&self.storage, &cut.backup_id).await?;
-        Ok(BackupAssignor {
-            items: weights(cut, &progress),
-        })
-    }
-
-    /// Takes the snapshot cut: the selected topics, each partition's log start and last stable
-    /// offset, the consumer groups if asked; stored create-only, so the first worker's wins.
     async fn take_cut(&self, base: Option<&Manifest>) -> Result<SnapshotCut, CliError> {
         let metadata = self.client.metadata(None).await?;
         let source_cluster = SourceCluster {
@@ -554,16 +327,65 @@ impl Worker {
         Ok(stored)
     }
 
+    fn add_report(&mut self, run: &BackupReport) {
+        let r = &mut self.report;
+        r.records += run.records;
+        r.bytes_in += run.bytes_in;
+        r.bytes_out += run.bytes_out;
+        r.segments += run.segments;
+        r.adopted_segments += run.adopted_segments;
+        r.gaps.extend(run.gaps.iter().cloned());
+    }
+}
+
+impl GroupJob for Worker {
+    async fn items(&mut self) -> Result<BTreeMap<Item, u64>, CliError> {
+        let progress = PartitionProgress::load_all(&self.storage, &self.options.backup_id).await?;
+        Ok(weights(self.cut(), &progress))
+    }
+
+    async fn check_complete(&mut self, full: bool) -> Result<bool, CliError> {
+        if !full {
+            return Ok(merge::load_manifest(&self.storage, &self.options.backup_id)
+                .await?
+                .is_some_and(|(m, _)| m.is_complete()));
+        }
+        let merged = merge::merge(&self.storage, self.cut()).await?;
+        self.progress.report(&crate::backup::Progress {
+            records: self.report.records,
+            bytes_in: self.report.bytes_in,
+            bytes_out: self.report.bytes_out,
+            remaining_offsets: None,
+            partitions_done: merged.done as u64,
+            partitions_total: merged.total as u64,
+            elapsed: self.started.elapsed(),
+        });
+        Ok(merged.complete)
+    }
+
     /// Backs up `assigned` while `beats` heartbeat; returns what to do next.
     async fn work(
         &mut self,
+        owner: &Owner,
+        assigned: &[Item],
         beats: &mut Heartbeats,
-        owner: Owner,
-        cut: &SnapshotCut,
-        base: Option<&Manifest>,
-        assigned: &[(TopicName, i32)],
+        shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Next, CliError> {
-        let ledger = match WorkerLedger::take_over(self.storage.clone(), &cut.backup_id, owner, assigned, base).await {
+        let cut = self.cut.clone().expect("the cut is read before the worker joins");
+        let assigned: Vec<(TopicName, i32)> = assigned
+            .iter()
+            .filter(|(t, p)| cut.end(t, *p).is_some())
+            .filter_map(|(t, p)| TopicName::new(t).ok().map(|t| (t, *p)))
+            .collect();
+        let taken = WorkerLedger::take_over(
+            self.storage.clone(),
+            &cut.backup_id,
+            owner.clone(),
+            &assigned,
+            self.base.as_ref(),
+        )
+        .await;
+        let ledger = match taken {
             Ok(ledger) => ledger,
             Err(CliError::Fenced(message)) => {
                 tracing::warn!("{message}");
@@ -583,7 +405,7 @@ impl Worker {
             return Ok(Next::Idle);
         }
         self.backed_up.extend(ends.keys().cloned());
-        let state = BackupState::for_worker(self.storage.clone(), cut, ledger)?;
+        let state = BackupState::for_worker(self.storage.clone(), &cut, ledger)?;
         let (stop, stopped) = watch::channel(false);
         let fenced = Arc::new(AtomicBool::new(false));
         let run = crate::backup::run_assignment(
@@ -610,7 +432,7 @@ impl Worker {
                 beat = beats.next() => match beat {
                     Beat::Rebalance => {
                         if next.is_none() {
-                            tracing::info!("group {} is rebalancing: finishing open segments", self.workers.group);
+                            tracing::info!("group {} is rebalancing: finishing open segments", self.group);
                             next = Some(Next::Rejoin);
                             let _ = stop.send(true);
                         }
@@ -619,7 +441,7 @@ impl Worker {
                         if !matches!(next, Some(Next::Fenced) | Some(Next::Shutdown)) {
                             tracing::warn!(
                                 "dropped from group {} ({why}): its partitions are another worker's now; stopping",
-                                self.workers.group
+                                self.group
                             );
                             fenced.store(true, Ordering::SeqCst);
                             next = Some(Next::Fenced);
@@ -628,18 +450,16 @@ impl Worker {
                     }
                 },
                 _ = merge_tick.tick() => {
-                    if let Err(e) = merge::merge(&self.storage, cut).await {
+                    if let Err(e) = merge::merge(&self.storage, &cut).await {
                         tracing::warn!("could not merge progress into the manifest: {e}");
                     }
                 }
-                changed = self.shutdown.changed(), if listening => {
-                    if changed.is_err() || *self.shutdown.borrow() {
-                        listening = changed.is_ok();
-                        if changed.is_ok() && next.is_none() {
-                            tracing::info!("shutdown requested: finishing open segments and leaving the group");
-                            next = Some(Next::Shutdown);
-                            let _ = stop.send(true);
-                        }
+                changed = shutdown.changed(), if listening => {
+                    listening = changed.is_ok();
+                    if changed.is_ok() && *shutdown.borrow() && next.is_none() {
+                        tracing::info!("shutdown requested: finishing open segments and leaving the group");
+                        next = Some(Next::Shutdown);
+                        let _ = stop.send(true);
                     }
                 }
             }
@@ -660,96 +480,11 @@ impl Worker {
         Ok(match next {
             Some(next) => next,
             None => {
-                let merged = merge::merge(&self.storage, cut).await?;
+                let merged = merge::merge(&self.storage, &cut).await?;
                 if merged.complete { Next::Complete } else { Next::Idle }
             }
         })
     }
-
-    /// Waits with nothing to do: heartbeats, and merges every few seconds until the backup is
-    /// complete or the group rebalances.
-    ///
-    /// The group's leader merges at every tick; the others only read the manifest's status,
-    /// and merge at every tenth tick (so that a backup whose last worker died right after its
-    /// last commit still completes, while the leader is being replaced). Merging reads every
-    /// progress object, so it is left to one worker.
-    async fn idle(&mut self, beats: &mut Heartbeats, cut: &SnapshotCut, leader: bool) -> Result<Next, CliError> {
-        let mut merge_tick = tokio::time::interval(IDLE_MERGE_INTERVAL);
-        let mut ticks: u64 = 0;
-        let mut listening = true;
-        loop {
-            tokio::select! {
-                beat = beats.next() => return Ok(match beat {
-                    Beat::Rebalance => Next::Rejoin,
-                    Beat::Fenced(_) => Next::Fenced,
-                }),
-                _ = merge_tick.tick() => {
-                    ticks += 1;
-                    if !leader && ticks % 10 != 1 {
-                        let complete = merge::load_manifest(&self.storage, &cut.backup_id)
-                            .await?
-                            .is_some_and(|(m, _)| m.is_complete());
-                        if complete {
-                            return Ok(Next::Complete);
-                        }
-                        continue;
-                    }
-                    let merged = merge::merge(&self.storage, cut).await?;
-                    self.progress.report(&crate::backup::Progress {
-                        records: self.report.records,
-                        bytes_in: self.report.bytes_in,
-                        bytes_out: self.report.bytes_out,
-                        remaining_offsets: None,
-                        partitions_done: merged.done as u64,
-                        partitions_total: merged.total as u64,
-                        elapsed: self.started.elapsed(),
-                    });
-                    if merged.complete {
-                        return Ok(Next::Complete);
-                    }
-                }
-                changed = self.shutdown.changed(), if listening => {
-                    listening = changed.is_ok();
-                    if changed.is_ok() && *self.shutdown.borrow() {
-                        return Ok(Next::Shutdown);
-                    }
-                }
-            }
-        }
-    }
-
-    fn add_report(&mut self, run: &BackupReport) {
-        let r = &mut self.report;
-        r.records += run.records;
-        r.bytes_in += run.bytes_in;
-        r.bytes_out += run.bytes_out;
-        r.segments += run.segments;
-        r.adopted_segments += run.adopted_segments;
-        r.gaps.extend(run.gaps.iter().cloned());
-    }
-}
-
-fn member_metadata(held: &[(String, i32)]) -> Bytes {
-    Bytes::from(serde_json::to_vec(&MemberMetadata { held: held.to_vec() }).expect("metadata serialises"))
-}
-
-/// This member's partitions (those of the cut; an assignment that cannot be read is none).
-fn assigned_partitions(membership: &Membership, cut: &SnapshotCut) -> Vec<(TopicName, i32)> {
-    let assignment: MemberAssignment = match serde_json::from_slice(membership.assignment()) {
-        Ok(a) => a,
-        Err(e) => {
-            if !membership.assignment().is_empty() {
-                tracing::warn!("unreadable assignment from the group's leader ({e}): taking none");
-            }
-            return Vec::new();
-        }
-    };
-    assignment
-        .partitions
-        .into_iter()
-        .filter(|(t, p)| cut.end(t, *p).is_some())
-        .filter_map(|(t, p)| TopicName::new(&t).ok().map(|t| (t, p)))
-        .collect()
 }
 
 /// Refuses while a single `kbs backup` (without `--workers`) holds the backup's lease.
@@ -774,16 +509,4 @@ async fn refuse_if_single_writer(storage: &Arc<dyn ObjectStorage>, backup_id: &B
         )));
     }
     Ok(())
-}
-
-fn group_error(group: &str, e: kbs_kafka::Error) -> CliError {
-    if let kbs_kafka::Error::Group { code, .. } = &e
-        && code.0 == 23
-    {
-        return CliError::Locked(format!(
-            "group {group} is used by workers of another backup (or by consumers): give each backup's workers a \
-             group of their own ({e})"
-        ));
-    }
-    e.into()
 }

@@ -1,16 +1,20 @@
 //! Scale-out workers (docs/DESIGN.md, "Scale-out workers"): several `kbs backup --workers
-//! GROUP` processes share one snapshot backup through a Kafka group. The group's leader
-//! assigns partitions ([`assign`]); each worker takes its partitions over through their
-//! progress objects and backs them up; a merge of the progress objects writes the manifest,
-//! complete exactly once.
+//! GROUP` (or `kbs restore --workers GROUP`) processes share one job through a Kafka group.
+//! The group's leader assigns partitions ([`assign`]); each worker takes its partitions over
+//! through their progress objects (compare-and-swap, the group generation as fencing token)
+//! and works on them; the job completes exactly once.
 
 mod assign;
 mod backup;
+mod group;
 mod ledger;
 mod merge;
 mod records;
+mod restore;
 
 pub use assign::assign;
-pub use backup::{BACKUP_PROTOCOL_TYPE, WorkerOptions, run as run_backup_worker};
-pub(crate) use ledger::WorkerLedger;
-pub(crate) use records::{Covered, PartitionProgress, SnapshotCut, cut_key};
+pub use backup::{BACKUP_PROTOCOL_TYPE, run as run_backup_worker};
+pub use group::WorkerOptions;
+pub(crate) use ledger::{WorkerLedger, describe_owner};
+pub(crate) use records::{Covered, Owner, PartitionProgress, SnapshotCut, cut_key};
+pub use restore::{RESTORE_PROTOCOL_TYPE, run as run_restore_worker};

@@ -19,6 +19,7 @@ struct Source {
     kafka: kbs_testkit::KafkaCluster,
     bootstrap: String,
     dir: tempfile::TempDir,
+    topics: Vec<String>,
     records: Vec<Row>,
 }
 
@@ -43,6 +44,7 @@ impl Source {
             kafka,
             bootstrap,
             dir,
+            topics,
             records,
         })
     }
@@ -97,6 +99,82 @@ impl Source {
         assert_eq!(topic.partition_count, Some(8));
     }
 
+    /// Backs the twelve topics up as backup `id` (one process).
+    fn backup(&self, store: &Store, id: &str) {
+        store.ok(&[
+            "backup",
+            "--bootstrap-servers",
+            &self.bootstrap,
+            "--backup-id",
+            id,
+            "--topics",
+            "w-*",
+            "--compression",
+            "lz4",
+            "--segment-max-records",
+            "300",
+            "-q",
+        ]);
+    }
+
+    /// Starts a restore worker of backup `id`'s `topics` into topics renamed `w-NN` ->
+    /// `{prefix}-NN`, restore id `restore_id`, group `group`.
+    fn restorer(&self, store: &Store, id: &str, topics: &[String], prefix: &str, group: &str, name: &str) -> Worker {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let map: Vec<String> = topics.iter().map(|t| format!("{t}={}", target(t, prefix))).collect();
+        let child = store
+            .command(&[
+                "restore",
+                "--bootstrap-servers",
+                &self.bootstrap,
+                "--backup-id",
+                id,
+                "--topics",
+                &topics.join(","),
+                "--topic-map",
+                &map.join(","),
+                "--create-topics",
+                "--restore-id",
+                prefix,
+                "--workers",
+                group,
+                "--worker-session-timeout",
+                "6s",
+                "--parallelism",
+                "4",
+                "--output",
+                "json",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("KBS_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn kbs");
+        Worker { child, log }
+    }
+
+    /// The restored topics hold exactly the source's records of `topics`, offsets included.
+    fn check_restored(&self, topics: &[String], prefix: &str) {
+        let targets: Vec<String> = topics.iter().map(|t| target(t, prefix)).collect();
+        let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
+        let restored = consume(&self.bootstrap, self.dir.path(), &refs);
+        let mut expected: Vec<Row> = self
+            .records
+            .iter()
+            .filter(|r| topics.contains(&r.0))
+            .map(|r| {
+                let mut r = r.clone();
+                r.0 = target(&r.0, prefix);
+                r
+            })
+            .collect();
+        expected.sort();
+        assert_same_records(&restored, &expected);
+    }
+
     /// Polls `check` until it holds; on timeout, fails with every worker's log.
     fn until(&self, what: &str, workers: &mut [Worker], mut check: impl FnMut(&mut [Worker]) -> bool) {
         let start = std::time::Instant::now();
@@ -117,6 +195,30 @@ impl Source {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The target topic of source topic `w-NN` in restore `prefix`.
+fn target(topic: &str, prefix: &str) -> String {
+    topic.replacen("w-", &format!("{prefix}-"), 1)
+}
+
+/// The progress objects of restore `restore_id` of backup `id`.
+fn restore_progress(store: &Store, id: &str, restore_id: &str) -> Vec<serde_json::Value> {
+    let rt = rt();
+    let prefix = format!("{id}/restores/{restore_id}/partitions/");
+    let keys = rt.block_on(store.storage.list_all(&prefix)).unwrap();
+    keys.iter()
+        .filter_map(|k| rt.block_on(store.storage.get(&k.key)).ok())
+        .map(|got| serde_json::from_slice(&got.bytes).unwrap())
+        .collect()
+}
+
+/// Records restore `restore_id` has recorded as restored so far.
+fn restored_records(store: &Store, id: &str, restore_id: &str) -> u64 {
+    restore_progress(store, id, restore_id)
+        .iter()
+        .map(|o| o["progress"]["records"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 /// Segments stored in backup `id` so far.
@@ -335,10 +437,8 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
             .map(|i| source.worker(&store, &id, &format!("g-{id}"), &format!("{id}-w{i}")))
             .collect();
         let paused_pid = workers[0].pid();
-        let pids: Vec<u32> = workers.iter().map(Worker::pid).collect();
-        source.until("every worker to own unfinished partitions", &mut workers, |_| {
-            let progress = progress(&store, &id);
-            pids.iter().all(|pid| !owned_by(*pid, &progress).is_empty())
+        source.until("the worker to own unfinished partitions", &mut workers, |_| {
+            !owned_by(paused_pid, &progress(&store, &id)).is_empty()
         });
         signal(paused_pid, "-STOP");
         let lost = owned_by(paused_pid, &progress(&store, &id));
@@ -355,11 +455,12 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
         let paused = workers.remove(0);
         let others: Vec<serde_json::Value> = workers.into_iter().map(Worker::succeed).collect();
         let (out, log) = paused.finish();
-        // Its commits for the partitions it lost were refused, and it says so.
-        assert!(log.contains("refused for"), "{}\n{log}", out.status);
+        // Its commits (or, stopped while taking partitions over, its take-over) for the
+        // partitions it lost were refused, and it says which and to whom they went.
         assert!(
-            lost.iter().any(|p| log.contains(&format!("{p} (now member"))),
-            "{lost:?} not named as refused:\n{log}"
+            log.contains("refused for") && log.contains(" (now member kbs-"),
+            "{}\n{log}",
+            out.status
         );
         assert!(out.status.success(), "{}: {log}", out.status);
         assert!(
@@ -368,6 +469,178 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
                 .all(|r| r["total_records"].as_u64() == Some(source.records.len() as u64))
         );
         source.check(&store, &id);
+        return;
+    }
+    panic!("in 5 attempts the worker never was stopped while it owned unfinished partitions");
+}
+
+#[test]
+fn three_restore_workers_share_a_restore_exactly_once() {
+    let Some(source) = Source::seed(60_000) else { return };
+    let store = source.filesystem();
+    source.backup(&store, "src");
+    let workers: Vec<Worker> = (0..3)
+        .map(|i| source.restorer(&store, "src", &source.topics, "r", "g-restore", &format!("r-w{i}")))
+        .collect();
+    let reports: Vec<serde_json::Value> = workers.into_iter().map(Worker::succeed).collect();
+    source.check_restored(&source.topics, "r");
+    // Every record was produced by exactly one worker, and each had a share.
+    let produced: u64 = reports.iter().map(|r| r["records"].as_u64().unwrap()).sum();
+    assert_eq!(produced, source.records.len() as u64, "{reports:?}");
+    assert!(
+        reports.iter().all(|r| r["records"].as_u64().unwrap() > 0),
+        "{reports:?}"
+    );
+    let objects = restore_progress(&store, "src", "r");
+    // Every partition with records (the last topic's last partition has none).
+    let with_records: BTreeSet<(&String, i32)> = source.records.iter().map(|r| (&r.0, r.1)).collect();
+    assert_eq!(objects.len(), with_records.len());
+    assert!(objects.iter().all(|o| o["progress"]["done"] == true));
+    // A single run of the shared restore is refused; a rerun of the workers finds it complete.
+    store.fails(
+        &[
+            "restore",
+            "--bootstrap-servers",
+            &source.bootstrap,
+            "--backup-id",
+            "src",
+            "--restore-id",
+            "r",
+        ],
+        5,
+        "--workers",
+    );
+    let again = source
+        .restorer(&store, "src", &source.topics, "r", "g-restore", "r-again")
+        .succeed();
+    assert_eq!(again["records"].as_u64().unwrap(), 0);
+    source.check_restored(&source.topics, "r");
+}
+
+#[test]
+fn a_restore_worker_killed_at_any_moment_hands_its_partitions_over_exactly_once() {
+    let Some(source) = Source::seed(30_000) else { return };
+    let store = source.filesystem();
+    source.backup(&store, "src");
+    let topics: Vec<String> = source.topics[6..].to_vec();
+    let planned: u64 = source.records.iter().filter(|r| topics.contains(&r.0)).count() as u64;
+    for (run, after) in [0u64, 1, 500, 1_000, 2_000, 4_000, 6_000, 9_000, 12_000, 15_000, 18_000]
+        .into_iter()
+        .enumerate()
+    {
+        let prefix = format!("k{run}");
+        let mut workers: Vec<Worker> = (0..3)
+            .map(|i| {
+                source.restorer(
+                    &store,
+                    "src",
+                    &topics,
+                    &prefix,
+                    &format!("g-{prefix}"),
+                    &format!("{prefix}-w{i}"),
+                )
+            })
+            .collect();
+        source.until("records restored before the kill", &mut workers, |w| {
+            restored_records(&store, "src", &prefix) >= after.min(planned) || w.iter_mut().any(Worker::exited)
+        });
+        let mut victim = workers.remove(run % 3);
+        let _ = victim.child.kill();
+        let _ = victim.child.wait();
+        for w in workers {
+            w.succeed();
+        }
+        source.check_restored(&topics, &prefix);
+    }
+}
+
+#[test]
+fn a_late_restore_worker_joins_and_one_stopped_with_sigterm_hands_over() {
+    let Some(source) = Source::seed(30_000) else { return };
+    let store = source.filesystem();
+    source.backup(&store, "src");
+    let mut early: Vec<Worker> = (0..2)
+        .map(|i| source.restorer(&store, "src", &source.topics, "late", "g-late", &format!("late-w{i}")))
+        .collect();
+    source.until("the first records restored", &mut early, |w| {
+        restored_records(&store, "src", "late") >= 3_000 || w.iter_mut().any(Worker::exited)
+    });
+    let late = source.restorer(&store, "src", &source.topics, "late", "g-late", "late-w2");
+    for w in early.into_iter().chain([late]) {
+        w.succeed();
+    }
+    source.check_restored(&source.topics, "late");
+
+    let mut workers: Vec<Worker> = (0..3)
+        .map(|i| source.restorer(&store, "src", &source.topics, "term", "g-term", &format!("term-w{i}")))
+        .collect();
+    source.until("the first records restored", &mut workers, |w| {
+        restored_records(&store, "src", "term") >= 5_000 || w.iter_mut().any(Worker::exited)
+    });
+    let stopped = workers.remove(0);
+    terminate(&stopped.child);
+    let (out, log) = stopped.finish();
+    assert!(matches!(out.status.code(), Some(0) | Some(4)), "{}: {log}", out.status);
+    for w in workers {
+        w.succeed();
+    }
+    source.check_restored(&source.topics, "term");
+}
+
+#[test]
+fn a_paused_restore_worker_cannot_produce_or_commit_for_partitions_it_lost() {
+    let Some(source) = Source::seed(60_000) else { return };
+    let Some(store) = Store::s3() else { return };
+    source.backup(&store, "src");
+    let owned_by = |pid: u32, objects: &[serde_json::Value]| -> Vec<String> {
+        objects
+            .iter()
+            .filter(|o| o["owner"]["pid"].as_u64() == Some(u64::from(pid)) && o["progress"]["done"] != true)
+            .map(|o| o["source"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for attempt in 0..5 {
+        let prefix = format!("pause{attempt}");
+        let mut workers: Vec<Worker> = (0..3)
+            .map(|i| {
+                source.restorer(
+                    &store,
+                    "src",
+                    &source.topics,
+                    &prefix,
+                    &format!("g-{prefix}"),
+                    &format!("{prefix}-w{i}"),
+                )
+            })
+            .collect();
+        let paused_pid = workers[0].pid();
+        source.until("the worker to own unfinished partitions", &mut workers, |_| {
+            !owned_by(paused_pid, &restore_progress(&store, "src", &prefix)).is_empty()
+        });
+        signal(paused_pid, "-STOP");
+        let lost = owned_by(paused_pid, &restore_progress(&store, "src", &prefix));
+        if lost.is_empty() {
+            signal(paused_pid, "-CONT");
+            workers.into_iter().for_each(|w| drop(w.succeed()));
+            continue;
+        }
+        source.until("the others to take its partitions over", &mut workers, |_| {
+            owned_by(paused_pid, &restore_progress(&store, "src", &prefix)).is_empty()
+        });
+        signal(paused_pid, "-CONT");
+        let paused = workers.remove(0);
+        for w in workers {
+            w.succeed();
+        }
+        let (out, log) = paused.finish();
+        // It stopped producing (its heartbeats went unanswered) and its commits were refused.
+        assert!(
+            log.contains("stopped producing") || log.contains("refused for"),
+            "{}\n{log}",
+            out.status
+        );
+        assert!(out.status.success(), "{}: {log}", out.status);
+        source.check_restored(&source.topics, &prefix);
         return;
     }
     panic!("in 5 attempts the worker never was stopped while it owned unfinished partitions");

@@ -1,0 +1,337 @@
+//! A restore shared by workers (`kbs restore --workers`) keeps one progress object per source
+//! partition (each restored into one target partition) instead of `progress.json`:
+//!
+//! `<backup-id>/restores/<restore-id>/partitions/<topic>/<partition>.json`
+//!
+//! ```json
+//! {"source": "orders/3",
+//!  "owner": {"member_id": "kbs-5f0c…", "generation": 4, "host": "node-2", "pid": 4242},
+//!  "progress": { …the partition's entry of progress.json (see progress.rs)… }}
+//! ```
+//!
+//! `progress` is absent until the owner recorded where the partition starts in its target. A
+//! worker takes a partition over by rewriting its object with itself as `owner`
+//! (compare-and-swap), and from then on writes it only over the version it wrote: a write
+//! refused means another worker took the partition over, and this one stops producing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use kbs_manifest::BackupId;
+use kbs_storage::{ObjectStorage, ObjectStorageExt, ObjectVersion};
+use serde::{Deserialize, Serialize};
+
+use super::progress::{PartitionProgress, RestoreProgress, partition_key};
+use crate::error::CliError;
+use crate::workers::{Owner, describe_owner};
+
+/// How often a takeover reads and tries again when the object changed between its read and its
+/// write (the previous owner saving its last progress as it stops).
+const TAKEOVER_ATTEMPTS: u32 = 10;
+
+/// Objects written at once.
+const PARALLEL_WRITES: usize = 16;
+
+/// One source partition's progress object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PartitionObject {
+    /// `topic/partition` of the source.
+    pub(crate) source: String,
+    /// The worker that took it over last.
+    #[serde(default)]
+    pub(crate) owner: Option<Owner>,
+    /// Its progress, once its start in the target is recorded.
+    #[serde(default)]
+    pub(crate) progress: Option<PartitionProgress>,
+}
+
+/// The folder of a shared restore's progress objects.
+pub(crate) fn partitions_prefix(backup_id: &BackupId, restore_id: &str) -> String {
+    format!("{backup_id}/restores/{restore_id}/partitions/")
+}
+
+fn object_key(backup_id: &BackupId, restore_id: &str, source: &str) -> String {
+    format!("{}{source}.json", partitions_prefix(backup_id, restore_id))
+}
+
+/// Every progress object of a shared restore, by source (`topic/partition`).
+pub(crate) async fn load_all(
+    storage: &Arc<dyn ObjectStorage>,
+    backup_id: &BackupId,
+    restore_id: &str,
+) -> Result<BTreeMap<String, PartitionObject>, CliError> {
+    let listed = storage.list_all(&partitions_prefix(backup_id, restore_id)).await?;
+    let mut all = BTreeMap::new();
+    for object in listed.into_iter().filter(|o| o.key.ends_with(".json")) {
+        let got = match storage.get(&object.key).await {
+            Ok(got) => got,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let parsed: PartitionObject = parse(&object.key, &got.bytes)?;
+        if object.key != object_key(backup_id, restore_id, &parsed.source) {
+            return Err(CliError::Unparsable {
+                key: object.key,
+                message: format!("it describes {}, which belongs under another key", parsed.source),
+            });
+        }
+        all.insert(parsed.source.clone(), parsed);
+    }
+    Ok(all)
+}
+
+/// Every recorded partition progress of a shared restore, as one progress document (for
+/// consumer-group translation and `kbs status`).
+pub(crate) fn as_document(
+    backup_id: &BackupId,
+    restore_id: &str,
+    objects: &BTreeMap<String, PartitionObject>,
+) -> RestoreProgress {
+    RestoreProgress {
+        restore_id: restore_id.to_string(),
+        backup_id: backup_id.to_string(),
+        partitions: objects
+            .iter()
+            .filter_map(|(source, o)| o.progress.clone().map(|p| (source.clone(), p)))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn parse(key: &str, bytes: &[u8]) -> Result<PartitionObject, CliError> {
+    serde_json::from_slice(bytes).map_err(|e| CliError::Unparsable {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// One partition this worker owns: what it last wrote, at which version.
+#[derive(Debug)]
+struct Owned {
+    written: PartitionObject,
+    version: ObjectVersion,
+}
+
+/// The progress objects of the partitions a worker owns.
+#[derive(Debug)]
+pub(crate) struct RestoreLedger {
+    storage: Arc<dyn ObjectStorage>,
+    backup_id: BackupId,
+    restore_id: String,
+    owner: Owner,
+    owned: BTreeMap<String, Owned>,
+}
+
+impl RestoreLedger {
+    /// Takes over `sources` (`(topic, partition)`) for `owner`, each by compare-and-swap.
+    pub(crate) async fn take_over(
+        storage: Arc<dyn ObjectStorage>,
+        backup_id: &BackupId,
+        restore_id: &str,
+        owner: Owner,
+        sources: &[(String, i32)],
+    ) -> Result<RestoreLedger, CliError> {
+        let taken: Vec<(String, Owned)> = futures::stream::iter(sources.iter())
+            .map(|(topic, partition)| {
+                let storage = storage.clone();
+                let owner = owner.clone();
+                let source = partition_key(topic, *partition);
+                async move {
+                    let owned = take_over_one(&storage, backup_id, restore_id, &owner, &source).await?;
+                    Ok::<_, CliError>((source, owned))
+                }
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .try_collect()
+            .await?;
+        Ok(RestoreLedger {
+            storage,
+            backup_id: backup_id.clone(),
+            restore_id: restore_id.to_string(),
+            owner,
+            owned: taken.into_iter().collect(),
+        })
+    }
+
+    /// The recorded progress of the partitions owned, by source.
+    pub(crate) fn progress(&self) -> impl Iterator<Item = (&String, &PartitionProgress)> {
+        self.owned
+            .iter()
+            .filter_map(|(source, o)| o.written.progress.as_ref().map(|p| (source, p)))
+    }
+
+    /// Checks that every owned object is still as this worker wrote it; [`CliError::Fenced`]
+    /// naming those another worker took over since.
+    pub(crate) async fn verify(&self) -> Result<(), CliError> {
+        let mut taken_by = Vec::new();
+        for (source, owned) in &self.owned {
+            let key = object_key(&self.backup_id, &self.restore_id, source);
+            let got = self.storage.get(&key).await?;
+            if got.meta.version != owned.version {
+                let now = parse(&key, &got.bytes)?;
+                let by = now
+                    .owner
+                    .map_or_else(|| "another writer".to_string(), |o| describe_owner(&o));
+                taken_by.push(format!("{source} (now {by})"));
+            }
+        }
+        if taken_by.is_empty() {
+            return Ok(());
+        }
+        Err(CliError::Fenced(format!(
+            "take-over refused for {}: taken over since this worker ({}) took them",
+            taken_by.join(", "),
+            describe_owner(&self.owner)
+        )))
+    }
+
+    /// Writes the progress of every owned partition that changed in `document`, each over the
+    /// version this worker wrote last. Refused ([`CliError::Fenced`]) when another worker took
+    /// one over; the others are written all the same.
+    pub(crate) async fn save(&mut self, document: &RestoreProgress) -> Result<(), CliError> {
+        let jobs: Vec<(String, PartitionObject, ObjectVersion)> = self
+            .owned
+            .iter()
+            .filter_map(|(source, owned)| {
+                let now = document.partitions.get(source)?;
+                (owned.written.progress.as_ref() != Some(now)).then(|| {
+                    let mut object = owned.written.clone();
+                    object.progress = Some(now.clone());
+                    (source.clone(), object, owned.version.clone())
+                })
+            })
+            .collect();
+        let storage = self.storage.clone();
+        let prefix = partitions_prefix(&self.backup_id, &self.restore_id);
+        let writes: Vec<Written> = futures::stream::iter(jobs)
+            .map(|(source, object, version)| {
+                put_over(
+                    storage.clone(),
+                    format!("{prefix}{source}.json"),
+                    source,
+                    object,
+                    version,
+                )
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .collect()
+            .await;
+        let mut refused = Vec::new();
+        let mut failure = None;
+        for (source, written) in writes {
+            match written {
+                Ok(Some((object, version))) => {
+                    self.owned.insert(
+                        source,
+                        Owned {
+                            written: object,
+                            version,
+                        },
+                    );
+                }
+                Ok(None) => refused.push(source),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let mut taken_by = Vec::new();
+        for source in &refused {
+            let key = object_key(&self.backup_id, &self.restore_id, source);
+            let by = match self.storage.get(&key).await {
+                Ok(got) => parse(&key, &got.bytes)?
+                    .owner
+                    .map_or_else(|| "another writer".to_string(), |o| describe_owner(&o)),
+                Err(_) => "another writer".to_string(),
+            };
+            taken_by.push(format!("{source} (now {by})"));
+            self.owned.remove(source);
+        }
+        Err(CliError::Fenced(format!(
+            "commit refused for {}: taken over since this worker ({}) last wrote; nothing was written for {}",
+            taken_by.join(", "),
+            describe_owner(&self.owner),
+            if refused.len() == 1 { "it" } else { "them" },
+        )))
+    }
+}
+
+/// What one write of [`RestoreLedger::save`] gave: the object and its new version, `None` when
+/// refused.
+type Written = (String, Result<Option<(PartitionObject, ObjectVersion)>, CliError>);
+
+/// Writes `object` at `key` over `version` (owned arguments: the future is `Send` for any
+/// caller).
+async fn put_over(
+    storage: Arc<dyn ObjectStorage>,
+    key: String,
+    source: String,
+    object: PartitionObject,
+    version: ObjectVersion,
+) -> Written {
+    let body = Bytes::from(serde_json::to_vec_pretty(&object).expect("progress serialises"));
+    let written = match storage.put_if_match(&key, body, &version).await {
+        Ok(put) => Ok(Some((object, put.version))),
+        Err(kbs_storage::Error::Precondition { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    };
+    (source, written)
+}
+
+async fn take_over_one(
+    storage: &Arc<dyn ObjectStorage>,
+    backup_id: &BackupId,
+    restore_id: &str,
+    owner: &Owner,
+    source: &str,
+) -> Result<Owned, CliError> {
+    let key = object_key(backup_id, restore_id, source);
+    for _ in 0..TAKEOVER_ATTEMPTS {
+        let (mut object, version) = match storage.get(&key).await {
+            Ok(got) => (parse(&key, &got.bytes)?, Some(got.meta.version)),
+            Err(e) if e.is_not_found() => (
+                PartitionObject {
+                    source: source.to_string(),
+                    owner: None,
+                    progress: None,
+                },
+                None,
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(current) = &object.owner
+            && current.generation > owner.generation
+        {
+            return Err(CliError::Fenced(format!(
+                "take-over refused for {source} (now {}): a later generation than this worker's ({})",
+                describe_owner(current),
+                describe_owner(owner)
+            )));
+        }
+        object.owner = Some(owner.clone());
+        let body = Bytes::from(serde_json::to_vec_pretty(&object).expect("progress serialises"));
+        let put = match &version {
+            Some(v) => storage.put_if_match(&key, body, v).await,
+            None => storage.put_if_absent(&key, body).await,
+        };
+        match put {
+            Ok(put) => {
+                return Ok(Owned {
+                    written: object,
+                    version: put.version,
+                });
+            }
+            Err(kbs_storage::Error::Precondition { .. }) | Err(kbs_storage::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CliError::Fenced(format!(
+        "{source}: could not take it over, another writer kept changing its progress object"
+    )))
+}
