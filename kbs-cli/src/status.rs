@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kbs_kafka::{KafkaClient, OffsetSpec};
 use kbs_manifest::{BackupId, Checkpoint, Manifest, layout};
-use kbs_storage::ObjectStorage;
+use kbs_storage::{ObjectStorage, ObjectStorageExt as _};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -74,7 +74,7 @@ pub struct WorkerState {
     pub partitions: usize,
     /// Of those, partitions done.
     pub partitions_done: usize,
-    /// When it last wrote one of them (RFC 3339).
+    /// When it last wrote one of them (RFC 3339; empty where not recorded).
     pub last_commit: String,
 }
 
@@ -120,6 +120,9 @@ pub struct RestoreState {
     pub partitions_total: usize,
     /// Per target partition.
     pub partitions: Vec<RestorePartitionState>,
+    /// A restore shared by workers (`kbs restore --workers`): each worker that owns
+    /// partitions. Empty for a restore run by one process.
+    pub workers: Vec<WorkerState>,
 }
 
 /// One partition of a restore.
@@ -135,6 +138,8 @@ pub struct RestorePartitionState {
     pub next_target_offset: i64,
     /// Every record of it is restored.
     pub done: bool,
+    /// A shared restore's worker owning the partition (member id).
+    pub owner: Option<String>,
 }
 
 /// What `kbs status` shows.
@@ -188,7 +193,7 @@ pub async fn status(
                 .to_owned();
             let lease_key = crate::lease::restore_lease_key(id, &restore_id);
             let holder = lease_holder(&storage, &lease_key, at_ms, &host).await?;
-            if backup_id.is_none() && holder.is_none() {
+            if backup_id.is_none() && holder.is_none() && !shared_restore_running(&storage, id, &restore_id).await? {
                 continue;
             }
             if let Some(state) = restore_state(&storage, id, &restore_id, holder).await? {
@@ -221,6 +226,24 @@ async fn lease_holder(
         renewed_at_ms: record.renewed_at_ms,
         expires_at_ms: record.expires_at_ms,
     }))
+}
+
+/// Whether restore `restore_id` of `id` is shared by workers and not complete yet.
+async fn shared_restore_running(
+    storage: &Arc<dyn ObjectStorage>,
+    id: &BackupId,
+    restore_id: &str,
+) -> Result<bool, CliError> {
+    if storage
+        .exists(&format!("{id}/restores/{restore_id}/complete.json"))
+        .await?
+    {
+        return Ok(false);
+    }
+    let listing = storage
+        .list_with_delimiter(&format!("{id}/restores/{restore_id}/partitions/"))
+        .await?;
+    Ok(!listing.common_prefixes.is_empty() || !listing.objects.is_empty())
 }
 
 /// Whether `id` is shared by workers and not complete yet.
@@ -367,12 +390,22 @@ async fn restore_state(
     holder: Option<Holder>,
 ) -> Result<Option<RestoreState>, CliError> {
     let key = format!("{}restores/{restore_id}/progress.json", layout::backup_prefix(id));
+    let mut owners: BTreeMap<String, crate::workers::Owner> = BTreeMap::new();
     let progress: RestoreProgress = match storage.get(&key).await {
         Ok(got) => match serde_json::from_slice(&got.bytes) {
             Ok(p) => p,
             Err(_) => return Ok(None),
         },
-        Err(e) if e.is_not_found() => RestoreProgress::default(),
+        Err(e) if e.is_not_found() => {
+            // A restore shared by workers keeps one object per partition.
+            let objects = crate::restore::shared_progress(storage, id, restore_id).await?;
+            for (source, object) in &objects {
+                if let Some(owner) = &object.owner {
+                    owners.insert(source.clone(), owner.clone());
+                }
+            }
+            crate::restore::shared_progress_document(id, restore_id, &objects)
+        }
         Err(e) => return Err(e.into()),
     };
     let targets = progress.target_partitions();
@@ -384,8 +417,26 @@ async fn restore_state(
             records: p.records,
             next_target_offset: p.next_target_offset,
             done: p.done,
+            owner: owners.get(source).map(|o| o.member_id.clone()),
         })
         .collect();
+    let mut workers: BTreeMap<String, WorkerState> = BTreeMap::new();
+    for (source, p) in &targets {
+        if let Some(owner) = owners.get(source) {
+            let worker = workers.entry(owner.member_id.clone()).or_insert_with(|| WorkerState {
+                member_id: owner.member_id.clone(),
+                generation: owner.generation,
+                host: owner.host.clone(),
+                pid: owner.pid,
+                partitions: 0,
+                partitions_done: 0,
+                last_commit: String::new(),
+            });
+            worker.generation = worker.generation.max(owner.generation);
+            worker.partitions += 1;
+            worker.partitions_done += usize::from(p.done);
+        }
+    }
     Ok(Some(RestoreState {
         backup_id: id.to_string(),
         restore_id: restore_id.to_owned(),
@@ -396,6 +447,7 @@ async fn restore_state(
         partitions_done: partitions.iter().filter(|p| p.done).count(),
         partitions_total: partitions.len(),
         partitions,
+        workers: workers.into_values().collect(),
     }))
 }
 
@@ -500,14 +552,22 @@ pub fn report_text(report: &StatusReport, rates: &BTreeMap<String, f64>) -> Stri
             r.partitions_total,
             ago(r.updated_at_ms)
         );
+        for w in &r.workers {
+            let _ = writeln!(
+                out,
+                "  worker {} (host {} pid {}, generation {}): {} partitions, {} done",
+                w.member_id, w.host, w.pid, w.generation, w.partitions, w.partitions_done
+            );
+        }
         for p in &r.partitions {
             let _ = writeln!(
                 out,
-                "  {} -> {}: {} records, next target offset {}{}",
+                "  {} -> {}: {} records, next target offset {}{}{}",
                 p.source,
                 p.target,
                 p.records,
                 p.next_target_offset,
+                p.owner.as_ref().map_or(String::new(), |o| format!(", worker {o}")),
                 if p.done { ", done" } else { "" }
             );
         }

@@ -57,6 +57,7 @@ pub use report::{GroupMove, RestoreReport, TargetTopic, report_text};
 pub use reshape::{Repartition, ReshapedTopic, TargetShare};
 
 use groups::*;
+pub(crate) use partitions::{as_document as shared_progress_document, load_all as shared_progress};
 use preflight::*;
 pub(crate) use prepare::Prepared;
 use prepare::prepare;

@@ -113,6 +113,7 @@ impl Source {
             "lz4",
             "--segment-max-records",
             "300",
+            "--consumer-groups",
             "-q",
         ]);
     }
@@ -134,6 +135,7 @@ impl Source {
                 "--topic-map",
                 &map.join(","),
                 "--create-topics",
+                "--consumer-groups",
                 "--restore-id",
                 prefix,
                 "--workers",
@@ -478,6 +480,10 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
 fn three_restore_workers_share_a_restore_exactly_once() {
     let Some(source) = Source::seed(60_000) else { return };
     let store = source.filesystem();
+    // A consumer group that read the first ten records of each partition of w-00.
+    let mut commit = vec!["commit".to_string(), source.bootstrap.clone(), "half".into()];
+    commit.extend((0..8).map(|p| format!("w-00:{p}=10")));
+    kbs_testkit::run_script("groups.py", &commit.iter().map(String::as_str).collect::<Vec<_>>());
     source.backup(&store, "src");
     let workers: Vec<Worker> = (0..3)
         .map(|i| source.restorer(&store, "src", &source.topics, "r", "g-restore", &format!("r-w{i}")))
@@ -496,6 +502,40 @@ fn three_restore_workers_share_a_restore_exactly_once() {
     let with_records: BTreeSet<(&String, i32)> = source.records.iter().map(|r| (&r.0, r.1)).collect();
     assert_eq!(objects.len(), with_records.len());
     assert!(objects.iter().all(|o| o["progress"]["done"] == true));
+    // The group's offsets moved with the records (committed once, by the worker that found the
+    // restore complete): it reads exactly what it had not read of w-00.
+    let read = source.dir.path().join("half.jsonl");
+    kbs_testkit::run_script(
+        "groups.py",
+        &["read", &source.bootstrap, "half", read.to_str().unwrap(), "r-00"],
+    );
+    let unread: Vec<(i32, i64)> = source
+        .records
+        .iter()
+        .filter(|r| r.0 == "w-00" && r.2 >= 10)
+        .map(|r| (r.1, r.2))
+        .collect();
+    let mut got: Vec<(i32, i64)> = read_consumed(&read).iter().map(|r| (r.1, r.2)).collect();
+    got.sort();
+    assert_eq!(got, unread);
+    // `kbs status` shows the restore's workers and each partition's owner.
+    let status: serde_json::Value =
+        serde_json::from_str(&store.ok(&["status", "--backup-id", "src", "--output", "json"])).unwrap();
+    let restore = status["restores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["restore_id"] == "r")
+        .unwrap();
+    assert_eq!(restore["workers"].as_array().unwrap().len(), 3, "{restore}");
+    assert_eq!(restore["partitions_done"], restore["partitions_total"], "{restore}");
+    assert!(
+        restore["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["owner"].is_string())
+    );
     // A single run of the shared restore is refused; a rerun of the workers finds it complete.
     store.fails(
         &[
