@@ -17,15 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kbs_kafka::{KafkaClient, OffsetSpec};
-use kbs_manifest::{BackupId, Encryption, Manifest, SourceCluster, TopicName};
+use kbs_kafka::KafkaClient;
+use kbs_manifest::{BackupId, Manifest, TopicName};
 use kbs_storage::ObjectStorage;
 use tokio::sync::watch;
 
 use super::group::{Beat, Ended, GroupJob, Heartbeats, Item, Next, WorkerOptions, run_in_group};
 use super::ledger::WorkerLedger;
 use super::merge::{self, Merged};
-use super::records::{CutTopic, Owner, PartitionProgress, SnapshotCut};
+use super::records::{Owner, PartitionProgress, SnapshotCut};
 use crate::backup::{Assignment, BackupOptions, BackupReport, BackupState, ProgressSink};
 use crate::error::CliError;
 use crate::metrics::BackupMetrics;
@@ -161,7 +161,7 @@ impl Worker {
         self.base = merge::load_manifest(&self.storage, &backup_id).await?.map(|(m, _)| m);
         let cut = match SnapshotCut::load(&self.storage, &backup_id).await? {
             Some(cut) => cut,
-            None => self.take_cut(self.base.as_ref()).await?,
+            None => super::cut::take_cut(&self.storage, &self.client, &self.options, self.base.as_ref()).await?,
         };
         self.report.resumed = self.base.is_some();
         let merged = merge::merge(&self.storage, &cut).await?;
@@ -203,128 +203,6 @@ impl Worker {
         report.total_records = merged.records;
         report.duration_secs = self.started.elapsed().as_secs_f64();
         report
-    }
-
-    async fn take_cut(&self, base: Option<&Manifest>) -> Result<SnapshotCut, CliError> {
-        let metadata = self.client.metadata(None).await?;
-        let source_cluster = SourceCluster {
-            cluster_id: metadata.cluster_id.clone().unwrap_or_default(),
-            bootstrap_servers: self.options.kafka.bootstrap_servers.clone(),
-        };
-        if let Some(base) = base {
-            let (then, now) = (&base.source_cluster.cluster_id, &source_cluster.cluster_id);
-            if !then.is_empty() && !now.is_empty() && then != now {
-                return Err(CliError::SourceChanged(format!(
-                    "backup {} holds cluster {then}, but this is cluster {now}: back it up under a new --backup-id",
-                    self.options.backup_id
-                )));
-            }
-            crate::encryption::check_continuation(
-                self.options.backup_id.as_str(),
-                base.encryption.as_ref(),
-                self.options.encrypt_to.as_ref(),
-            )?;
-        }
-        let selected: Vec<&kbs_kafka::TopicMetadata> = metadata
-            .topics
-            .iter()
-            .filter(|t| self.options.topics.selects(&t.name, t.is_internal))
-            .collect();
-        let leaderless: Vec<String> = selected
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .filter(|p| p.leader < 0)
-                    .map(|p| format!("{}/{}", t.name, p.partition))
-            })
-            .collect();
-        if !leaderless.is_empty() {
-            return Err(CliError::PartitionsWithoutLeader {
-                backup_id: self.options.backup_id.to_string(),
-                partitions: leaderless,
-                waited_secs: 0,
-            });
-        }
-        let names: Vec<&str> = selected.iter().map(|t| t.name.as_str()).collect();
-        let configs = if names.is_empty() {
-            BTreeMap::new()
-        } else {
-            self.client.describe_topic_configs(&names).await?
-        };
-        let partitions: Vec<(&str, i32)> = selected
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| (t.name.as_str(), p.partition)))
-            .collect();
-        let query = |spec: OffsetSpec| partitions.iter().map(move |(t, p)| (*t, *p, spec)).collect::<Vec<_>>();
-        let (starts, ends) = if partitions.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            (
-                self.client.list_offsets(&query(OffsetSpec::Earliest)).await?,
-                self.client.list_offsets(&query(OffsetSpec::LastStable)).await?,
-            )
-        };
-        let offset = |answers: &[kbs_kafka::PartitionOffset], topic: &str, partition: i32| -> Result<i64, CliError> {
-            answers
-                .iter()
-                .find(|o| o.topic == topic && o.partition == partition)
-                .and_then(|o| o.offset)
-                .ok_or_else(|| CliError::MissingAnswer {
-                    api: "ListOffsets",
-                    topic: topic.to_string(),
-                    partition,
-                })
-        };
-        let mut topics = Vec::new();
-        for t in &selected {
-            let mut numbers: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
-            numbers.sort_unstable();
-            let mut cut_topic = CutTopic {
-                name: TopicName::new(&t.name)?,
-                topic_id: t.topic_id.clone(),
-                configs: configs.get(&t.name).cloned().unwrap_or_default(),
-                starts: Vec::new(),
-                ends: Vec::new(),
-            };
-            for (index, partition) in numbers.into_iter().enumerate() {
-                if partition != index as i32 {
-                    return Err(CliError::Locked(format!(
-                        "the cluster's metadata lists the partitions of {} with a hole at {index}; try again",
-                        t.name
-                    )));
-                }
-                cut_topic.starts.push(offset(&starts, &t.name, partition)?);
-                cut_topic.ends.push(offset(&ends, &t.name, partition)?);
-            }
-            topics.push(cut_topic);
-        }
-        let consumer_groups = if self.options.consumer_groups {
-            Some(crate::backup::capture_consumer_groups(&self.client, &names).await?)
-        } else {
-            None
-        };
-        let cut = SnapshotCut {
-            backup_id: self.options.backup_id.clone(),
-            created_at: base.map_or_else(crate::backup::now_utc, |m| m.created_at.clone()),
-            source_cluster,
-            compression: crate::backup::manifest_compression(&self.options),
-            encryption: self
-                .options
-                .encrypt_to
-                .as_ref()
-                .map(|r| Encryption::to_recipients(r.to_strings())),
-            consumer_groups,
-            topics,
-        };
-        let stored = cut.store_once(&self.storage).await?;
-        tracing::info!(
-            "snapshot cut of backup {}: {} topics, {} partitions",
-            stored.backup_id,
-            stored.topics.len(),
-            stored.partitions().count()
-        );
-        Ok(stored)
     }
 
     fn add_report(&mut self, run: &BackupReport) {

@@ -6,6 +6,7 @@
 
 mod assign;
 mod backup;
+mod cut;
 mod group;
 mod ledger;
 mod merge;
