@@ -228,6 +228,25 @@ async fn lease_holder(
     }))
 }
 
+/// Counts a partition `owner` owns (`done` or not, its object written `at`) into `workers`.
+fn count_owned(workers: &mut BTreeMap<String, WorkerState>, owner: &crate::workers::Owner, done: bool, at: &str) {
+    let worker = workers.entry(owner.member_id.clone()).or_insert_with(|| WorkerState {
+        member_id: owner.member_id.clone(),
+        generation: owner.generation,
+        host: owner.host.clone(),
+        pid: owner.pid,
+        partitions: 0,
+        partitions_done: 0,
+        last_commit: String::new(),
+    });
+    worker.generation = worker.generation.max(owner.generation);
+    worker.partitions += 1;
+    worker.partitions_done += usize::from(done);
+    if worker.last_commit.as_str() < at {
+        worker.last_commit = at.to_string();
+    }
+}
+
 /// Whether restore `restore_id` of `id` is shared by workers and not complete yet.
 async fn shared_restore_running(
     storage: &Arc<dyn ObjectStorage>,
@@ -280,21 +299,7 @@ async fn shared_state(
                 last_commit = Some(at.clone());
             }
             if let Some(owner) = &p.owner {
-                let worker = workers.entry(owner.member_id.clone()).or_insert_with(|| WorkerState {
-                    member_id: owner.member_id.clone(),
-                    generation: owner.generation,
-                    host: owner.host.clone(),
-                    pid: owner.pid,
-                    partitions: 0,
-                    partitions_done: 0,
-                    last_commit: at.clone(),
-                });
-                worker.generation = worker.generation.max(owner.generation);
-                worker.partitions += 1;
-                worker.partitions_done += usize::from(done);
-                if worker.last_commit < at {
-                    worker.last_commit = at;
-                }
+                count_owned(&mut workers, owner, done, &at);
             }
         }
         partitions.push(PartitionState {
@@ -423,18 +428,7 @@ async fn restore_state(
     let mut workers: BTreeMap<String, WorkerState> = BTreeMap::new();
     for (source, p) in &targets {
         if let Some(owner) = owners.get(source) {
-            let worker = workers.entry(owner.member_id.clone()).or_insert_with(|| WorkerState {
-                member_id: owner.member_id.clone(),
-                generation: owner.generation,
-                host: owner.host.clone(),
-                pid: owner.pid,
-                partitions: 0,
-                partitions_done: 0,
-                last_commit: String::new(),
-            });
-            worker.generation = worker.generation.max(owner.generation);
-            worker.partitions += 1;
-            worker.partitions_done += usize::from(p.done);
+            count_owned(&mut workers, owner, p.done, "");
         }
     }
     Ok(Some(RestoreState {

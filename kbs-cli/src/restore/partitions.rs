@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::progress::{PartitionProgress, RestoreProgress, partition_key};
 use crate::error::CliError;
-use crate::workers::{Owner, describe_owner};
+use crate::workers::{Owner, commit_refused, describe_owner};
 
 /// How often a takeover reads and tries again when the object changed between its read and its
 /// write (the previous owner saving its last progress as it stops).
@@ -253,12 +253,7 @@ impl RestoreLedger {
             taken_by.push(format!("{source} (now {by})"));
             self.owned.remove(source);
         }
-        Err(CliError::Fenced(format!(
-            "commit refused for {}: taken over since this worker ({}) last wrote; nothing was written for {}",
-            taken_by.join(", "),
-            describe_owner(&self.owner),
-            if refused.len() == 1 { "it" } else { "them" },
-        )))
+        Err(commit_refused(&taken_by, &self.owner))
     }
 }
 

@@ -287,28 +287,18 @@ pub(crate) async fn run_in_group<J: GroupJob>(
             Ok(Next::Complete) => Ok(Ended::Complete),
             Ok(Next::Shutdown) => Ok(Ended::Shutdown),
             Err(e) => Err(e),
-            Ok(Next::Fenced) => {
-                fencings += 1;
-                if fencings > MAX_FENCINGS {
-                    Err(CliError::Fenced(format!(
-                        "worker fenced {MAX_FENCINGS} times in a row in group {}: stopping",
-                        workers.group
-                    )))
-                } else {
+            Ok(Next::Fenced) if fencings >= MAX_FENCINGS => Err(CliError::Fenced(format!(
+                "worker fenced {MAX_FENCINGS} times in a row in group {}: stopping",
+                workers.group
+            ))),
+            Ok(next) => {
+                if matches!(next, Next::Fenced) {
+                    // What it held is no longer its own: it joins holding nothing.
+                    fencings += 1;
                     held.clear();
-                    membership.set_metadata(member_metadata(&held));
-                    let assignor = WeightedAssignor {
-                        items: job.items().await?,
-                    };
-                    membership
-                        .rejoin(&assignor)
-                        .await
-                        .map_err(|e| group_error(&workers.group, e))?;
-                    continue;
+                } else {
+                    fencings = 0;
                 }
-            }
-            Ok(Next::Rejoin | Next::Idle) => {
-                fencings = 0;
                 membership.set_metadata(member_metadata(&held));
                 let assignor = WeightedAssignor {
                     items: job.items().await?,

@@ -170,14 +170,19 @@ impl WorkerLedger {
             // It is no longer this worker's: nothing more is written for it.
             self.owned.remove(&(topic.clone(), *partition));
         }
-        Err(CliError::Fenced(format!(
-            "commit refused for {}: taken over since this worker ({}) last wrote {}; nothing was written for {}",
-            taken_by.join(", "),
-            describe_owner(&self.owner),
-            if refused.len() == 1 { "it" } else { "them" },
-            if refused.len() == 1 { "it" } else { "them" },
-        )))
+        Err(commit_refused(&taken_by, &self.owner))
     }
+}
+
+/// The refusal of a worker's commit for the partitions in `taken_by` (`t/p (now OWNER)`).
+pub(crate) fn commit_refused(taken_by: &[String], owner: &Owner) -> CliError {
+    CliError::Fenced(format!(
+        "commit refused for {}: taken over since this worker ({}) last wrote {}; nothing was written for {}",
+        taken_by.join(", "),
+        describe_owner(owner),
+        if taken_by.len() == 1 { "it" } else { "them" },
+        if taken_by.len() == 1 { "it" } else { "them" },
+    ))
 }
 
 /// `member M generation G on host H pid P`.
