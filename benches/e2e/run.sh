@@ -19,7 +19,9 @@
 #   E2E_CODECS ["lz4 lz4+enc zstd none"]  kbs backup codecs measured (lz4 is the one compared; lz4+enc encrypts to a recipient)
 #   E2E_SEED_CODEC [none]           producer compression of the seeded topic
 #   E2E_RESTORE_CODEC [lz4]         producer compression of both restore writers (kbs --compression)
-#   E2E_SECTIONS ["backup restore"] which sections to run (also: export)
+#   E2E_SECTIONS ["backup restore"] which sections to run (also: export, workers)
+#   E2E_WORKERS ["1 2 3"]           workers section: the worker counts measured (use E2E_PARTITIONS
+#                                   of 12 or more, so that 3 workers have partitions to share)
 #   E2E_KBS                         a kbs binary to use instead of building the release one
 #   E2E_WORKDIR                     where backups and logs go, a new or empty folder
 #                                   [a fresh folder under $TMPDIR, removed at the end]
@@ -344,6 +346,119 @@ export_section() {
     done
 }
 
+# --- workers section ------------------------------------------------------------------------
+# `kbs backup --workers` and `kbs restore --workers` with 1, 2 and 3 workers on this machine,
+# all started at once: wall time from the first start to the last exit, each worker's share of
+# the records (from its report), its peak RSS and CPU. Every backup is a new one; every restore
+# goes into new topics.
+
+# run_workers NAME N COMMAND...: starts N copies of COMMAND at once (each with its own output
+# files NAME-wK.*), waits for all; sets w_seconds (first start to last exit). Fails if one fails.
+run_workers() {
+    local name="$1" n="$2"
+    shift 2
+    sync
+    local -a pids=()
+    local start end k
+    start="$EPOCHREALTIME"
+    for k in $(seq 1 "$n"); do
+        if [ -n "$gnu_time" ]; then
+            "$gnu_time" -o "$workdir/$name-w$k.time" -f '%M %U %S' "$@" >"$workdir/$name-w$k.out" 2>"$workdir/$name-w$k.err" &
+        else
+            "$python" "$helper" measure "$workdir/$name-w$k.json" -- "$@" 2>"$workdir/$name-w$k.err" &
+        fi
+        pids+=("$!")
+    done
+    for k in "${!pids[@]}"; do
+        wait "${pids[$k]}" || die "$name worker $((k + 1)) failed (stderr: $(tail -n 20 "$workdir/$name-w$((k + 1)).err"))"
+    done
+    end="$EPOCHREALTIME"
+    w_seconds="$("$python" -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$start" "$end")"
+}
+
+# workers_record KIND N ROUND NAME: one line per run into workers.jsonl (per-worker records,
+# bytes, peak RSS and CPU from the reports and the time files).
+workers_record() {
+    local kind="$1" n="$2" round="$3" name="$4"
+    "$python" - "$workdir" "$name" "$n" "$kind" "$round" "$w_seconds" "$seed_bytes" "$records" <<'PY' >>"$workdir/workers.jsonl"
+import json, os, sys
+workdir, name, n, kind, rnd, seconds, seed_bytes, records = sys.argv[1:]
+workers = []
+for k in range(1, int(n) + 1):
+    base = os.path.join(workdir, f"{name}-w{k}")
+    if os.path.exists(base + ".out") and os.path.getsize(base + ".out") > 0:
+        report = json.load(open(base + ".out"))
+    else:
+        report = json.load(open(base + ".json.stdout"))
+    if os.path.exists(base + ".time"):
+        rss, user, system = open(base + ".time").read().split()[-3:]
+        rss_kb, cpu = int(rss), float(user) + float(system)
+    else:
+        m = json.load(open(base + ".json"))
+        rss_kb, cpu = m["rss_kb"], m["cpu_s"]
+    workers.append({"records": report["records"], "rss_kb": rss_kb, "cpu_s": cpu})
+print(json.dumps({"kind": kind, "workers": int(n), "round": int(rnd), "seconds": float(seconds),
+                  "seed_bytes": int(seed_bytes), "records": int(records), "per_worker": workers}))
+PY
+}
+
+measure_backup_workers() {
+    local n="$1" round="$2" id="e2e-workers-$1-r$2"
+    run_workers "$id" "$n" "$kbs" backup --bootstrap-servers "$bootstrap" --storage "$workdir/backups" \
+        --backup-id "$id" --topics "$topic" --compression lz4 --workers "g-$id" --output json --quiet
+    workers_record backup "$n" "$round" "$id"
+    local total
+    total="$("$python" -c 'import json,sys; print(sum(w["records"] for w in json.loads(open(sys.argv[1]).read().splitlines()[-1])["per_worker"]))' "$workdir/workers.jsonl")"
+    expect_records "kbs backup --workers ($n workers)" "$total"
+    log "round $round: kbs backup, $n workers: $(seconds_of "$w_seconds") s"
+    rm -rf "${workdir:?}/backups/$id"
+}
+
+measure_restore_workers() {
+    local n="$1" round="$2" name="e2e-rworkers-$1-r$2"
+    local target="e2e-restored-$n-workers-r$round"
+    run_workers "$name" "$n" "$kbs" restore --bootstrap-servers "$bootstrap" --storage "$workdir/backups" \
+        --backup-id "$restore_backup_id" --topic-map "$topic=$target" --create-topics --compression "$restore_codec" \
+        --restore-id "$name" --workers "g-$name" --output json --quiet
+    workers_record restore "$n" "$round" "$name"
+    local check
+    check="$("$python" "$helper" count "$bootstrap" "$target")" # not timed
+    expect_records "kbs restore --workers into $target" "$(json_field "$check" records)"
+    log "round $round: kbs restore, $n workers: $(seconds_of "$w_seconds") s"
+}
+
+workers_section() {
+    ensure_lz4_backup
+    local round n
+    for round in $(seq 1 "$rounds"); do
+        # The peers, on the same broker and data: the MB/s ratios of the tables above.
+        measure_consumer "$round"
+        measure_producer "$round"
+        for n in ${E2E_WORKERS:-1 2 3}; do
+            measure_backup_workers "$n" "$round"
+            measure_restore_workers "$n" "$round"
+        done
+    done
+    "$python" - "$workdir/workers.jsonl" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+print("### Scale-out workers (all on this machine)")
+print()
+print("| job | workers | wall s | MB/s (key+value) | per-worker MB/s | balance: max/mean records, median (worst) | peak RSS per worker | CPU s (all workers) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for kind in ("backup", "restore"):
+    for n in sorted({r["workers"] for r in runs if r["kind"] == kind}):
+        rs = [r for r in runs if r["kind"] == kind and r["workers"] == n]
+        secs = statistics.median(r["seconds"] for r in rs)
+        mbs = rs[0]["seed_bytes"] / 1e6 / secs
+        balances = [max(w["records"] for w in r["per_worker"]) / (r["records"] / n) for r in rs]
+        rss = max(w["rss_kb"] for r in rs for w in r["per_worker"]) // 1024
+        cpu = statistics.median(sum(w["cpu_s"] for w in r["per_worker"]) for r in rs)
+        print(f"| {kind} | {n} | {secs:.2f} | {mbs:.0f} | {mbs / n:.0f} | {statistics.median(balances):.2f} ({max(balances):.2f}) | {rss} MiB | {cpu:.1f} |")
+print()
+PY
+}
+
 # --- main -----------------------------------------------------------------------------------
 
 main() {
@@ -368,7 +483,8 @@ main() {
         backup) backup_section ;;
         restore) restore_section >>"$tables" ;;
         export) export_section ;;
-        *) die "unknown section $section (E2E_SECTIONS: backup, restore, export)" ;;
+        workers) workers_section >>"$tables" ;;
+        *) die "unknown section $section (E2E_SECTIONS: backup, restore, export, workers)" ;;
         esac
     done
     echo "## kbs end-to-end benchmark ($(date -u +%Y-%m-%d))"
