@@ -229,9 +229,18 @@ impl Engine {
                         self.manifest_dirty = true;
                     }
                     CommitItem::Segment { handle, .. } => {
-                        let uploaded = handle
+                        let uploaded = match handle
                             .await
-                            .map_err(|e| CliError::Locked(format!("upload task failed: {e}")))??;
+                            .map_err(|e| CliError::Locked(format!("upload task failed: {e}")))?
+                        {
+                            Ok(uploaded) => uploaded,
+                            // A worker's segment number taken by another worker (the partition's
+                            // previous owner finishing a late upload): the partition changed hands.
+                            Err(CliError::Locked(message)) if self.state.is_worker() => {
+                                return Err(CliError::Fenced(message));
+                            }
+                            Err(e) => return Err(e),
+                        };
                         self.report.segments += u64::from(!uploaded.adopted);
                         self.report.adopted_segments += u64::from(uploaded.adopted);
                         self.report.records += uploaded.file.records;

@@ -345,8 +345,8 @@ impl GroupJob for Worker {
         match result {
             Ok(report) => self.add_report(&report),
             Err(CliError::Interrupted { .. }) if next.is_some() => {}
-            // Refused commits: another worker owns (some of) these partitions now.
-            Err(CliError::Fenced(message)) | Err(CliError::Locked(message)) => {
+            // Refused commits or uploads: another worker owns (some of) these partitions now.
+            Err(CliError::Fenced(message)) => {
                 tracing::warn!("{message}");
                 return Ok(match next {
                     Some(Next::Shutdown) => Next::Shutdown,
