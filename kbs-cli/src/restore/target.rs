@@ -26,9 +26,16 @@ pub(super) async fn restores_into(
             continue;
         }
         let key = format!("{prefix}{id}/progress.json");
-        let Ok(got) = storage.get(&key).await else { continue };
-        let Ok(progress) = serde_json::from_slice::<RestoreProgress>(&got.bytes) else {
-            continue;
+        let progress = match storage.get(&key).await {
+            Ok(got) => match serde_json::from_slice::<RestoreProgress>(&got.bytes) {
+                Ok(progress) => progress,
+                Err(_) => continue,
+            },
+            // A restore shared by workers keeps one object per partition.
+            Err(_) => match super::partitions::load_all(storage, &options.backup_id, &id).await {
+                Ok(objects) => super::partitions::as_document(&options.backup_id, &id, &objects),
+                Err(_) => continue,
+            },
         };
         if progress.writes_to(target_topic) {
             ids.push(id);

@@ -76,16 +76,17 @@ pub(crate) async fn prepare_worker(
         )));
     }
     // Workers start at about the same time: all but one find the topics they would create
-    // created meanwhile, and check them as they are.
+    // created meanwhile (TOPIC_ALREADY_EXISTS), or not yet known to the broker they ask; they
+    // wait for the topics to show and check them as they are.
     let mut attempts = 0;
     let configs = loop {
         let p = &prepared;
         match prepare_targets(&p.client, &p.options, &p.plans, &p.needed, &p.existing).await {
             Ok(configs) => break configs,
-            Err(CliError::Kafka(kbs_kafka::Error::Topic { code, .. })) if code.0 == 36 && attempts < 3 => {
+            Err(CliError::Kafka(e)) if attempts < 50 && created_meanwhile(&e) => {
                 attempts += 1;
-                let names: Vec<&str> = prepared.needed.keys().map(String::as_str).collect();
-                let metadata = prepared.client.metadata(Some(&names)).await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let metadata = prepared.client.metadata(None).await?;
                 for t in metadata.topics {
                     if prepared.needed.contains_key(&t.name) && !t.partitions.is_empty() {
                         prepared.existing.insert(t.name.clone(), t.partitions.len() as i32);
@@ -103,6 +104,16 @@ pub(crate) async fn prepare_worker(
         produced: (0, 0),
         groups: Vec::new(),
     })
+}
+
+/// Whether `e` says a target topic was being created by another worker: it exists already, or
+/// it is not known yet to the broker asked.
+fn created_meanwhile(e: &kbs_kafka::Error) -> bool {
+    match e {
+        kbs_kafka::Error::Topic { code, .. } => code.0 == 36,
+        kbs_kafka::Error::UnknownTopic { .. } => true,
+        _ => false,
+    }
 }
 
 impl SharedRestore {

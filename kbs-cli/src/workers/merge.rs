@@ -173,3 +173,136 @@ fn add_covered(builder: &mut ManifestBuilder, progress: &PartitionProgress) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use kbs_manifest::{
+        BackupId, Compression, CompressionAlgorithm, Crc64, SegmentFile, SegmentName, SourceCluster, UtcTimestamp,
+    };
+
+    use super::*;
+    use crate::workers::records::CutTopic;
+
+    fn topic(name: &str) -> TopicName {
+        TopicName::new(name).unwrap()
+    }
+
+    /// Topic `t` of two partitions: 0 ends at 20, 1 is empty.
+    fn cut() -> SnapshotCut {
+        SnapshotCut {
+            backup_id: BackupId::new("b").unwrap(),
+            created_at: UtcTimestamp::from_unix_millis(1_795_000_000_000).unwrap(),
+            source_cluster: SourceCluster {
+                cluster_id: "c".into(),
+                bootstrap_servers: vec!["k:9092".into()],
+            },
+            compression: Compression {
+                algorithm: CompressionAlgorithm::Lz4,
+                level: 0,
+            },
+            encryption: None,
+            consumer_groups: None,
+            topics: vec![CutTopic {
+                name: topic("t"),
+                topic_id: Some("id-t".into()),
+                configs: BTreeMap::new(),
+                starts: vec![0, 0],
+                ends: vec![20, 0],
+            }],
+        }
+    }
+
+    fn segment(sequence: u64, first: i64, last: i64) -> SegmentFile {
+        SegmentFile {
+            name: SegmentName::new(sequence),
+            first_offset: first,
+            last_offset: last,
+            records: (last - first + 1) as u64,
+            min_timestamp: 1_000,
+            max_timestamp: 2_000,
+            size_bytes: 100,
+            uncompressed_bytes: 200,
+            crc64: Crc64(7),
+        }
+    }
+
+    fn progress(
+        topic_name: &str,
+        partition: i32,
+        segments: Vec<SegmentFile>,
+        done: bool,
+    ) -> ((TopicName, i32), PartitionProgress) {
+        let mut p = PartitionProgress::seeded(&topic(topic_name), partition, None);
+        p.next_offset = segments.last().map(|s| s.last_offset + 1);
+        p.segment_files = segments;
+        p.done = done;
+        ((topic(topic_name), partition), p)
+    }
+
+    #[test]
+    fn the_manifest_is_complete_only_when_every_partition_of_the_cut_is_done() {
+        let cut = cut();
+        let mut all: BTreeMap<_, _> = [
+            progress("t", 0, vec![segment(0, 0, 9), segment(1, 10, 19)], true),
+            progress("t", 1, vec![], false),
+        ]
+        .into_iter()
+        .collect();
+        let (manifest, merged) = build(&cut, None, &all).unwrap();
+        assert!(!merged.complete && !manifest.is_complete());
+        assert_eq!((merged.done, merged.total, merged.records), (1, 2, 20));
+        assert!(manifest.validate().is_empty(), "{:?}", manifest.validate());
+
+        all.get_mut(&(topic("t"), 1)).unwrap().done = true;
+        let (manifest, merged) = build(&cut, None, &all).unwrap();
+        assert!(merged.complete && manifest.is_complete());
+        assert_eq!(manifest.topic("t").unwrap().partition_count, Some(2));
+        assert_eq!(manifest.topic("t").unwrap().topic_id.as_deref(), Some("id-t"));
+        assert!(manifest.validate().is_empty());
+    }
+
+    #[test]
+    fn an_older_manifest_keeps_its_partitions_that_have_no_progress_object() {
+        let cut = cut();
+        // A single process backed up t/0 up to offset 9, and another topic the cut leaves out.
+        let mut builder = ManifestBuilder::new(
+            cut.backup_id.clone(),
+            UtcTimestamp::from_unix_millis(1_794_000_000_000).unwrap(),
+            cut.source_cluster.clone(),
+            cut.compression,
+        );
+        builder.add_topic(topic("t"), 2, BTreeMap::new()).unwrap();
+        builder.add_segment(&topic("t"), 0, segment(0, 0, 9)).unwrap();
+        builder.add_topic(topic("gone"), 1, BTreeMap::new()).unwrap();
+        builder.add_segment(&topic("gone"), 0, segment(0, 0, 4)).unwrap();
+        let old = builder.build_in_progress();
+        let (manifest, merged) = build(&cut, Some(&old), &BTreeMap::new()).unwrap();
+        assert_eq!(merged.records, 15);
+        assert_eq!(manifest.created_at, old.created_at);
+        assert!(manifest.topic("gone").is_some());
+        // Once a worker took t/0 over (its object seeded from the old manifest, then grown),
+        // the object is what counts.
+        let all: BTreeMap<_, _> = [progress("t", 0, vec![segment(0, 0, 9), segment(1, 10, 19)], true)]
+            .into_iter()
+            .collect();
+        let (manifest, merged) = build(&cut, Some(&old), &all).unwrap();
+        assert_eq!(merged.records, 25);
+        assert_eq!(
+            manifest.topic("t").unwrap().partition(0).unwrap().segment_files.len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_progress_object_outside_the_cut_is_left_out() {
+        let all: BTreeMap<_, _> = [
+            progress("t", 0, vec![segment(0, 0, 19)], true),
+            progress("other", 0, vec![segment(0, 0, 3)], true),
+        ]
+        .into_iter()
+        .collect();
+        let (manifest, merged) = build(&cut(), None, &all).unwrap();
+        assert!(manifest.topic("other").is_none());
+        assert_eq!(merged.records, 20);
+    }
+}

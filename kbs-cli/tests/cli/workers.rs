@@ -25,7 +25,19 @@ struct Source {
 
 impl Source {
     fn seed(records: usize) -> Option<Source> {
-        let kafka = kbs_testkit::KafkaCluster::start()?;
+        Source::seed_on(records, kbs_testkit::KafkaOptions::default())
+    }
+
+    /// [`Source::seed`] on a broker whose groups wait 3 s for more members before their first
+    /// generation (Kafka's default; the test kit's is 0): workers started together then all
+    /// land in it, so each gets a share.
+    fn seed_grouped(records: usize) -> Option<Source> {
+        let options = kbs_testkit::KafkaOptions::default().with_config("group.initial.rebalance.delay.ms", "3000");
+        Source::seed_on(records, options)
+    }
+
+    fn seed_on(records: usize, options: kbs_testkit::KafkaOptions) -> Option<Source> {
+        let kafka = kbs_testkit::KafkaCluster::start_with(options)?;
         let bootstrap = kafka.bootstrap();
         let out = kbs_testkit::run_script("seed.py", &[&bootstrap, "wide", "--records", &records.to_string()]);
         let seeded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -290,7 +302,9 @@ fn signal(pid: u32, signal: &str) {
 
 #[test]
 fn three_workers_share_twelve_topics_of_eight_partitions_exactly_once() {
-    let Some(source) = Source::seed(60_000) else { return };
+    let Some(source) = Source::seed_grouped(60_000) else {
+        return;
+    };
     let store = source.filesystem();
     let workers: Vec<Worker> = (0..3)
         .map(|i| source.worker(&store, "shared", "kbs-shared", &format!("w{i}")))
@@ -478,7 +492,9 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
 
 #[test]
 fn three_restore_workers_share_a_restore_exactly_once() {
-    let Some(source) = Source::seed(60_000) else { return };
+    let Some(source) = Source::seed_grouped(60_000) else {
+        return;
+    };
     let store = source.filesystem();
     // A consumer group that read the first ten records of each partition of w-00.
     let mut commit = vec!["commit".to_string(), source.bootstrap.clone(), "half".into()];
@@ -490,14 +506,16 @@ fn three_restore_workers_share_a_restore_exactly_once() {
         .collect();
     let reports: Vec<serde_json::Value> = workers.into_iter().map(Worker::succeed).collect();
     source.check_restored(&source.topics, "r");
-    // Every record was produced by exactly one worker, and each had a share.
-    let produced: u64 = reports.iter().map(|r| r["records"].as_u64().unwrap()).sum();
-    assert_eq!(produced, source.records.len() as u64, "{reports:?}");
+    // Each worker had a share, and the partitions' progress counts every record once (a
+    // worker's report counts what it produced and saw acknowledged; after a rebalance, the
+    // next owner counts what it found already written).
     assert!(
         reports.iter().all(|r| r["records"].as_u64().unwrap() > 0),
         "{reports:?}"
     );
     let objects = restore_progress(&store, "src", "r");
+    let recorded: u64 = objects.iter().map(|o| o["progress"]["records"].as_u64().unwrap()).sum();
+    assert_eq!(recorded, source.records.len() as u64);
     // Every partition with records (the last topic's last partition has none).
     let with_records: BTreeSet<(&String, i32)> = source.records.iter().map(|r| (&r.0, r.1)).collect();
     assert_eq!(objects.len(), with_records.len());
@@ -549,6 +567,24 @@ fn three_restore_workers_share_a_restore_exactly_once() {
         ],
         5,
         "--workers",
+    );
+    // Another restore into the same targets is refused, naming the shared one to resume.
+    store.fails(
+        &[
+            "restore",
+            "--bootstrap-servers",
+            &source.bootstrap,
+            "--backup-id",
+            "src",
+            "--topics",
+            "w-00",
+            "--topic-map",
+            "w-00=r-00",
+            "--restore-id",
+            "another",
+        ],
+        2,
+        "Earlier restores of this backup wrote to r-00: r ",
     );
     let again = source
         .restorer(&store, "src", &source.topics, "r", "g-restore", "r-again")
@@ -684,4 +720,40 @@ fn a_paused_restore_worker_cannot_produce_or_commit_for_partitions_it_lost() {
         return;
     }
     panic!("in 5 attempts the worker never was stopped while it owned unfinished partitions");
+}
+
+#[test]
+fn workers_refuse_what_they_do_not_share_yet_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let common = [
+        "--bootstrap-servers",
+        "127.0.0.1:1",
+        "--storage",
+        root,
+        "--backup-id",
+        "x",
+    ];
+    for (args, says) in [
+        (
+            vec!["backup", "--workers", "g", "--continuous"],
+            "--continuous with --workers is not supported yet",
+        ),
+        (
+            vec!["restore", "--workers", "g", "--repartition", "key", "--partitions", "3"],
+            "--repartition with --workers is not supported yet",
+        ),
+        (vec!["backup", "--workers", ""], "the group name is empty"),
+        (
+            vec!["backup", "--workers", "g", "--worker-session-timeout", "10ms"],
+            "at least 1s",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend(common);
+        let out = run(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{all:?}: {stderr}");
+        assert!(stderr.contains(says), "{all:?}: {stderr}");
+    }
 }
