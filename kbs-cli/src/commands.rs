@@ -123,7 +123,9 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                     )
                     .await?
                 }
-                None => restore::run_with_metrics(storage, options, metrics, context.progress.clone()).await?,
+                None => {
+                    restore::run_until(storage, options, metrics, context.progress.clone(), context.shutdown).await?
+                }
             };
             match format {
                 OutputFormat::Json => write_json(out, &report)?,

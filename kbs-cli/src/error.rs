@@ -89,6 +89,18 @@ pub enum CliError {
     /// Another process holds the backup's lease.
     #[error("{0}")]
     Locked(String),
+    /// A restore was stopped (SIGINT/SIGTERM) before it was complete: what it restored is saved
+    /// and the same command resumes it.
+    #[error(
+        "restore {restore_id} of backup {backup_id} is INCOMPLETE: stopped (SIGINT/SIGTERM) before every record was \
+         restored. What was restored is saved; run the same command again to resume it (nothing is written twice)"
+    )]
+    RestoreStopped {
+        /// The backup restored.
+        backup_id: String,
+        /// The restore id.
+        restore_id: String,
+    },
     /// A worker (`--workers`) was stopped (SIGINT/SIGTERM) before the shared job was complete;
     /// what it did is saved, and it left its group so the other workers take its partitions.
     #[error(
@@ -225,7 +237,8 @@ impl CliError {
             CliError::Usage(_) | CliError::Config { .. } | CliError::InvalidArgument { .. } => 2,
             CliError::Interrupted { .. }
             | CliError::PartitionsWithoutLeader { .. }
-            | CliError::WorkerStopped { .. } => 4,
+            | CliError::WorkerStopped { .. }
+            | CliError::RestoreStopped { .. } => 4,
             CliError::Locked(_) | CliError::Fenced(_) => 5,
             _ => 1,
         }
@@ -250,6 +263,7 @@ impl CliError {
             CliError::Locked(_) => "locked",
             CliError::Fenced(_) => "fenced",
             CliError::WorkerStopped { .. } => "worker_stopped",
+            CliError::RestoreStopped { .. } => "restore_stopped",
             CliError::Interrupted { .. } => "interrupted",
             CliError::PartitionsWithoutLeader { .. } => "partitions_without_leader",
             CliError::Incomplete { .. } => "incomplete",

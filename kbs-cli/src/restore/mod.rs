@@ -182,8 +182,22 @@ pub async fn run_with_metrics(
     metrics: Arc<RestoreMetrics>,
     progress: Arc<dyn crate::backup::ProgressSink>,
 ) -> Result<RestoreReport, CliError> {
+    let (_never, shutdown) = tokio::sync::watch::channel(false);
+    run_until(storage, options, metrics, progress, shutdown).await
+}
+
+/// [`run_with_metrics`] until `shutdown` turns true (SIGINT, SIGTERM): the restore then stops
+/// at each partition's next batch, waits for what is in flight, saves its progress and fails
+/// with [`CliError::RestoreStopped`]; the same command resumes it.
+pub async fn run_until(
+    storage: Arc<dyn ObjectStorage>,
+    options: RestoreOptions,
+    metrics: Arc<RestoreMetrics>,
+    progress: Arc<dyn crate::backup::ProgressSink>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<RestoreReport, CliError> {
     let server = crate::metrics::serve_if_asked(options.metrics_addr.as_deref(), metrics.clone()).await?;
-    let result = restore(storage, options, metrics.clone(), progress).await;
+    let result = restore(storage, options, metrics.clone(), progress, shutdown).await;
     if result.is_err() {
         metrics.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -198,6 +212,7 @@ async fn restore(
     options: RestoreOptions,
     metrics: Arc<RestoreMetrics>,
     progress: Arc<dyn crate::backup::ProgressSink>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<RestoreReport, CliError> {
     let prepared = prepare(&storage, options, &metrics, &progress).await?;
     let Prepared {
@@ -255,6 +270,15 @@ async fn restore(
         tokio::time::sleep(RESTORE_LEASE_TTL / 2).await;
     }
     let lost = fence.lost.clone();
+    // SIGINT/SIGTERM: every partition stops at its next batch (see `Fence::check`).
+    let stopping = fence.stopping.clone();
+    let stop_watch = tokio::spawn(async move {
+        if shutdown.wait_for(|stop| *stop).await.is_ok() {
+            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let stopped = fence.stopping.clone();
+    let (backup_id, restore_id) = (options.backup_id.to_string(), options.restore_id.clone());
     let result = produce_all(
         storage.clone(),
         options,
@@ -269,6 +293,13 @@ async fn restore(
         metrics,
     )
     .await;
+    stop_watch.abort();
+    let result = match result {
+        Err(_) if stopped.load(std::sync::atomic::Ordering::SeqCst) => {
+            Err(CliError::RestoreStopped { backup_id, restore_id })
+        }
+        other => other,
+    };
     renewer.abort();
     if let Some(held) = lease.lock().await.take()
         && !lost.load(std::sync::atomic::Ordering::SeqCst)

@@ -17,7 +17,8 @@ pub(super) struct Fence {
     pub(super) ttl: Duration,
     /// Set when the run must stop for another reason (progress that cannot be saved).
     pub(super) fatal: std::sync::Mutex<Option<String>>,
-    /// Set when a worker must stop at its next batch (its group rebalances, or it shuts down).
+    /// Set when the run must stop at its next batch: SIGINT/SIGTERM, or a worker's group
+    /// rebalancing.
     pub(super) stopping: Arc<std::sync::atomic::AtomicBool>,
     /// This is a worker's fence (`--workers`): renewed by its group heartbeats.
     pub(super) worker: bool,
@@ -63,7 +64,7 @@ impl Fence {
         }
         if self.stopping.load(Ordering::SeqCst) {
             return Err(CliError::Locked(format!(
-                "restore {restore_id}: this worker stops producing (its group rebalances, or it shuts down)"
+                "restore {restore_id}: stopping as asked (SIGINT/SIGTERM, or a worker's group rebalancing)"
             )));
         }
         if let Some(reason) = self.fatal.lock().ok().and_then(|f| f.clone()) {

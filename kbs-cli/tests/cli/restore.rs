@@ -880,3 +880,44 @@ fn batches_a_killed_run_left_unacknowledged_are_written_once() {
     );
     assert!(stderr.contains("continuing the interrupted run's producer"), "{stderr}");
 }
+
+#[test]
+fn a_restore_stopped_with_sigterm_saves_its_progress_and_the_same_command_finishes_it() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    seed_simple(&bootstrap, "rt", 30_000, 3, true);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root = root.to_str().unwrap();
+    run_args(&format!(
+        "backup --bootstrap-servers {bootstrap} --storage {root} --backup-id t --segment-max-records 3000 -q"
+    ));
+    let source = consume(&bootstrap, dir.path(), &["rt"]);
+    let restore = format!(
+        "restore --bootstrap-servers {bootstrap} --storage {root} --backup-id t --topic-map rt=rt-copy --create-topics \
+         --restore-id stop-me"
+    );
+    // Slowed down, so SIGTERM lands while records are being produced.
+    let a = args(&format!("{restore} --max-bytes-per-sec 256K -q"));
+    let child = spawn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    eventually("the first restored records", Duration::from_secs(60), || {
+        watermarks(&bootstrap, "rt-copy").values().map(|w| w.1).sum::<i64>() > 0
+    });
+    terminate(&child);
+    let out = wait_with_deadline(child, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("restore stop-me of backup t is INCOMPLETE"), "{stderr}");
+    let written = target_end(&bootstrap, "rt-copy");
+    assert!(written > 0 && (written as usize) < source.len(), "{written}");
+    // What it saved is what the target holds: the rerun writes the rest, nothing twice.
+    run_args(&restore);
+    let copy = consume(&bootstrap, dir.path(), &["rt-copy"]);
+    assert_eq!(copy.len(), source.len(), "records duplicated or lost");
+    assert_same_partitions(
+        &by_partition(&copy, |_| "rt".into()),
+        &by_partition(&source, str::to_string),
+    );
+}
