@@ -20,12 +20,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use kbs_manifest::BackupId;
-use kbs_storage::{ObjectStorage, ObjectStorageExt, ObjectVersion};
+use kbs_storage::{ObjectStorage, ObjectVersion};
 use serde::{Deserialize, Serialize};
 
 use super::progress::{PartitionProgress, RestoreProgress, partition_key};
 use crate::error::CliError;
-use crate::workers::{Owner, commit_refused, describe_owner};
+use crate::workers::{Owner, commit_refused, describe_owner, read_json_objects};
 
 /// How often a takeover reads and tries again when the object changed between its read and its
 /// write (the previous owner saving its last progress as it stops).
@@ -62,18 +62,12 @@ pub(crate) async fn load_all(
     backup_id: &BackupId,
     restore_id: &str,
 ) -> Result<BTreeMap<String, PartitionObject>, CliError> {
-    let listed = storage.list_all(&partitions_prefix(backup_id, restore_id)).await?;
     let mut all = BTreeMap::new();
-    for object in listed.into_iter().filter(|o| o.key.ends_with(".json")) {
-        let got = match storage.get(&object.key).await {
-            Ok(got) => got,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let parsed: PartitionObject = parse(&object.key, &got.bytes)?;
-        if object.key != object_key(backup_id, restore_id, &parsed.source) {
+    for (key, bytes) in read_json_objects(storage, &partitions_prefix(backup_id, restore_id)).await? {
+        let parsed: PartitionObject = parse(&key, &bytes)?;
+        if key != object_key(backup_id, restore_id, &parsed.source) {
             return Err(CliError::Unparsable {
-                key: object.key,
+                key,
                 message: format!("it describes {}, which belongs under another key", parsed.source),
             });
         }

@@ -17,5 +17,5 @@ pub use assign::assign;
 pub use backup::{BACKUP_PROTOCOL_TYPE, run as run_backup_worker};
 pub use group::WorkerOptions;
 pub(crate) use ledger::{WorkerLedger, commit_refused, describe_owner};
-pub(crate) use records::{Covered, Owner, PartitionProgress, SnapshotCut, cut_key};
+pub(crate) use records::{Covered, Owner, PartitionProgress, SnapshotCut, cut_key, read_json_objects};
 pub use restore::{RESTORE_PROTOCOL_TYPE, run as run_restore_worker};

@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use kbs_manifest::{
     BackupId, Compression, ConsumerGroups, Encryption, Gap, Manifest, SegmentFile, SourceCluster, TopicName,
     UtcTimestamp,
@@ -270,22 +271,12 @@ impl PartitionProgress {
         storage: &Arc<dyn ObjectStorage>,
         backup_id: &BackupId,
     ) -> Result<BTreeMap<(TopicName, i32), PartitionProgress>, CliError> {
-        let listed = storage.list_all(&progress_prefix(backup_id)).await?;
         let mut all = BTreeMap::new();
-        for object in listed {
-            if !object.key.ends_with(".json") {
-                continue;
-            }
-            let got = match storage.get(&object.key).await {
-                Ok(got) => got,
-                // Listed, then gone: only a deletion of the backup removes them.
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let progress = parse_progress(&object.key, &got.bytes)?;
-            if object.key != progress_key(backup_id, &progress.topic, progress.partition) {
+        for (key, bytes) in read_json_objects(storage, &progress_prefix(backup_id)).await? {
+            let progress = parse_progress(&key, &bytes)?;
+            if key != progress_key(backup_id, &progress.topic, progress.partition) {
                 return Err(CliError::Unparsable {
-                    key: object.key,
+                    key,
                     message: format!(
                         "it describes {}/{}, which belongs under another key",
                         progress.topic, progress.partition
@@ -317,6 +308,36 @@ impl PartitionProgress {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Objects read at once by [`read_json_objects`].
+const PARALLEL_READS: usize = 16;
+
+/// The `.json` objects under `prefix`, key and content, read 16 at a time (the progress
+/// objects of a shared job: one per partition, read at every merge and every rejoin). An
+/// object listed and gone before it is read is left out.
+pub(crate) async fn read_json_objects(
+    storage: &Arc<dyn ObjectStorage>,
+    prefix: &str,
+) -> Result<Vec<(String, Bytes)>, CliError> {
+    let listed = storage.list_all(prefix).await?;
+    let read: Vec<Option<(String, Bytes)>> =
+        futures::stream::iter(listed.into_iter().filter(|o| o.key.ends_with(".json")))
+            .map(|object| {
+                let storage = storage.clone();
+                async move {
+                    match storage.get(&object.key).await {
+                        Ok(got) => Ok(Some((object.key, got.bytes))),
+                        // Listed, then gone: only a deletion of the job removes them.
+                        Err(e) if e.is_not_found() => Ok(None),
+                        Err(e) => Err(CliError::from(e)),
+                    }
+                }
+            })
+            .buffered(PARALLEL_READS)
+            .try_collect()
+            .await?;
+    Ok(read.into_iter().flatten().collect())
 }
 
 /// A segment or a gap of one partition.

@@ -218,13 +218,7 @@ fn target(topic: &str, prefix: &str) -> String {
 
 /// The progress objects of restore `restore_id` of backup `id`.
 fn restore_progress(store: &Store, id: &str, restore_id: &str) -> Vec<serde_json::Value> {
-    let rt = rt();
-    let prefix = format!("{id}/restores/{restore_id}/partitions/");
-    let keys = rt.block_on(store.storage.list_all(&prefix)).unwrap();
-    keys.iter()
-        .filter_map(|k| rt.block_on(store.storage.get(&k.key)).ok())
-        .map(|got| serde_json::from_slice(&got.bytes).unwrap())
-        .collect()
+    json_objects(store, &format!("{id}/restores/{restore_id}/partitions/"))
 }
 
 /// Records restore `restore_id` has recorded as restored so far.
@@ -246,10 +240,13 @@ fn segments(store: &Store, id: &str) -> usize {
 
 /// Every progress object of backup `id`.
 fn progress(store: &Store, id: &str) -> Vec<serde_json::Value> {
+    json_objects(store, &format!("{id}/checkpoints/partitions/"))
+}
+
+/// The JSON objects under `prefix` (those still there when read).
+fn json_objects(store: &Store, prefix: &str) -> Vec<serde_json::Value> {
     let rt = rt();
-    let keys = rt
-        .block_on(store.storage.list_all(&format!("{id}/checkpoints/partitions/")))
-        .unwrap();
+    let keys = rt.block_on(store.storage.list_all(prefix)).unwrap();
     keys.iter()
         .filter_map(|k| rt.block_on(store.storage.get(&k.key)).ok())
         .map(|got| serde_json::from_slice(&got.bytes).unwrap())
