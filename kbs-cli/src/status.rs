@@ -308,9 +308,10 @@ async fn shared_state(
             next_offset: p.and_then(|p| p.next_offset).unwrap_or(start),
             log_end: None,
             lag: None,
-            snapshot_end: Some(end),
+            // A continuous backup's catalogue has no end.
+            snapshot_end: (!cut.continuous).then_some(end),
             owner: p.and_then(|p| p.owner.as_ref()).map(|o| o.member_id.clone()),
-            done: Some(done),
+            done: (!cut.continuous).then_some(done),
         });
     }
     Ok(Some((partitions, workers.into_values().collect(), last_commit)))

@@ -434,8 +434,8 @@ struct Engine {
 
 /// The partitions a worker (`--workers`) backs up in one generation of its group.
 pub(crate) struct Assignment {
-    /// Each partition's end in the snapshot cut (exclusive).
-    pub(crate) ends: BTreeMap<(TopicName, i32), i64>,
+    /// Each partition with its end in the snapshot cut (exclusive); none in continuous mode.
+    pub(crate) partitions: BTreeMap<(TopicName, i32), Option<i64>>,
     /// Set when the worker learnt it was fenced (dropped from the group): stopping then drops
     /// open segments instead of uploading segments another worker now writes.
     pub(crate) fenced: Arc<AtomicBool>,
@@ -634,6 +634,7 @@ impl Engine {
             }
             if self.options.continuous
                 && self.options.consumer_groups
+                && !self.state.is_worker()
                 && !stopping
                 && last_groups.elapsed() >= self.options.consumer_groups_interval
             {
@@ -641,8 +642,8 @@ impl Engine {
                 last_groups = Instant::now();
             }
         }
-        if self.options.continuous && self.options.consumer_groups {
-            // The offsets as they are when the backup stops.
+        if self.options.continuous && self.options.consumer_groups && !self.state.is_worker() {
+            // The offsets as they are when the backup stops (workers: their catalogue's).
             self.snapshot_consumer_groups().await?;
         }
         // Everything rolled; wait for every upload and commit.
@@ -650,8 +651,9 @@ impl Engine {
         self.check_lease()?;
         if self.state.is_worker() {
             self.state.touch_all();
-            // A worker's partitions that reached their end are done (committed with them).
-            for ((topic, partition), part) in &self.partitions {
+            // A worker's partitions that reached their end are done (committed with them); a
+            // continuous backup's never are.
+            for ((topic, partition), part) in self.partitions.iter().filter(|_| !self.options.continuous) {
                 let stopped = interrupted.iter().any(|(t, p, _)| t == topic && p == partition);
                 if part.done && !stopped {
                     self.state.mark_done(topic, *partition, part.position)?;

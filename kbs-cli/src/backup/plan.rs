@@ -108,7 +108,11 @@ impl Engine {
         // moment, and an open transaction's records, are left for the next backup.
         let snapshot_ends: BTreeMap<(TopicName, i32), i64> = if let Some(assignment) = &self.assignment {
             // A worker's ends are the cut's, the same for every worker.
-            assignment.ends.clone()
+            assignment
+                .partitions
+                .iter()
+                .filter_map(|(key, end)| end.map(|end| (key.clone(), end)))
+                .collect()
         } else if self.options.continuous || starts.is_empty() {
             BTreeMap::new()
         } else {
@@ -173,7 +177,7 @@ impl Engine {
     pub(super) fn is_assigned(&self, topic: &str, partition: i32) -> bool {
         self.assignment
             .as_ref()
-            .is_none_or(|a| TopicName::new(topic).is_ok_and(|name| a.ends.contains_key(&(name, partition))))
+            .is_none_or(|a| TopicName::new(topic).is_ok_and(|name| a.partitions.contains_key(&(name, partition))))
     }
 
     /// The partitions of `names` that have no leader in `metadata`. A snapshot waits up to

@@ -1,7 +1,7 @@
-//! `kbs backup --workers GROUP`: one of several processes sharing a snapshot backup through a
-//! Kafka group (docs/DESIGN.md, "Scale-out workers").
+//! `kbs backup --workers GROUP`: one of several processes sharing a snapshot or continuous
+//! backup through a Kafka group (docs/DESIGN.md, "Scale-out workers").
 //!
-//! A worker's life:
+//! A snapshot worker's life:
 //! 1. Take the cut, or read the one the first worker stored ([`SnapshotCut`]).
 //! 2. Join the group. The leader assigns the partitions not done yet, by bytes left, sticky.
 //! 3. Take its partitions over (their progress objects, compare-and-swap) and back them up to
@@ -11,6 +11,11 @@
 //! 4. With nothing (left) to do, wait; the group's leader merges the progress objects into the
 //!    manifest every few seconds, and the merge that finds every partition done writes it
 //!    complete. Every worker then leaves the group and exits.
+//!
+//! A continuous worker (`--continuous`) shares the cut as the backup's catalogue, which has no
+//! end: the leader adds topics and partitions created later to it (and the group rebalances),
+//! the manifest stays `in_progress` while workers run, and a worker stopped with SIGTERM
+//! commits, leaves the group, and seals the manifest `complete` if it was the last one in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -66,6 +71,23 @@ fn weights(cut: &SnapshotCut, progress: &BTreeMap<(TopicName, i32), PartitionPro
         .collect()
 }
 
+/// A continuous backup's partitions (all of the catalogue, never done), each weighted by the
+/// bytes stored of it so far (plus one): where data came in, it will likely go on coming.
+fn continuous_weights(
+    catalogue: &SnapshotCut,
+    progress: &BTreeMap<(TopicName, i32), PartitionProgress>,
+) -> BTreeMap<Item, u64> {
+    catalogue
+        .partitions()
+        .map(|(topic, partition, _, _)| {
+            let stored: u64 = progress
+                .get(&(topic.clone(), partition))
+                .map_or(0, |p| p.segment_files.iter().map(|s| s.uncompressed_bytes).sum());
+            ((topic.to_string(), partition), stored.saturating_add(1))
+        })
+        .collect()
+}
+
 /// Offsets left to back up over the partitions not done (an upper bound of the records).
 fn offsets_left(cut: &SnapshotCut, progress: &BTreeMap<(TopicName, i32), PartitionProgress>) -> u64 {
     cut.partitions()
@@ -78,9 +100,9 @@ fn offsets_left(cut: &SnapshotCut, progress: &BTreeMap<(TopicName, i32), Partiti
         .sum()
 }
 
-/// Runs one worker of a snapshot backup shared through the group `workers.group`, until the
-/// backup is complete or `shutdown` turns true. Returns what this worker stored, and the
-/// backup's total records once complete.
+/// Runs one worker of a backup shared through the group `workers.group`: a snapshot until it
+/// is complete or `shutdown` turns true, a continuous one (`options.continuous`) until
+/// `shutdown`. Returns what this worker stored, and the backup's total records.
 pub async fn run(
     storage: Arc<dyn ObjectStorage>,
     options: BackupOptions,
@@ -100,12 +122,6 @@ pub async fn run(
             ),
         });
     }
-    if options.continuous {
-        return Err(CliError::InvalidArgument {
-            flag: "workers",
-            message: "--workers shares a snapshot backup; --continuous with --workers is not supported yet".into(),
-        });
-    }
     let metrics_server = crate::metrics::serve_if_asked(options.metrics_addr.as_deref(), metrics.clone()).await?;
     let client = KafkaClient::connect(options.kafka.clone().with_events(metrics.client.clone())).await?;
     let mut worker = Worker {
@@ -120,6 +136,8 @@ pub async fn run(
         started: Instant::now(),
         cut: None,
         base: None,
+        last_refresh: Instant::now(),
+        last_groups: Instant::now(),
     };
     let result = worker.run(&workers, &mut shutdown).await;
     if result.is_err() {
@@ -146,6 +164,10 @@ struct Worker {
     cut: Option<SnapshotCut>,
     /// The manifest of the backup this one continues, if any.
     base: Option<Manifest>,
+    /// When the catalogue of a continuous backup was last grown (the leader's).
+    last_refresh: Instant,
+    /// When the consumer groups' offsets were last captured into it (the leader's).
+    last_groups: Instant,
 }
 
 impl Worker {
@@ -163,6 +185,7 @@ impl Worker {
             Some(cut) => cut,
             None => super::cut::take_cut(&self.storage, &self.client, &self.options, self.base.as_ref()).await?,
         };
+        refuse_other_mode(&cut, self.options.continuous)?;
         self.report.resumed = self.base.is_some();
         let merged = merge::merge(&self.storage, &cut).await?;
         self.cut = Some(cut);
@@ -171,9 +194,18 @@ impl Worker {
         }
         let client = self.client.clone();
         // Workers of another backup in the same group are refused by the coordinator
-        // (INCONSISTENT_GROUP_PROTOCOL) instead of being handed this backup's partitions.
-        let protocol = format!("sticky-bytes/{backup_id}");
+        // (INCONSISTENT_GROUP_PROTOCOL) instead of being handed this backup's partitions; so
+        // are a snapshot's and a continuous backup's workers of the same id.
+        let protocol = if self.options.continuous {
+            format!("continuous/{backup_id}")
+        } else {
+            format!("sticky-bytes/{backup_id}")
+        };
         let ended = run_in_group(self, &client, workers, BACKUP_PROTOCOL_TYPE, protocol, shutdown).await?;
+        if self.options.continuous {
+            let merged = self.leave_continuous(&workers.group).await?;
+            return Ok(self.finish(&merged));
+        }
         let cut = self.cut();
         let merged = merge::merge(&self.storage, cut).await?;
         match ended {
@@ -193,6 +225,49 @@ impl Worker {
 
     fn cut(&self) -> &SnapshotCut {
         self.cut.as_ref().expect("the cut is read before the worker joins")
+    }
+
+    /// A continuous worker that left its group (SIGTERM): what it read is committed. If no
+    /// member is left, it was the last one, and it seals the manifest `complete` (with the
+    /// consumer groups' offsets as they are now, if asked); otherwise it writes nothing more
+    /// (a merge of its could land after the last one's seal) and the manifest stays
+    /// `in_progress` for the others. Every worker commits, then leaves, then looks: the last
+    /// to leave finds the group empty, and sees everyone's commits.
+    async fn leave_continuous(&mut self, group: &str) -> Result<Merged, CliError> {
+        let described = self.client.describe_groups(&[group]).await;
+        let others = match &described {
+            Ok(groups) => groups.iter().map(|g| g.members.len()).sum::<usize>(),
+            Err(e) => {
+                tracing::warn!("could not describe group {group} ({e}): leaving the backup in progress");
+                1
+            }
+        };
+        if others > 0 {
+            tracing::info!(
+                "{others} workers still in group {group}: backup {} stays in progress until the last one stops",
+                self.options.backup_id
+            );
+            return merge::preview(&self.storage, self.cut()).await;
+        }
+        if self.options.consumer_groups {
+            let (catalogue, _) = super::cut::grow_catalogue(&self.storage, &self.client, &self.options, true).await?;
+            self.cut = Some(catalogue);
+        }
+        let merged = merge::seal(&self.storage, self.cut()).await?;
+        tracing::info!(
+            "last worker of group {group} stopped: backup {} is complete ({} records)",
+            self.options.backup_id,
+            merged.records
+        );
+        Ok(merged)
+    }
+
+    /// Reads a continuous backup's catalogue again (the leader may have grown it).
+    async fn reload_catalogue(&mut self) -> Result<(), CliError> {
+        if let Some(catalogue) = SnapshotCut::load(&self.storage, &self.options.backup_id).await? {
+            self.cut = Some(catalogue);
+        }
+        Ok(())
     }
 
     /// The report once the backup is complete.
@@ -219,10 +294,36 @@ impl Worker {
 impl GroupJob for Worker {
     async fn items(&mut self) -> Result<BTreeMap<Item, u64>, CliError> {
         let progress = PartitionProgress::load_all(&self.storage, &self.options.backup_id).await?;
+        if self.options.continuous {
+            self.reload_catalogue().await?;
+            return Ok(continuous_weights(self.cut(), &progress));
+        }
         Ok(weights(self.cut(), &progress))
     }
 
+    async fn find_new_items(&mut self) -> Result<bool, CliError> {
+        if !self.options.continuous || self.last_refresh.elapsed() < self.options.topic_refresh_interval {
+            return Ok(false);
+        }
+        let groups =
+            self.options.consumer_groups && self.last_groups.elapsed() >= self.options.consumer_groups_interval;
+        let (catalogue, added) = super::cut::grow_catalogue(&self.storage, &self.client, &self.options, groups).await?;
+        self.cut = Some(catalogue);
+        self.last_refresh = Instant::now();
+        if groups {
+            self.last_groups = Instant::now();
+        }
+        Ok(added)
+    }
+
     async fn check_complete(&mut self, full: bool) -> Result<bool, CliError> {
+        if self.options.continuous {
+            // Never complete while workers run; the leader's merges keep the manifest fresh.
+            if full {
+                merge::merge(&self.storage, self.cut()).await?;
+            }
+            return Ok(false);
+        }
         if !full {
             return Ok(merge::load_manifest(&self.storage, &self.options.backup_id)
                 .await?
@@ -246,13 +347,18 @@ impl GroupJob for Worker {
         &mut self,
         owner: &Owner,
         assigned: &[Item],
+        leader: bool,
         beats: &mut Heartbeats,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Next, CliError> {
+        if self.options.continuous && assigned.iter().any(|(t, p)| !self.cut().contains(t, *p)) {
+            // Assigned from a catalogue the leader grew after this worker last read it.
+            self.reload_catalogue().await?;
+        }
         let cut = self.cut.clone().expect("the cut is read before the worker joins");
         let assigned: Vec<(TopicName, i32)> = assigned
             .iter()
-            .filter(|(t, p)| cut.end(t, *p).is_some())
+            .filter(|(t, p)| cut.contains(t, *p))
             .filter_map(|(t, p)| TopicName::new(t).ok().map(|t| (t, *p)))
             .collect();
         let taken = WorkerLedger::take_over(
@@ -271,18 +377,19 @@ impl GroupJob for Worker {
             }
             Err(e) => return Err(e),
         };
-        let ends: BTreeMap<(TopicName, i32), i64> = ledger
+        // A snapshot's partitions end where the cut says; a continuous backup's never do.
+        let partitions: BTreeMap<(TopicName, i32), Option<i64>> = ledger
             .progress()
             .filter(|p| !p.done)
             .filter_map(|p| {
                 cut.end(p.topic.as_str(), p.partition)
-                    .map(|end| ((p.topic.clone(), p.partition), end))
+                    .map(|end| ((p.topic.clone(), p.partition), (!cut.continuous).then_some(end)))
             })
             .collect();
-        if ends.is_empty() {
+        if partitions.is_empty() {
             return Ok(Next::Idle);
         }
-        self.backed_up.extend(ends.keys().cloned());
+        self.backed_up.extend(partitions.keys().cloned());
         let state = BackupState::for_worker(self.storage.clone(), &cut, ledger)?;
         let (stop, stopped) = watch::channel(false);
         let fenced = Arc::new(AtomicBool::new(false));
@@ -292,7 +399,7 @@ impl GroupJob for Worker {
             self.options.clone(),
             state,
             Assignment {
-                ends,
+                partitions,
                 fenced: fenced.clone(),
             },
             self.progress.clone(),
@@ -302,6 +409,9 @@ impl GroupJob for Worker {
         tokio::pin!(run);
         let mut merge_tick = tokio::time::interval(WORKING_MERGE_INTERVAL);
         merge_tick.tick().await;
+        // The leader of a continuous backup's workers looks for new topics as it works.
+        let mut refresh_tick = tokio::time::interval(Duration::from_millis(500));
+        let refreshing = leader && cut.continuous;
         let mut next: Option<Next> = None;
         let mut listening = true;
         let result = loop {
@@ -328,8 +438,19 @@ impl GroupJob for Worker {
                     }
                 },
                 _ = merge_tick.tick() => {
-                    if let Err(e) = merge::merge(&self.storage, &cut).await {
+                    if let Err(e) = merge::merge(&self.storage, self.cut()).await {
                         tracing::warn!("could not merge progress into the manifest: {e}");
+                    }
+                }
+                _ = refresh_tick.tick(), if refreshing && next.is_none() => {
+                    match self.find_new_items().await {
+                        Ok(true) => {
+                            tracing::info!("new partitions to back up: rebalancing group {}", self.group);
+                            next = Some(Next::Rejoin);
+                            let _ = stop.send(true);
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("could not look for new topics: {e}"),
                     }
                 }
                 changed = shutdown.changed(), if listening => {
@@ -362,6 +483,30 @@ impl GroupJob for Worker {
                 if merged.complete { Next::Complete } else { Next::Idle }
             }
         })
+    }
+}
+
+/// Refuses workers of a snapshot on a continuous backup's catalogue, and the other way round:
+/// each mode's workers would read the shared objects differently.
+fn refuse_other_mode(cut: &SnapshotCut, continuous: bool) -> Result<(), CliError> {
+    match (cut.continuous, continuous) {
+        (true, false) => Err(CliError::InvalidArgument {
+            flag: "continuous",
+            message: format!(
+                "backup {} is a continuous backup shared by workers (its cut.json is their catalogue): start this \
+                 worker with --continuous too",
+                cut.backup_id
+            ),
+        }),
+        (false, true) => Err(CliError::InvalidArgument {
+            flag: "continuous",
+            message: format!(
+                "backup {} is a snapshot shared by workers (its cut.json has ends): finish it without --continuous, \
+                 or back up continuously under a new --backup-id",
+                cut.backup_id
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -88,11 +88,13 @@ pub(crate) trait GroupJob {
 
     /// Works on `assigned` as `owner` until it is done ([`Next::Idle`] or
     /// [`Next::Complete`]), `beats` tells of a rebalance or a fencing, or `shutdown` turns
-    /// true.
+    /// true. `leader`: this worker leads the group (and calls [`GroupJob::find_new_items`]
+    /// as it works).
     async fn work(
         &mut self,
         owner: &Owner,
         assigned: &[Item],
+        leader: bool,
         beats: &mut Heartbeats,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Next, CliError>;
@@ -100,6 +102,13 @@ pub(crate) trait GroupJob {
     /// Checks whether the shared job is complete: thoroughly when `full` (e.g. merging every
     /// partition's progress, which completes the job when all are done), else cheaply.
     async fn check_complete(&mut self, full: bool) -> Result<bool, CliError>;
+
+    /// Called on the group's leader every idle tick: looks for items that appeared since the
+    /// assignment (at the job's own pace) and returns true when there are, so that the group
+    /// rebalances. A job of fixed items has none.
+    async fn find_new_items(&mut self) -> Result<bool, CliError> {
+        Ok(false)
+    }
 }
 
 /// What the heartbeat task heard from the coordinator.
@@ -281,7 +290,7 @@ pub(crate) async fn run_in_group<J: GroupJob>(
         let mut next = if assigned.is_empty() {
             Ok(Next::Idle)
         } else {
-            job.work(&owner, &assigned, &mut beats, shutdown).await
+            job.work(&owner, &assigned, leader, &mut beats, shutdown).await
         };
         if matches!(next, Ok(Next::Idle)) {
             next = idle(job, &mut beats, leader, shutdown).await;
@@ -348,6 +357,9 @@ async fn idle<J: GroupJob>(
                 let every = if leader { LEADER_FULL_EVERY } else { MEMBER_FULL_EVERY };
                 if job.check_complete(ticks % every == 1).await? {
                     return Ok(Next::Complete);
+                }
+                if leader && job.find_new_items().await? {
+                    return Ok(Next::Rejoin);
                 }
             }
             changed = shutdown.changed(), if listening => {

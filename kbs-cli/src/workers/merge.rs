@@ -8,6 +8,10 @@
 //! * It writes `complete` only when every partition of the cut is done, and never writes over
 //!   a complete manifest: so the backup becomes complete exactly once, whichever worker gets
 //!   there last.
+//! * A continuous backup's merge ([`SnapshotCut::continuous`]) writes `in_progress` while
+//!   workers run, also over a `complete` manifest (workers started again reopen the backup,
+//!   as a single continuous backup does); the last worker to leave the group seals it
+//!   `complete` ([`seal`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,11 +61,31 @@ pub(crate) async fn load_manifest(
 
 /// Merges the progress objects into the manifest (see the module docs).
 pub(crate) async fn merge(storage: &Arc<dyn ObjectStorage>, cut: &SnapshotCut) -> Result<Merged, CliError> {
+    merge_as(storage, cut, false).await
+}
+
+/// A continuous backup's last merge, once no worker is left in the group: the manifest
+/// becomes `complete`, holding everything committed.
+pub(crate) async fn seal(storage: &Arc<dyn ObjectStorage>, cut: &SnapshotCut) -> Result<Merged, CliError> {
+    merge_as(storage, cut, true).await
+}
+
+/// What a merge would find now, writing nothing: for a continuous worker that left while
+/// others remain (a write of its could land after the last one's seal and reopen the backup).
+pub(crate) async fn preview(storage: &Arc<dyn ObjectStorage>, cut: &SnapshotCut) -> Result<Merged, CliError> {
+    let old = load_manifest(storage, &cut.backup_id).await?;
+    let progress = PartitionProgress::load_all(storage, &cut.backup_id).await?;
+    let (_, merged) = build(cut, old.as_ref().map(|(m, _)| m), &progress, false)?;
+    Ok(merged)
+}
+
+async fn merge_as(storage: &Arc<dyn ObjectStorage>, cut: &SnapshotCut, seal: bool) -> Result<Merged, CliError> {
     let key = layout::manifest_key(&cut.backup_id);
     for _ in 0..ROUNDS {
         let old = load_manifest(storage, &cut.backup_id).await?;
         if let Some((manifest, _)) = &old
             && manifest.status == Some(BackupStatus::Complete)
+            && !cut.continuous
         {
             let total = cut.partitions().count();
             return Ok(Merged {
@@ -72,8 +96,8 @@ pub(crate) async fn merge(storage: &Arc<dyn ObjectStorage>, cut: &SnapshotCut) -
             });
         }
         let progress = PartitionProgress::load_all(storage, &cut.backup_id).await?;
-        let (manifest, merged) = build(cut, old.as_ref().map(|(m, _)| m), &progress)?;
-        if old.as_ref().is_some_and(|(m, _)| *m == manifest) {
+        let (manifest, merged) = build(cut, old.as_ref().map(|(m, _)| m), &progress, seal)?;
+        if old.as_ref().is_some_and(|(m, _)| same_but_time(m, &manifest)) {
             return Ok(merged);
         }
         let body = Bytes::from(manifest.to_json_pretty());
@@ -92,12 +116,25 @@ pub(crate) async fn merge(storage: &Arc<dyn ObjectStorage>, cut: &SnapshotCut) -
     )))
 }
 
+/// Whether `old` holds what `new` holds: equal, or both complete and equal but for when they
+/// were completed (a seal finding the backup sealed already).
+fn same_but_time(old: &Manifest, new: &Manifest) -> bool {
+    if old == new {
+        return true;
+    }
+    let mut new = new.clone();
+    new.completed_at = old.completed_at.clone();
+    old.is_complete() && new.is_complete() && *old == new
+}
+
 /// The manifest the cut and the progress objects make, on top of `old` (a manifest this backup
-/// continues: its partitions without a progress object are kept as they are).
+/// continues: its partitions without a progress object are kept as they are). A snapshot's is
+/// complete when every partition is done; a continuous backup's when `seal` says so.
 pub(crate) fn build(
     cut: &SnapshotCut,
     old: Option<&Manifest>,
     progress: &BTreeMap<(TopicName, i32), PartitionProgress>,
+    seal: bool,
 ) -> Result<(Manifest, Merged), CliError> {
     let created_at = old.map_or_else(|| cut.created_at.clone(), |m| m.created_at.clone());
     let mut builder = ManifestBuilder::new(
@@ -149,7 +186,7 @@ pub(crate) fn build(
         .partitions()
         .filter(|(t, p, _, _)| progress.get(&((*t).clone(), *p)).is_some_and(|pr| pr.done))
         .count();
-    let complete = done == total;
+    let complete = if cut.continuous { seal } else { done == total };
     let manifest = if complete {
         builder.build_complete(crate::backup::now_utc())?
     } else {
@@ -209,6 +246,7 @@ mod tests {
                 starts: vec![0, 0],
                 ends: vec![20, 0],
             }],
+            continuous: false,
         }
     }
 
@@ -248,13 +286,13 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let (manifest, merged) = build(&cut, None, &all).unwrap();
+        let (manifest, merged) = build(&cut, None, &all, false).unwrap();
         assert!(!merged.complete && !manifest.is_complete());
         assert_eq!((merged.done, merged.total, merged.records), (1, 2, 20));
         assert!(manifest.validate().is_empty(), "{:?}", manifest.validate());
 
         all.get_mut(&(topic("t"), 1)).unwrap().done = true;
-        let (manifest, merged) = build(&cut, None, &all).unwrap();
+        let (manifest, merged) = build(&cut, None, &all, false).unwrap();
         assert!(merged.complete && manifest.is_complete());
         assert_eq!(manifest.topic("t").unwrap().partition_count, Some(2));
         assert_eq!(manifest.topic("t").unwrap().topic_id.as_deref(), Some("id-t"));
@@ -276,7 +314,7 @@ mod tests {
         builder.add_topic(topic("gone"), 1, BTreeMap::new()).unwrap();
         builder.add_segment(&topic("gone"), 0, segment(0, 0, 4)).unwrap();
         let old = builder.build_in_progress();
-        let (manifest, merged) = build(&cut, Some(&old), &BTreeMap::new()).unwrap();
+        let (manifest, merged) = build(&cut, Some(&old), &BTreeMap::new(), false).unwrap();
         assert_eq!(merged.records, 15);
         assert_eq!(manifest.created_at, old.created_at);
         assert!(manifest.topic("gone").is_some());
@@ -285,7 +323,7 @@ mod tests {
         let all: BTreeMap<_, _> = [progress("t", 0, vec![segment(0, 0, 9), segment(1, 10, 19)], true)]
             .into_iter()
             .collect();
-        let (manifest, merged) = build(&cut, Some(&old), &all).unwrap();
+        let (manifest, merged) = build(&cut, Some(&old), &all, false).unwrap();
         assert_eq!(merged.records, 25);
         assert_eq!(
             manifest.topic("t").unwrap().partition(0).unwrap().segment_files.len(),
@@ -301,8 +339,33 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let (manifest, merged) = build(&cut(), None, &all).unwrap();
+        let (manifest, merged) = build(&cut(), None, &all, false).unwrap();
         assert!(manifest.topic("other").is_none());
         assert_eq!(merged.records, 20);
+    }
+
+    #[test]
+    fn a_continuous_backup_is_complete_only_when_sealed_and_reopens_when_merged_again() {
+        let mut cut = cut();
+        cut.continuous = true;
+        let all: BTreeMap<_, _> = [progress("t", 0, vec![segment(0, 0, 19)], false)].into_iter().collect();
+        // No partition is ever done while workers run: in progress.
+        let (running, merged) = build(&cut, None, &all, false).unwrap();
+        assert!(!merged.complete && !running.is_complete());
+        assert_eq!(merged.records, 20);
+        // The last worker to leave seals it, with everything committed.
+        let (sealed, merged) = build(&cut, Some(&running), &all, true).unwrap();
+        assert!(merged.complete && sealed.is_complete());
+        assert_eq!(sealed.statistics.records, 20);
+        assert!(sealed.validate().is_empty(), "{:?}", sealed.validate());
+        // Workers started again reopen it, keeping what it holds.
+        let (reopened, merged) = build(&cut, Some(&sealed), &all, false).unwrap();
+        assert!(!merged.complete && !reopened.is_complete());
+        assert_eq!(reopened.created_at, sealed.created_at);
+        assert_eq!(reopened.statistics.records, 20);
+        // A second seal finds nothing new: the same manifest but for when it was sealed.
+        let (again, _) = build(&cut, Some(&sealed), &all, true).unwrap();
+        assert!(same_but_time(&sealed, &again));
+        assert!(!same_but_time(&reopened, &again));
     }
 }

@@ -16,6 +16,12 @@
 //! `starts` and `ends` hold, index by partition, the log start and the last stable offset (the
 //! snapshot's exclusive end) when the cut was taken.
 //!
+//! A continuous backup's workers (`--continuous --workers`) share the same object with
+//! `"continuous": true` (absent: a snapshot). It is then the catalogue of the partitions the
+//! backup follows: it has no end, `ends` only say where each partition's log ended when it
+//! joined the catalogue, and the group's leader adds topics and partitions created later by
+//! compare-and-swap (and the consumer groups' offsets, every `--consumer-groups-interval`).
+//!
 //! `<backup-id>/checkpoints/partitions/<topic>/<partition>.json`, one per partition:
 //!
 //! ```json
@@ -78,6 +84,10 @@ pub(crate) struct SnapshotCut {
     pub(crate) consumer_groups: Option<ConsumerGroups>,
     /// The selected topics.
     pub(crate) topics: Vec<CutTopic>,
+    /// A continuous backup's catalogue rather than a snapshot cut: no end, and topics are
+    /// added while the backup runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) continuous: bool,
 }
 
 /// One topic of the cut.
@@ -115,11 +125,27 @@ impl SnapshotCut {
         usize::try_from(partition).ok().and_then(|p| t.ends.get(p)).copied()
     }
 
+    /// Whether the cut holds `topic`/`partition`.
+    pub(crate) fn contains(&self, topic: &str, partition: i32) -> bool {
+        self.end(topic, partition).is_some()
+    }
+
     /// Reads the cut; `None` if there is none. A damaged one is an error, never replaced.
     pub(crate) async fn load(
         storage: &Arc<dyn ObjectStorage>,
         backup_id: &BackupId,
     ) -> Result<Option<SnapshotCut>, CliError> {
+        Ok(SnapshotCut::load_versioned(storage, backup_id)
+            .await?
+            .map(|(cut, _)| cut))
+    }
+
+    /// [`SnapshotCut::load`], with the version read (to replace it, see
+    /// [`SnapshotCut::replace`]).
+    pub(crate) async fn load_versioned(
+        storage: &Arc<dyn ObjectStorage>,
+        backup_id: &BackupId,
+    ) -> Result<Option<(SnapshotCut, ObjectVersion)>, CliError> {
         let key = cut_key(backup_id);
         match storage.get(&key).await {
             Ok(got) => {
@@ -144,7 +170,7 @@ impl SnapshotCut {
                         ),
                     });
                 }
-                Ok(Some(cut))
+                Ok(Some((cut, got.meta.version)))
             }
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
@@ -161,6 +187,21 @@ impl SnapshotCut {
             Err(kbs_storage::Error::AlreadyExists { .. }) => SnapshotCut::load(storage, &self.backup_id)
                 .await?
                 .ok_or_else(|| CliError::Locked(format!("{key} was there and is gone again"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces the stored cut (a continuous catalogue that grew) over `version`, the one
+    /// this was read from: `Ok(false)` when another worker replaced it first (read it again).
+    pub(crate) async fn replace(
+        &self,
+        storage: &Arc<dyn ObjectStorage>,
+        version: &ObjectVersion,
+    ) -> Result<bool, CliError> {
+        let body = Bytes::from(serde_json::to_vec_pretty(self).expect("the cut serialises"));
+        match storage.put_if_match(&cut_key(&self.backup_id), body, version).await {
+            Ok(_) => Ok(true),
+            Err(kbs_storage::Error::Precondition { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }

@@ -108,6 +108,7 @@ impl GroupJob for RestoreWorker {
         &mut self,
         owner: &Owner,
         assigned: &[Item],
+        _leader: bool,
         beats: &mut Heartbeats,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Next, CliError> {

@@ -2,7 +2,9 @@
 //! Each test compares the backup, offset for offset, with an independent consumer's read and
 //! checks it with `validate --deep`: three workers on 12 topics × 8 partitions; one worker
 //! SIGKILLed at random moments; a late joiner; a worker stopped with SIGTERM; a worker paused
-//! past its session timeout whose commits are refused once it resumes.
+//! past its session timeout whose commits are refused once it resumes. Continuous workers
+//! follow a topic created while they run, join late, are SIGKILLed and SIGTERMed, and the last
+//! to stop seals the backup. Restore workers get the same tests.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -69,27 +71,56 @@ impl Source {
     /// Starts a worker of backup `id` in group `group` writing to `store`; its stderr goes to
     /// a file named after `name` (a pipe could fill up and stall it).
     fn worker(&self, store: &Store, id: &str, group: &str, name: &str) -> Worker {
+        self.worker_with(store, id, group, name, &[])
+    }
+
+    /// A worker of a continuous backup, looking for new topics every second and committing
+    /// what it read at least every second.
+    fn continuous_worker(&self, store: &Store, id: &str, group: &str, name: &str) -> Worker {
+        let extra = [
+            "--continuous",
+            "--topic-refresh-interval",
+            "1s",
+            "--segment-max-interval",
+            "1s",
+            "--consumer-groups",
+            "--consumer-groups-interval",
+            "1s",
+        ];
+        self.worker_with(store, id, group, name, &extra)
+    }
+
+    /// [`Source::worker`] with `extra` arguments.
+    fn worker_with(&self, store: &Store, id: &str, group: &str, name: &str, extra: &[&str]) -> Worker {
+        let mut args = vec![
+            "backup",
+            "--bootstrap-servers",
+            &self.bootstrap,
+            "--backup-id",
+            id,
+            "--topics",
+            "w-*",
+            "--workers",
+            group,
+            "--worker-session-timeout",
+            "6s",
+            "--compression",
+            "lz4",
+            "--segment-max-records",
+            "300",
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        self.spawn(store, &args, name)
+    }
+
+    /// Runs `kbs args` against `store` as a worker; its stderr goes to a file named after
+    /// `name` (a pipe could fill up and stall it).
+    fn spawn(&self, store: &Store, args: &[&str], name: &str) -> Worker {
         let log = self.dir.path().join(format!("{name}.log"));
         let child = store
-            .command(&[
-                "backup",
-                "--bootstrap-servers",
-                &self.bootstrap,
-                "--backup-id",
-                id,
-                "--topics",
-                "w-*",
-                "--workers",
-                group,
-                "--worker-session-timeout",
-                "6s",
-                "--compression",
-                "lz4",
-                "--segment-max-records",
-                "300",
-                "--output",
-                "json",
-            ])
+            .command(args)
             .env(
                 "RUST_LOG",
                 std::env::var("KBS_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
@@ -133,10 +164,10 @@ impl Source {
     /// Starts a restore worker of backup `id`'s `topics` into topics renamed `w-NN` ->
     /// `{prefix}-NN`, restore id `restore_id`, group `group`.
     fn restorer(&self, store: &Store, id: &str, topics: &[String], prefix: &str, group: &str, name: &str) -> Worker {
-        let log = self.dir.path().join(format!("{name}.log"));
         let map: Vec<String> = topics.iter().map(|t| format!("{t}={}", target(t, prefix))).collect();
-        let child = store
-            .command(&[
+        self.spawn(
+            store,
+            &[
                 "restore",
                 "--bootstrap-servers",
                 &self.bootstrap,
@@ -158,16 +189,9 @@ impl Source {
                 "4",
                 "--output",
                 "json",
-            ])
-            .env(
-                "RUST_LOG",
-                std::env::var("KBS_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn kbs");
-        Worker { child, log }
+            ],
+            name,
+        )
     }
 
     /// The restored topics hold exactly the source's records of `topics`, offsets included.
@@ -241,6 +265,23 @@ fn segments(store: &Store, id: &str) -> usize {
 /// Every progress object of backup `id`.
 fn progress(store: &Store, id: &str) -> Vec<serde_json::Value> {
     json_objects(store, &format!("{id}/checkpoints/partitions/"))
+}
+
+/// Records committed to the progress objects of backup `id` so far, of topics `topic` selects.
+fn committed_records(store: &Store, id: &str, topic: impl Fn(&str) -> bool) -> u64 {
+    progress(store, id)
+        .iter()
+        .filter(|o| topic(o["topic"].as_str().unwrap_or_default()))
+        .flat_map(|o| o["segment_files"].as_array().cloned().unwrap_or_default())
+        .map(|s| s["records"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The status of backup `id`'s manifest (`None` before the first).
+fn manifest_status(store: &Store, id: &str) -> Option<String> {
+    let got = rt().block_on(store.storage.get(&format!("{id}/manifest.json"))).ok()?;
+    let manifest: serde_json::Value = serde_json::from_slice(&got.bytes).unwrap();
+    manifest["status"].as_str().map(str::to_string)
 }
 
 /// The JSON objects under `prefix` (those still there when read).
@@ -733,10 +774,6 @@ fn workers_refuse_what_they_do_not_share_yet_with_a_clear_error() {
     ];
     for (args, says) in [
         (
-            vec!["backup", "--workers", "g", "--continuous"],
-            "--continuous with --workers is not supported yet",
-        ),
-        (
             vec!["restore", "--workers", "g", "--repartition", "key", "--partitions", "3"],
             "--repartition with --workers is not supported yet",
         ),
@@ -753,4 +790,105 @@ fn workers_refuse_what_they_do_not_share_yet_with_a_clear_error() {
         assert_eq!(out.status.code(), Some(2), "{all:?}: {stderr}");
         assert!(stderr.contains(says), "{all:?}: {stderr}");
     }
+}
+
+#[test]
+fn continuous_workers_follow_new_topics_and_the_last_to_stop_seals_the_backup() {
+    let Some(mut source) = Source::seed_grouped(6_000) else {
+        return;
+    };
+    let store = source.filesystem();
+    let id = "cont";
+    let mut workers: Vec<Worker> = (0..2)
+        .map(|i| source.continuous_worker(&store, id, "g-cont", &format!("cont-w{i}")))
+        .collect();
+    let seeded = source.records.len() as u64;
+    source.until("the seeded records committed", &mut workers, |w| {
+        committed_records(&store, id, |_| true) >= seeded || w.iter_mut().any(Worker::exited)
+    });
+    assert_eq!(manifest_status(&store, id).as_deref(), Some("in_progress"));
+    let snapshot = source.worker(&store, id, "g-snapshot", "snapshot-w");
+    let (out, log) = snapshot.finish();
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains("start this worker with --continuous too"), "{log}");
+
+    // A topic created while they run joins the backup; a third worker joins late; a group
+    // commits offsets, which the catalogue captures.
+    seed_simple(&source.bootstrap, "w-new", 900, 3, true);
+    seed_simple(&source.bootstrap, "w-00", 500, 8, false);
+    workers.push(source.continuous_worker(&store, id, "g-cont", "cont-w2"));
+    kbs_testkit::run_script(
+        "groups.py",
+        &["commit", &source.bootstrap, "cont-readers", "w-new:0=100"],
+    );
+    source.until("the new topic committed", &mut workers, |w| {
+        committed_records(&store, id, |t| t == "w-new") >= 900
+            && committed_records(&store, id, |_| true) >= seeded + 1_400
+            || w.iter_mut().any(Worker::exited)
+    });
+    let owners: BTreeSet<String> = progress(&store, id)
+        .iter()
+        .filter(|o| o["topic"] == "w-new")
+        .map(|o| o["owner"]["member_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!owners.is_empty());
+
+    // A worker SIGKILLed: once the group dropped it, its partitions go on with the others,
+    // each record once.
+    let killed = workers.remove(1);
+    let killed_pid = u64::from(killed.pid());
+    signal(killed.pid(), "-KILL");
+    let _ = killed.finish();
+    seed_simple(&source.bootstrap, "w-01", 400, 8, false);
+    let before = committed_records(&store, id, |_| true);
+    source.until("the killed worker's partitions taken over", &mut workers, |w| {
+        let orphaned = progress(&store, id)
+            .iter()
+            .any(|o| o["owner"]["pid"].as_u64() == Some(killed_pid));
+        !orphaned && committed_records(&store, id, |_| true) >= before + 400 || w.iter_mut().any(Worker::exited)
+    });
+
+    // The first worker stopped leaves the other running: the backup stays in progress.
+    let first = workers.remove(0);
+    terminate(&first.child);
+    let report = first.succeed();
+    assert_eq!(manifest_status(&store, id).as_deref(), Some("in_progress"), "{report}");
+    // The last one stopped seals it, with everything.
+    let last = workers.remove(0);
+    terminate(&last.child);
+    last.succeed();
+    assert_eq!(manifest_status(&store, id).as_deref(), Some("complete"));
+    source.topics.push("w-new".into());
+    let refs: Vec<&str> = source.topics.iter().map(String::as_str).collect();
+    source.records = consume(&source.bootstrap, source.dir.path(), &refs);
+    store.ok(&["validate", "--backup-id", id, "--deep"]);
+    let (manifest, stored) = rt().block_on(read_backup(&store.storage, id));
+    assert_same_records(&stored, &source.records);
+    assert_eq!(manifest.topic("w-new").unwrap().partition_count, Some(3));
+    let groups = manifest.consumer_groups.as_ref().expect("consumer groups captured");
+    assert!(groups.contains_key("cont-readers"), "{groups:?}");
+
+    // Started again, workers reopen the backup and go on where it ended; stopped together
+    // (as a deployment is), one of them seals it.
+    let mut again: Vec<Worker> = (0..2)
+        .map(|i| source.continuous_worker(&store, id, "g-cont", &format!("cont-again-w{i}")))
+        .collect();
+    seed_simple(&source.bootstrap, "w-new", 300, 3, false);
+    let before = manifest.statistics.records;
+    source.until("the reopened backup goes on", &mut again, |w| {
+        committed_records(&store, id, |_| true) >= before + 300 || w.iter_mut().any(Worker::exited)
+    });
+    assert_eq!(manifest_status(&store, id).as_deref(), Some("in_progress"));
+    for w in &again {
+        terminate(&w.child);
+    }
+    for w in again {
+        w.succeed();
+    }
+    let refs: Vec<&str> = source.topics.iter().map(String::as_str).collect();
+    let all = consume(&source.bootstrap, source.dir.path(), &refs);
+    let (manifest, stored) = rt().block_on(read_backup(&store.storage, id));
+    assert!(manifest.is_complete());
+    assert_same_records(&stored, &all);
+    store.ok(&["validate", "--backup-id", id, "--deep"]);
 }
