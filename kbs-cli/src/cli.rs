@@ -546,9 +546,9 @@ pub struct WorkerArgs {
     /// Share this job with every kbs started with the same --workers GROUP and the same job
     /// (--backup-id; for a restore also the restore id): they join the Kafka group GROUP,
     /// which splits the partitions among them and hands a stopped worker's partitions to the
-    /// others. Needs a store with conditional writes; a restore's not with --repartition. With
-    /// --continuous, topics created later are shared out too, and the last worker stopped
-    /// seals the backup.
+    /// others. Needs a store with conditional writes. With --continuous, topics created later
+    /// are shared out too, and the last worker stopped seals the backup; with --repartition,
+    /// whole source topics are shared out.
     #[arg(long, env = "KBS_WORKERS", value_name = "GROUP")]
     pub workers: Option<String>,
     /// With --workers: how long the group waits for a silent worker before its partitions go

@@ -407,7 +407,13 @@ async fn restore_state(
             let objects = crate::restore::shared_progress(storage, id, restore_id).await?;
             for (source, object) in &objects {
                 if let Some(owner) = &object.owner {
-                    owners.insert(source.clone(), owner.clone());
+                    // A reshaped topic's targets are listed as `topic/*`.
+                    let label = if object.reshaped.is_some() {
+                        format!("{source}/*")
+                    } else {
+                        source.clone()
+                    };
+                    owners.insert(label, owner.clone());
                 }
             }
             crate::restore::shared_progress_document(id, restore_id, &objects)

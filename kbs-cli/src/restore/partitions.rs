@@ -9,8 +9,14 @@
 //!  "progress": { …the partition's entry of progress.json (see progress.rs)… }}
 //! ```
 //!
-//! `progress` is absent until the owner recorded where the partition starts in its target. A
-//! worker takes a partition over by rewriting its object with itself as `owner`
+//! `progress` is absent until the owner recorded where the partition starts in its target.
+//!
+//! A topic restored into another partitioning (`--repartition`) is one sequence, so it is one
+//! unit of work: its object is `<backup-id>/restores/<restore-id>/partitions/<topic>.json`,
+//! with `"source": "<topic>"` and `reshaped` (the topic's entry under `reshaped` in
+//! progress.json) in place of `progress`.
+//!
+//! A worker takes a partition (or a reshaped topic) over by rewriting its object with itself as `owner`
 //! (compare-and-swap), and from then on writes it only over the version it wrote: a write
 //! refused means another worker took the partition over, and this one stops producing.
 
@@ -23,7 +29,7 @@ use kbs_manifest::BackupId;
 use kbs_storage::{ObjectStorage, ObjectVersion};
 use serde::{Deserialize, Serialize};
 
-use super::progress::{PartitionProgress, RestoreProgress, partition_key};
+use super::progress::{PartitionProgress, ReshapedProgress, RestoreProgress};
 use crate::error::CliError;
 use crate::workers::{Owner, commit_refused, describe_owner, read_json_objects};
 
@@ -37,7 +43,7 @@ const PARALLEL_WRITES: usize = 16;
 /// One source partition's progress object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PartitionObject {
-    /// `topic/partition` of the source.
+    /// `topic/partition` of the source; the topic alone for a reshaped topic.
     pub(crate) source: String,
     /// The worker that took it over last.
     #[serde(default)]
@@ -45,6 +51,9 @@ pub(crate) struct PartitionObject {
     /// Its progress, once its start in the target is recorded.
     #[serde(default)]
     pub(crate) progress: Option<PartitionProgress>,
+    /// A reshaped topic's progress, once its targets' starts are recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reshaped: Option<ReshapedProgress>,
 }
 
 /// The folder of a shared restore's progress objects.
@@ -90,6 +99,10 @@ pub(crate) fn as_document(
             .iter()
             .filter_map(|(source, o)| o.progress.clone().map(|p| (source.clone(), p)))
             .collect(),
+        reshaped: objects
+            .iter()
+            .filter_map(|(source, o)| o.reshaped.clone().map(|r| (source.clone(), r)))
+            .collect(),
         ..Default::default()
     }
 }
@@ -119,19 +132,20 @@ pub(crate) struct RestoreLedger {
 }
 
 impl RestoreLedger {
-    /// Takes over `sources` (`(topic, partition)`) for `owner`, each by compare-and-swap.
+    /// Takes over `sources` (`topic/partition`, or a reshaped topic) for `owner`, each by
+    /// compare-and-swap.
     pub(crate) async fn take_over(
         storage: Arc<dyn ObjectStorage>,
         backup_id: &BackupId,
         restore_id: &str,
         owner: Owner,
-        sources: &[(String, i32)],
+        sources: &[String],
     ) -> Result<RestoreLedger, CliError> {
         let taken: Vec<(String, Owned)> = futures::stream::iter(sources.iter())
-            .map(|(topic, partition)| {
+            .map(|source| {
                 let storage = storage.clone();
                 let owner = owner.clone();
-                let source = partition_key(topic, *partition);
+                let source = source.clone();
                 async move {
                     let owned = take_over_one(&storage, backup_id, restore_id, &owner, &source).await?;
                     Ok::<_, CliError>((source, owned))
@@ -154,6 +168,13 @@ impl RestoreLedger {
         self.owned
             .iter()
             .filter_map(|(source, o)| o.written.progress.as_ref().map(|p| (source, p)))
+    }
+
+    /// The recorded progress of the reshaped topics owned, by source topic.
+    pub(crate) fn reshaped(&self) -> impl Iterator<Item = (&String, &ReshapedProgress)> {
+        self.owned
+            .iter()
+            .filter_map(|(source, o)| o.written.reshaped.as_ref().map(|r| (source, r)))
     }
 
     /// Checks that every owned object is still as this worker wrote it; [`CliError::Fenced`]
@@ -189,12 +210,14 @@ impl RestoreLedger {
             .owned
             .iter()
             .filter_map(|(source, owned)| {
-                let now = document.partitions.get(source)?;
-                (owned.written.progress.as_ref() != Some(now)).then(|| {
-                    let mut object = owned.written.clone();
+                let mut object = owned.written.clone();
+                if let Some(now) = document.partitions.get(source) {
                     object.progress = Some(now.clone());
-                    (source.clone(), object, owned.version.clone())
-                })
+                }
+                if let Some(now) = document.reshaped.get(source) {
+                    object.reshaped = Some(now.clone());
+                }
+                (object != owned.written).then(|| (source.clone(), object, owned.version.clone()))
             })
             .collect();
         let storage = self.storage.clone();
@@ -289,6 +312,7 @@ async fn take_over_one(
                     source: source.to_string(),
                     owner: None,
                     progress: None,
+                    reshaped: None,
                 },
                 None,
             ),

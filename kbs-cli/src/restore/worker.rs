@@ -9,6 +9,9 @@
 //!   recorded progress, with the target's tail matched and the interrupted writer's producer
 //!   continued. Producing stops as soon as the worker's heartbeats have gone unanswered for
 //!   half the session timeout, before the group can hand its partitions to another worker.
+//!   With `--repartition`, the unit of work is a source topic (one sequence, see
+//!   `reshape/mod.rs`): its item is `(topic, RESHAPED_TOPIC)`, and it is taken over and
+//!   resumed whole in the same way.
 //! * [`SharedRestore::check_complete`]: when every partition is done, the consumer groups are
 //!   committed and `complete.json` is written, once.
 
@@ -57,12 +60,6 @@ pub(crate) async fn prepare_worker(
     metrics: Arc<RestoreMetrics>,
     progress: Arc<dyn crate::backup::ProgressSink>,
 ) -> Result<SharedRestore, CliError> {
-    if options.repartition.reshapes() {
-        return Err(CliError::InvalidArgument {
-            flag: "workers",
-            message: "--workers shares a one-to-one restore; --repartition with --workers is not supported yet".into(),
-        });
-    }
     let mut prepared = prepare(&storage, options, &metrics, &progress).await?;
     let (backup_id, restore_id) = (&prepared.options.backup_id, prepared.options.restore_id.clone());
     let single = format!(
@@ -106,6 +103,9 @@ pub(crate) async fn prepare_worker(
     })
 }
 
+/// The partition number of a work item that is a whole reshaped source topic.
+pub(crate) const RESHAPED_TOPIC: i32 = -1;
+
 /// Whether `e` says a target topic was being created by another worker: it exists already, or
 /// it is not known yet to the broker asked.
 fn created_meanwhile(e: &kbs_kafka::Error) -> bool {
@@ -132,10 +132,36 @@ impl SharedRestore {
         &self.prepared.client
     }
 
-    /// The source partitions not done, each weighted by the bytes of the segments it has left
-    /// to restore (at least 1).
+    /// The source partitions not done (with `--repartition`, the source topics), each
+    /// weighted by the bytes of the segments it has left to restore (at least 1).
     pub(crate) async fn items(&self) -> Result<BTreeMap<(String, i32), u64>, CliError> {
         let objects = load_all(&self.storage, self.backup_id(), self.restore_id()).await?;
+        if self.prepared.options.repartition.reshapes() {
+            return Ok(self
+                .prepared
+                .reshapes
+                .iter()
+                .filter_map(|r| {
+                    let progress = objects.get(&r.topic).and_then(|o| o.reshaped.as_ref());
+                    if progress.is_some_and(|p| p.done) {
+                        return None;
+                    }
+                    let left: u64 = r
+                        .sources
+                        .iter()
+                        .flat_map(|plan| {
+                            let after = progress
+                                .and_then(|p| p.sources.get(&plan.partition))
+                                .copied()
+                                .unwrap_or(i64::MIN);
+                            plan.files.iter().filter(move |f| f.last_offset > after)
+                        })
+                        .map(|f| f.uncompressed_bytes)
+                        .sum();
+                    Some(((r.topic.clone(), RESHAPED_TOPIC), left.max(1)))
+                })
+                .collect());
+        }
         Ok(self
             .prepared
             .plans
@@ -169,14 +195,26 @@ impl SharedRestore {
     ) -> Result<(), CliError> {
         let options = &self.prepared.options;
         let wanted: std::collections::BTreeSet<&(String, i32)> = assigned.iter().collect();
+        // A reshaped topic is taken whole: its source partitions' plans go with it.
+        let reshapes: Vec<reshape::ReshapePlan> = self
+            .prepared
+            .reshapes
+            .iter()
+            .filter(|r| wanted.contains(&(r.topic.clone(), RESHAPED_TOPIC)))
+            .cloned()
+            .collect();
         let plans: Vec<PartitionPlan> = self
             .prepared
             .plans
             .iter()
-            .filter(|p| wanted.contains(&(p.topic.clone(), p.partition)))
+            .filter(|p| wanted.contains(&(p.topic.clone(), p.partition)) || reshapes.iter().any(|r| r.topic == p.topic))
             .cloned()
             .collect();
-        let sources: Vec<(String, i32)> = plans.iter().map(|p| (p.topic.clone(), p.partition)).collect();
+        let sources: Vec<String> = if options.repartition.reshapes() {
+            reshapes.iter().map(|r| r.topic.clone()).collect()
+        } else {
+            plans.iter().map(|p| partition_key(&p.topic, p.partition)).collect()
+        };
         let ledger = RestoreLedger::take_over(
             self.storage.clone(),
             &options.backup_id,
@@ -192,6 +230,9 @@ impl SharedRestore {
         };
         for (source, p) in ledger.progress() {
             progress.partitions.insert(source.clone(), p.clone());
+        }
+        for (topic, r) in ledger.reshaped() {
+            progress.reshaped.insert(topic.clone(), r.clone());
         }
         let fence = Fence {
             lost: fence.lost,
@@ -218,14 +259,24 @@ impl SharedRestore {
         // A worker paused since its take-over must not judge targets another worker has
         // written since: it checks its fence first, and its ownership when a target surprises.
         shared.fence.check(&options.restore_id)?;
-        if let Err(e) = record_start_positions(&shared, client, &self.storage, options, &plans, &[]).await {
+        if let Err(e) = record_start_positions(&shared, client, &self.storage, options, &plans, &reshapes).await {
             if let Some(ledger) = &shared.ledger {
                 ledger.lock().await.verify().await?;
             }
             return Err(e);
         }
         shared.save_progress().await?;
-        let result = produce_partitions(&shared, client, &producer, &self.configs, &plans, &[], &BTreeMap::new()).await;
+        let group_commits = &self.prepared.group_commits;
+        let result = produce_partitions(
+            &shared,
+            client,
+            &producer,
+            &self.configs,
+            &plans,
+            &reshapes,
+            group_commits,
+        )
+        .await;
         let produced = *shared.produced.lock().await;
         self.produced.0 += produced.0;
         self.produced.1 += produced.1;
@@ -245,12 +296,21 @@ impl SharedRestore {
             return Ok(false);
         }
         let objects = load_all(&self.storage, self.backup_id(), self.restore_id()).await?;
-        let all_done = self.prepared.plans.iter().all(|plan| {
-            objects
-                .get(&partition_key(&plan.topic, plan.partition))
-                .and_then(|o| o.progress.as_ref())
-                .is_some_and(|p| p.done)
-        });
+        let all_done = if self.prepared.options.repartition.reshapes() {
+            self.prepared.reshapes.iter().all(|r| {
+                objects
+                    .get(&r.topic)
+                    .and_then(|o| o.reshaped.as_ref())
+                    .is_some_and(|p| p.done)
+            })
+        } else {
+            self.prepared.plans.iter().all(|plan| {
+                objects
+                    .get(&partition_key(&plan.topic, plan.partition))
+                    .and_then(|o| o.progress.as_ref())
+                    .is_some_and(|p| p.done)
+            })
+        };
         if !all_done {
             return Ok(false);
         }
@@ -289,6 +349,11 @@ impl SharedRestore {
             if let Some(p) = &object.progress {
                 report.restored.insert(source.clone(), (p.records, p.bytes));
             }
+        }
+        let options = &self.prepared.options;
+        let document = as_document(&options.backup_id, &options.restore_id, &objects);
+        for r in &self.prepared.reshapes {
+            report.reshaped.push(reshape::restored_shares(&document, r, options));
         }
         report.groups = self.groups.clone();
         report.records = self.produced.0;

@@ -8,9 +8,9 @@ use crate::harness::*;
 use crate::restore::{describe_missing, kill_while_producing_then_finish, run_args};
 
 /// A record's content as the target must hold it: timestamp, key, value, headers.
-type Content = (i64, Option<String>, Option<String>, Vec<(String, Option<String>)>);
+pub(crate) type Content = (i64, Option<String>, Option<String>, Vec<(String, Option<String>)>);
 
-fn content(r: &Row) -> Content {
+pub(crate) fn content(r: &Row) -> Content {
     (r.3, r.4.clone(), r.5.clone(), r.6.clone())
 }
 
@@ -53,7 +53,7 @@ fn librdkafka_placement(
 /// keyed record in the partition librdkafka chose for its key (`placement`), each keyless one
 /// round robin by `(source partition + offset) % partitions`. `None` placement: round robin
 /// for every record.
-fn expected_targets(
+pub(crate) fn expected_targets(
     source: &[Row],
     partitions: i32,
     placement: Option<&BTreeMap<String, i32>>,
@@ -84,7 +84,7 @@ fn expected_targets(
 }
 
 /// The target topic's records per partition, in offset order.
-fn target_contents(rows: &[Row]) -> BTreeMap<i32, Vec<Content>> {
+pub(crate) fn target_contents(rows: &[Row]) -> BTreeMap<i32, Vec<Content>> {
     let mut map: BTreeMap<i32, Vec<Content>> = BTreeMap::new();
     for r in rows {
         map.entry(r.1).or_default().push(content(r));
@@ -93,7 +93,7 @@ fn target_contents(rows: &[Row]) -> BTreeMap<i32, Vec<Content>> {
 }
 
 /// Asserts the target holds exactly `want`, naming the first difference.
-fn assert_targets(got: &BTreeMap<i32, Vec<Content>>, want: &BTreeMap<i32, Vec<Content>>, what: &str) {
+pub(crate) fn assert_targets(got: &BTreeMap<i32, Vec<Content>>, want: &BTreeMap<i32, Vec<Content>>, what: &str) {
     let counts = |m: &BTreeMap<i32, Vec<Content>>| {
         m.iter()
             .map(|(p, v)| (*p, v.len()))

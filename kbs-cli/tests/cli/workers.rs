@@ -4,7 +4,8 @@
 //! SIGKILLed at random moments; a late joiner; a worker stopped with SIGTERM; a worker paused
 //! past its session timeout whose commits are refused once it resumes. Continuous workers
 //! follow a topic created while they run, join late, are SIGKILLed and SIGTERMed, and the last
-//! to stop seals the backup. Restore workers get the same tests.
+//! to stop seals the backup. Restore workers get the same tests, and share a restore into
+//! another partitioning by source topic through a SIGKILL, groups translated.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -164,34 +165,48 @@ impl Source {
     /// Starts a restore worker of backup `id`'s `topics` into topics renamed `w-NN` ->
     /// `{prefix}-NN`, restore id `restore_id`, group `group`.
     fn restorer(&self, store: &Store, id: &str, topics: &[String], prefix: &str, group: &str, name: &str) -> Worker {
+        self.restorer_with(store, id, topics, prefix, group, name, &[])
+    }
+
+    /// [`Source::restorer`] with `extra` arguments.
+    #[allow(clippy::too_many_arguments)]
+    fn restorer_with(
+        &self,
+        store: &Store,
+        id: &str,
+        topics: &[String],
+        prefix: &str,
+        group: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Worker {
         let map: Vec<String> = topics.iter().map(|t| format!("{t}={}", target(t, prefix))).collect();
-        self.spawn(
-            store,
-            &[
-                "restore",
-                "--bootstrap-servers",
-                &self.bootstrap,
-                "--backup-id",
-                id,
-                "--topics",
-                &topics.join(","),
-                "--topic-map",
-                &map.join(","),
-                "--create-topics",
-                "--consumer-groups",
-                "--restore-id",
-                prefix,
-                "--workers",
-                group,
-                "--worker-session-timeout",
-                "6s",
-                "--parallelism",
-                "4",
-                "--output",
-                "json",
-            ],
-            name,
-        )
+        let (topics, map) = (topics.join(","), map.join(","));
+        let mut args = vec![
+            "restore",
+            "--bootstrap-servers",
+            &self.bootstrap,
+            "--backup-id",
+            id,
+            "--topics",
+            &topics,
+            "--topic-map",
+            &map,
+            "--create-topics",
+            "--consumer-groups",
+            "--restore-id",
+            prefix,
+            "--workers",
+            group,
+            "--worker-session-timeout",
+            "6s",
+            "--parallelism",
+            "4",
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        self.spawn(store, &args, name)
     }
 
     /// The restored topics hold exactly the source's records of `topics`, offsets included.
@@ -211,6 +226,14 @@ impl Source {
             .collect();
         expected.sort();
         assert_same_records(&restored, &expected);
+    }
+
+    /// Commits, for the consumer group `half`, that it read the first ten records of each
+    /// partition of w-00.
+    fn commit_half_of_w00(&self) {
+        let mut commit = vec!["commit".to_string(), self.bootstrap.clone(), "half".into()];
+        commit.extend((0..8).map(|p| format!("w-00:{p}=10")));
+        kbs_testkit::run_script("groups.py", &commit.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     /// Polls `check` until it holds; on timeout, fails with every worker's log.
@@ -235,6 +258,19 @@ impl Source {
     }
 }
 
+/// What `kbs status` says of restore `restore_id` of backup `id`.
+fn restore_status(store: &Store, id: &str, restore_id: &str) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_str(&store.ok(&["status", "--backup-id", id, "--output", "json"])).unwrap();
+    status["restores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["restore_id"] == restore_id)
+        .cloned()
+        .unwrap()
+}
+
 /// The target topic of source topic `w-NN` in restore `prefix`.
 fn target(topic: &str, prefix: &str) -> String {
     topic.replacen("w-", &format!("{prefix}-"), 1)
@@ -250,6 +286,15 @@ fn restored_records(store: &Store, id: &str, restore_id: &str) -> u64 {
     restore_progress(store, id, restore_id)
         .iter()
         .map(|o| o["progress"]["records"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Records the reshaped topics of restore `restore_id` of backup `id` have acknowledged so far.
+fn reshaped_records(store: &Store, id: &str, restore_id: &str) -> u64 {
+    restore_progress(store, id, restore_id)
+        .iter()
+        .filter_map(|o| o["reshaped"]["targets"].as_object().cloned())
+        .flat_map(|targets| targets.into_iter().map(|(_, t)| t["records"].as_u64().unwrap_or(0)))
         .sum()
 }
 
@@ -534,10 +579,7 @@ fn three_restore_workers_share_a_restore_exactly_once() {
         return;
     };
     let store = source.filesystem();
-    // A consumer group that read the first ten records of each partition of w-00.
-    let mut commit = vec!["commit".to_string(), source.bootstrap.clone(), "half".into()];
-    commit.extend((0..8).map(|p| format!("w-00:{p}=10")));
-    kbs_testkit::run_script("groups.py", &commit.iter().map(String::as_str).collect::<Vec<_>>());
+    source.commit_half_of_w00();
     source.backup(&store, "src");
     let workers: Vec<Worker> = (0..3)
         .map(|i| source.restorer(&store, "src", &source.topics, "r", "g-restore", &format!("r-w{i}")))
@@ -575,14 +617,7 @@ fn three_restore_workers_share_a_restore_exactly_once() {
     got.sort();
     assert_eq!(got, unread);
     // `kbs status` shows the restore's workers and each partition's owner.
-    let status: serde_json::Value =
-        serde_json::from_str(&store.ok(&["status", "--backup-id", "src", "--output", "json"])).unwrap();
-    let restore = status["restores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["restore_id"] == "r")
-        .unwrap();
+    let restore = restore_status(&store, "src", "r");
     assert_eq!(restore["workers"].as_array().unwrap().len(), 3, "{restore}");
     assert_eq!(restore["partitions_done"], restore["partitions_total"], "{restore}");
     assert!(
@@ -773,10 +808,6 @@ fn workers_refuse_what_they_do_not_share_yet_with_a_clear_error() {
         "x",
     ];
     for (args, says) in [
-        (
-            vec!["restore", "--workers", "g", "--repartition", "key", "--partitions", "3"],
-            "--repartition with --workers is not supported yet",
-        ),
         (vec!["backup", "--workers", ""], "the group name is empty"),
         (
             vec!["backup", "--workers", "g", "--worker-session-timeout", "10ms"],
@@ -891,4 +922,101 @@ fn continuous_workers_follow_new_topics_and_the_last_to_stop_seals_the_backup() 
     assert!(manifest.is_complete());
     assert_same_records(&stored, &all);
     store.ok(&["validate", "--backup-id", id, "--deep"]);
+}
+
+#[test]
+fn restore_workers_share_a_repartitioned_restore_exactly_once_through_a_sigkill() {
+    let Some(source) = Source::seed_grouped(30_000) else {
+        return;
+    };
+    let store = source.filesystem();
+    source.commit_half_of_w00();
+    source.backup(&store, "src");
+    let topics = source.topics.clone();
+    // Each source topic is one sequence, so the topics are shared out: 12 topics of 8
+    // partitions into topics of 5, round robin, among three workers, slowed so that the kill
+    // lands while they produce.
+    let extra = [
+        "--repartition",
+        "round-robin",
+        "--partitions",
+        "5",
+        "--max-bytes-per-sec",
+        "2M",
+    ];
+    let start = |name: &str| source.restorer_with(&store, "src", &topics, "rr", "g-reshape", name, &extra);
+    let mut workers: Vec<Worker> = (0..3).map(|i| start(&format!("rr-w{i}"))).collect();
+    let planned = source.records.len() as u64;
+    source.until("the first records restored", &mut workers, |w| {
+        reshaped_records(&store, "src", "rr") >= planned / 10 || w.iter_mut().any(Worker::exited)
+    });
+    // One worker SIGKILLed mid-sequence: its topics go on with the others (from the recorded
+    // prefix, its unacknowledged batches continued by its producer), and a new one joins.
+    let killed = workers.remove(1);
+    signal(killed.pid(), "-KILL");
+    let _ = killed.finish();
+    assert!(
+        reshaped_records(&store, "src", "rr") < planned,
+        "the kill landed after the restore ended"
+    );
+    workers.push(start("rr-w3"));
+    for w in workers {
+        w.succeed();
+    }
+    let objects = restore_progress(&store, "src", "rr");
+    assert_eq!(objects.len(), topics.len(), "one progress object per source topic");
+    assert!(objects.iter().all(|o| o["reshaped"]["done"] == true));
+    for topic in &topics {
+        let target = target(topic, "rr");
+        let got = crate::repartition::target_contents(&consume(&source.bootstrap, source.dir.path(), &[&target]));
+        let rows: Vec<Row> = source.records.iter().filter(|r| r.0 == *topic).cloned().collect();
+        let want = crate::repartition::expected_targets(&rows, 5, None);
+        crate::repartition::assert_targets(&got, &want, &target);
+    }
+    // The group's offsets moved with the records (committed once, by the worker that found the
+    // restore complete): it reads every record it had not read of w-00 (and, in a target
+    // partition that interleaves sources, maybe some it had read: at least once).
+    let read = source.dir.path().join("half.jsonl");
+    kbs_testkit::run_script(
+        "groups.py",
+        &["read", &source.bootstrap, "half", read.to_str().unwrap(), "rr-00"],
+    );
+    let read = read_consumed(&read);
+    // Each target partition is read from its first record the group had not read.
+    let w00: Vec<Row> = source.records.iter().filter(|r| r.0 == "w-00").cloned().collect();
+    let unread: BTreeSet<crate::repartition::Content> = w00
+        .iter()
+        .filter(|r| r.2 >= 10)
+        .map(crate::repartition::content)
+        .collect();
+    for (partition, records) in crate::repartition::expected_targets(&w00, 5, None) {
+        let first_unread = records.iter().position(|c| unread.contains(c)).unwrap_or(records.len());
+        let read_from = read.iter().filter(|r| r.1 == partition).map(|r| r.2).min();
+        let expected = (first_unread < records.len()).then_some(first_unread as i64);
+        assert_eq!(read_from, expected, "rr-00/{partition}: where the group reads from");
+    }
+    let mut got: Vec<crate::repartition::Content> = read.iter().map(crate::repartition::content).collect();
+    got.sort();
+    for unread in source.records.iter().filter(|r| r.0 == "w-00" && r.2 >= 10) {
+        let wanted = crate::repartition::content(unread);
+        let at = got.binary_search(&wanted);
+        assert!(at.is_ok(), "the group does not read {unread:?}");
+        got.remove(at.unwrap());
+    }
+    // `kbs status` shows each target partition's owner.
+    let restore = restore_status(&store, "src", "rr");
+    assert_eq!(restore["partitions_total"], 60, "{restore}");
+    assert_eq!(restore["partitions_done"], restore["partitions_total"], "{restore}");
+    assert!(
+        restore["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["owner"].is_string()),
+        "{restore}"
+    );
+    // A rerun of the workers finds the restore complete.
+    let again = start("rr-again").succeed();
+
+    assert_eq!(again["records"].as_u64().unwrap(), 0);
 }
