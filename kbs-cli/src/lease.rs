@@ -1,5 +1,6 @@
-//! Writer leases: of a backup (`<backup-id>/lease.json`) and of a restore
-//! (`<backup-id>/restores/<restore-id>/lease.json`); see `docs/DESIGN.md`.
+//! Writer leases: of a backup (`<backup-id>/lease.json`), of a restore
+//! (`<backup-id>/restores/<restore-id>/lease.json`), and the presence of each worker sharing a
+//! backup or a restore (`<backup-id>/workers/<random id>.json`); see `docs/DESIGN.md`.
 //!
 //! ```json
 //! {"backup_id": "b1", "host": "node-1", "pid": 4242, "process_start": "123456",
@@ -125,7 +126,41 @@ pub fn restore_lease_key(backup_id: &BackupId, restore_id: &str) -> String {
     format!("{backup_id}/restores/{restore_id}/lease.json")
 }
 
+/// The folder of the presence leases of the workers (`--workers`) of `backup_id`'s backup and
+/// restores.
+pub fn worker_lease_prefix(backup_id: &BackupId) -> String {
+    format!("{backup_id}/workers/")
+}
+
+/// The presence leases of `backup_id`'s workers whose holders may still be alive.
+pub async fn live_worker_leases(
+    storage: &Arc<dyn ObjectStorage>,
+    backup_id: &BackupId,
+) -> Result<Vec<LeaseRecord>, CliError> {
+    let (now, host) = (now_ms(), host_name());
+    let objects = crate::workers::read_json_objects(storage, &worker_lease_prefix(backup_id)).await?;
+    Ok(objects
+        .into_iter()
+        .filter_map(|(_, bytes)| serde_json::from_slice::<LeaseRecord>(&bytes).ok())
+        .filter(|record| record.staleness(now, &host).is_none())
+        .collect())
+}
+
 impl Lease {
+    /// A worker's presence lease (`--workers`): one per worker process, under
+    /// [`worker_lease_prefix`], renewed while it runs and deleted when it ends, so that
+    /// `kbs delete` and `kbs prune` leave the backup alone while any of its workers runs.
+    pub async fn acquire_worker(
+        storage: Arc<dyn ObjectStorage>,
+        backup_id: &BackupId,
+        ttl: Duration,
+    ) -> Result<Lease, CliError> {
+        let key = format!("{}{}.json", worker_lease_prefix(backup_id), random_id());
+        Lease::acquire_key(storage, key, backup_id, "a worker of it runs", "kbs unlock", ttl)
+            .await
+            .map(|(lease, _)| lease)
+    }
+
     /// Acquires the lease of `backup_id`, taking over a stale one; fails fast with
     /// [`CliError::Locked`] while another live writer holds it.
     pub async fn acquire(

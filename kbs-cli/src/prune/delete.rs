@@ -103,6 +103,7 @@ pub async fn delete_backup(
         if !resumed {
             // Checked again under the lease: a restore that started meanwhile.
             refuse_running_restores(&storage, backup_id).await?;
+            refuse_running_workers(&storage, backup_id).await?;
             let marker = DeletionMarker {
                 backup_id: backup_id.to_string(),
                 started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
@@ -198,6 +199,21 @@ async fn check_deletable(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Refuses while a worker (`--workers`) of the backup or of a restore of it runs (its
+/// presence lease is live).
+async fn refuse_running_workers(storage: &Arc<dyn ObjectStorage>, backup_id: &BackupId) -> Result<(), CliError> {
+    let live = crate::lease::live_worker_leases(storage, backup_id).await?;
+    if let Some(first) = live.first() {
+        return Err(CliError::Locked(format!(
+            "backup {backup_id} is shared by {} running workers (--workers; one is {}): stop them first, or wait \
+             for them to end",
+            live.len(),
+            first.holder()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses while a restore of the backup is running (its lease is live).

@@ -102,6 +102,11 @@ pub async fn prune(storage: Arc<dyn ObjectStorage>, options: &PruneOptions) -> R
                 true,
                 format!("its lease is held by {}: a backup run is writing it", holder.holder()),
             ));
+        } else if let Some(worker) = crate::lease::live_worker_leases(&storage, &id).await?.first() {
+            verdicts.push(verdict(
+                true,
+                format!("workers (--workers) of it are running, one {}", worker.holder()),
+            ));
         } else {
             let created_at_ms = b
                 .created_at

@@ -124,6 +124,7 @@ pub async fn run(
     }
     let metrics_server = crate::metrics::serve_if_asked(options.metrics_addr.as_deref(), metrics.clone()).await?;
     let client = KafkaClient::connect(options.kafka.clone().with_events(metrics.client.clone())).await?;
+    let presence = super::Presence::start(storage.clone(), &options.backup_id).await?;
     let mut worker = Worker {
         storage,
         client,
@@ -140,6 +141,7 @@ pub async fn run(
         last_groups: Instant::now(),
     };
     let result = worker.run(&workers, &mut shutdown).await;
+    presence.end().await;
     if result.is_err() {
         metrics.errors.fetch_add(1, Ordering::Relaxed);
     }

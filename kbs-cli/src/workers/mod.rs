@@ -10,6 +10,7 @@ mod cut;
 mod group;
 mod ledger;
 mod merge;
+mod presence;
 mod records;
 mod restore;
 
@@ -17,5 +18,6 @@ pub use assign::assign;
 pub use backup::{BACKUP_PROTOCOL_TYPE, run as run_backup_worker};
 pub use group::WorkerOptions;
 pub(crate) use ledger::{WorkerLedger, commit_refused, describe_owner};
+pub(crate) use presence::Presence;
 pub(crate) use records::{Covered, Owner, PartitionProgress, SnapshotCut, cut_key, read_json_objects};
 pub use restore::{RESTORE_PROTOCOL_TYPE, run as run_restore_worker};

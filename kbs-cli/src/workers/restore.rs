@@ -47,6 +47,7 @@ pub async fn run(
         });
     }
     let server = crate::metrics::serve_if_asked(options.metrics_addr.as_deref(), metrics.clone()).await?;
+    let presence = super::Presence::start(storage.clone(), &options.backup_id).await?;
     let result = async {
         let shared = crate::restore::prepare_worker(storage, options, metrics.clone(), progress).await?;
         let mut job = RestoreWorker {
@@ -80,6 +81,7 @@ pub async fn run(
         }
     }
     .await;
+    presence.end().await;
     if result.is_err() {
         metrics.errors.fetch_add(1, Ordering::Relaxed);
     }

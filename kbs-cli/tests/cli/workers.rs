@@ -536,9 +536,14 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
             .map(|i| source.worker(&store, &id, &format!("g-{id}"), &format!("{id}-w{i}")))
             .collect();
         let paused_pid = workers[0].pid();
-        source.until("the worker to own unfinished partitions", &mut workers, |_| {
-            !owned_by(paused_pid, &progress(&store, &id)).is_empty()
+        // (Or the others finished the backup before it got a share: done again.)
+        source.until("the worker to own unfinished partitions", &mut workers, |w| {
+            !owned_by(paused_pid, &progress(&store, &id)).is_empty() || w.iter_mut().any(Worker::exited)
         });
+        if owned_by(paused_pid, &progress(&store, &id)).is_empty() {
+            workers.into_iter().for_each(|w| drop(w.succeed()));
+            continue;
+        }
         signal(paused_pid, "-STOP");
         let lost = owned_by(paused_pid, &progress(&store, &id));
         if lost.is_empty() {
@@ -763,9 +768,15 @@ fn a_paused_restore_worker_cannot_produce_or_commit_for_partitions_it_lost() {
             })
             .collect();
         let paused_pid = workers[0].pid();
-        source.until("the worker to own unfinished partitions", &mut workers, |_| {
+        // (Or the others finished the restore before it got a share: done again.)
+        source.until("the worker to own unfinished partitions", &mut workers, |w| {
             !owned_by(paused_pid, &restore_progress(&store, "src", &prefix)).is_empty()
+                || w.iter_mut().any(Worker::exited)
         });
+        if owned_by(paused_pid, &restore_progress(&store, "src", &prefix)).is_empty() {
+            workers.into_iter().for_each(|w| drop(w.succeed()));
+            continue;
+        }
         signal(paused_pid, "-STOP");
         let lost = owned_by(paused_pid, &restore_progress(&store, "src", &prefix));
         if lost.is_empty() {
@@ -838,6 +849,8 @@ fn continuous_workers_follow_new_topics_and_the_last_to_stop_seals_the_backup() 
         committed_records(&store, id, |_| true) >= seeded || w.iter_mut().any(Worker::exited)
     });
     assert_eq!(manifest_status(&store, id).as_deref(), Some("in_progress"));
+    // Running workers keep a deletion out (each holds a presence lease of its own).
+    store.fails(&["delete", "--backup-id", id, "--force"], 5, "running workers");
     let snapshot = source.worker(&store, id, "g-snapshot", "snapshot-w");
     let (out, log) = snapshot.finish();
     assert_eq!(out.status.code(), Some(2), "{log}");
@@ -922,6 +935,10 @@ fn continuous_workers_follow_new_topics_and_the_last_to_stop_seals_the_backup() 
     assert!(manifest.is_complete());
     assert_same_records(&stored, &all);
     store.ok(&["validate", "--backup-id", id, "--deep"]);
+    // Once every worker ended (the SIGKILLed one's presence is stale: its process is gone), the
+    // backup can be deleted.
+    store.ok(&["delete", "--backup-id", id]);
+    assert!(store.keys(&format!("{id}/")).is_empty());
 }
 
 #[test]
@@ -950,6 +967,8 @@ fn restore_workers_share_a_repartitioned_restore_exactly_once_through_a_sigkill(
     source.until("the first records restored", &mut workers, |w| {
         reshaped_records(&store, "src", "rr") >= planned / 10 || w.iter_mut().any(Worker::exited)
     });
+    // Running restore workers keep a deletion of the backup out.
+    store.fails(&["delete", "--backup-id", "src"], 5, "running workers");
     // One worker SIGKILLed mid-sequence: its topics go on with the others (from the recorded
     // prefix, its unacknowledged batches continued by its producer), and a new one joins.
     let killed = workers.remove(1);
