@@ -793,14 +793,15 @@ fn a_paused_restore_worker_cannot_produce_or_commit_for_partitions_it_lost() {
             w.succeed();
         }
         let (out, log) = paused.finish();
-        // It stopped producing (its heartbeats went unanswered) and its commits were refused.
-        assert!(
-            log.contains("stopped producing") || log.contains("refused for"),
-            "{}\n{log}",
-            out.status
-        );
         assert!(out.status.success(), "{}: {log}", out.status);
         source.check_restored(&source.topics, &prefix);
+        // It stopped producing (its heartbeats went unanswered) and its commits were refused.
+        // If, once resumed, it heard it was dropped before it tried anything, it never tried:
+        // the run proves nothing of the refusal and is done again.
+        if !(log.contains("stopped producing") || log.contains("refused for")) {
+            assert!(log.contains("dropped from group"), "{}\n{log}", out.status);
+            continue;
+        }
         return;
     }
     panic!("in 5 attempts the worker never was stopped while it owned unfinished partitions");
