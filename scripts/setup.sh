@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need (Apache Kafka's jars, Garage, GNU time, the Python
-# venv of test peers), once, outside the clone (~/.cargo/bin, ~/.cache/kbs)
+# venv with confluent-kafka and the other test peers), once, outside the clone (~/.cargo/bin, ~/.cache/kbs)
 # so later clones reuse it. Safe to run repeatedly: every step is skipped when its tool is present.
 # Each piece of the project that needs a tool adds a fragment under scripts/setup.d/.
 set -euo pipefail
