@@ -51,7 +51,7 @@ pub enum Command {
     /// window or offset range, into renamed topics and partitions, with consumer-group offsets
     /// translated.
     Restore(Box<RestoreArgs>),
-    /// List the backups under a storage root, reading only their manifests.
+    /// List the backups under a storage root, reading only their manifests (and the leases of unfinished ones: RUNNING or INCOMPLETE).
     List(ListArgs),
     /// Show a backup: topics, partitions, offset ranges, time range, segments, gaps, configs,
     /// consumer groups.

@@ -157,10 +157,10 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                     )
                     .map_err(io)?;
                     for b in &backups {
-                        let status = if b.status == "in_progress" {
-                            "INCOMPLETE"
-                        } else {
-                            &b.status
+                        let status = match (b.status.as_str(), b.running) {
+                            ("in_progress", true) => "RUNNING",
+                            ("in_progress", false) => "INCOMPLETE",
+                            (status, _) => status,
                         };
                         writeln!(
                             out,
@@ -175,11 +175,18 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
                         )
                         .map_err(io)?;
                     }
-                    if backups.iter().any(|b| b.status == "in_progress") {
+                    if backups.iter().any(|b| b.status == "in_progress" && b.running) {
                         writeln!(
                             out,
-                            "INCOMPLETE: interrupted, or a continuous backup still running; rerun its backup command to \
-                             finish it (restore refuses it unless --allow-incomplete)"
+                            "RUNNING: a kbs backup or its workers hold its lease now (kbs status shows their progress)"
+                        )
+                        .map_err(io)?;
+                    }
+                    if backups.iter().any(|b| b.status == "in_progress" && !b.running) {
+                        writeln!(
+                            out,
+                            "INCOMPLETE: interrupted; rerun its backup command to finish it (restore refuses it unless \
+                             --allow-incomplete)"
                         )
                         .map_err(io)?;
                     }
@@ -193,7 +200,12 @@ pub async fn execute(cli: &Cli, out: &mut dyn Write, context: Context) -> Result
             match format {
                 OutputFormat::Json => out.write_all(&manifest.to_json_pretty()).map_err(io)?,
                 OutputFormat::Text => {
-                    out.write_all(describe::describe_text(&manifest).as_bytes())
+                    let activity = if list::status_name(&manifest) == "in_progress" {
+                        Some(crate::running::backup_activity(&storage, &manifest.backup_id).await?)
+                    } else {
+                        None
+                    };
+                    out.write_all(describe::describe_text(&manifest, activity.as_ref()).as_bytes())
                         .map_err(io)?;
                     let restores = describe::load_restores(&storage, &manifest.backup_id).await?;
                     out.write_all(describe::restores_text(&restores).as_bytes())

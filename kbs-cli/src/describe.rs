@@ -6,6 +6,7 @@ use kbs_manifest::{BackupId, Manifest, layout};
 use kbs_storage::ObjectStorage;
 
 use crate::error::CliError;
+use crate::running::BackupActivity;
 
 /// Reads and parses a backup's manifest.
 pub async fn load_manifest(storage: &Arc<dyn ObjectStorage>, backup_id: &BackupId) -> Result<Manifest, CliError> {
@@ -28,19 +29,23 @@ pub async fn load_manifest(storage: &Arc<dyn ObjectStorage>, backup_id: &BackupI
     })
 }
 
-/// A text description of a manifest.
-pub fn describe_text(manifest: &Manifest) -> String {
+/// A text description of a manifest. `activity` is what runs the backup now
+/// ([`crate::running::backup_activity`]): an `in_progress` backup is then described as running
+/// or interrupted; without it, as possibly either.
+pub fn describe_text(manifest: &Manifest, activity: Option<&BackupActivity>) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let s = &manifest.statistics;
     let _ = writeln!(out, "backup      {}", manifest.backup_id);
     let status = crate::list::status_name(manifest);
     if status == "in_progress" {
-        let _ = writeln!(
-            out,
-            "status      in_progress: INCOMPLETE (interrupted, or a continuous backup still running; rerun its \
-             backup command to finish it)"
-        );
+        let line = match activity {
+            Some(activity) => activity.describe(crate::lease::unix_now_ms()),
+            None => "INCOMPLETE (interrupted, or a continuous backup still running; rerun its backup command to \
+                     finish it)"
+                .to_owned(),
+        };
+        let _ = writeln!(out, "status      in_progress: {line}");
     } else if let Some(failure) = manifest.failure.as_deref().filter(|_| status == "failed") {
         let _ = writeln!(out, "status      failed: {failure}");
     } else {

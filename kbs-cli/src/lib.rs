@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod options;
 pub mod prune;
 pub mod restore;
+pub mod running;
 mod stable_hash;
 pub mod status;
 pub mod storage;

@@ -29,10 +29,14 @@ pub struct BackupSummary {
     pub records: u64,
     /// Bytes stored (segments).
     pub size_bytes: u64,
+    /// Whether a `kbs backup` or workers of it hold a live lease of it now (only an
+    /// `in_progress` backup is looked at; see [`crate::running::backup_activity`]).
+    pub running: bool,
 }
 
 /// Lists the backups under `storage`: one delimiter listing of the root, then one read of
-/// each backup's manifest (never a listing of every object).
+/// each backup's manifest (never a listing of every object), and for an unfinished backup one
+/// read of its lease and one listing of its workers' presences.
 pub async fn list(storage: Arc<dyn ObjectStorage>) -> Result<Vec<BackupSummary>, CliError> {
     let listing = storage.list_with_delimiter("").await?;
     let ids: Vec<String> = listing
@@ -66,6 +70,7 @@ async fn summarize(storage: Arc<dyn ObjectStorage>, id: String) -> Result<Option
         partitions: 0,
         records: 0,
         size_bytes: 0,
+        running: false,
     };
     if crate::prune::deletion_marker(&storage, &backup_id).await?.is_some() {
         return Ok(Some(empty(crate::error::BEING_DELETED.into())));
@@ -79,9 +84,15 @@ async fn summarize(storage: Arc<dyn ObjectStorage>, id: String) -> Result<Option
         Ok(m) => m,
         Err(e) => return Ok(Some(empty(format!("unreadable manifest: {e}")))),
     };
+    let status = status_name(&manifest);
+    let running = status == "in_progress"
+        && crate::running::backup_activity(&storage, &backup_id)
+            .await?
+            .is_running();
     Ok(Some(BackupSummary {
         backup_id: id,
-        status: status_name(&manifest).to_string(),
+        status: status.to_string(),
+        running,
         created_at: Some(manifest.created_at.as_str().to_string()),
         completed_at: manifest.completed_at.as_ref().map(|t| t.as_str().to_string()),
         topics: manifest.statistics.topics,

@@ -480,6 +480,38 @@ fn status_shows_running_jobs_their_progress_and_lag_and_a_dead_holder() {
     let text = status(&["--bootstrap-servers", &bootstrap]);
     let restore_log = || std::fs::read_to_string(dir.path().join("restore.log")).unwrap_or_default();
     assert!(text.contains("backup live: running (host"), "{text}");
+    // describe and list tell the running backup from an interrupted one, by its lease.
+    let described = store.ok(&["describe", "--backup-id", "live"]);
+    assert!(
+        described.contains(&format!(
+            "status      in_progress: RUNNING (kbs backup on host {} pid {}",
+            kbs_cli::lease::host_name(),
+            live.id()
+        )),
+        "{described}"
+    );
+    let listed = store.ok(&["list"]);
+    let line = |listed: &str, id: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line(&listed, "live").contains(" RUNNING "), "{listed}");
+    assert!(line(&listed, "snap").contains(" complete "), "{listed}");
+    let listed: serde_json::Value = serde_json::from_str(&store.ok(&["list", "--output", "json"])).unwrap();
+    let running = |listed: &serde_json::Value, id: &str| {
+        listed["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["backup_id"] == id)
+            .unwrap()["running"]
+            .clone()
+    };
+    assert_eq!(running(&listed, "live"), true, "{listed}");
+    assert_eq!(running(&listed, "snap"), false, "{listed}");
     if let Some(code) = restore.try_wait().unwrap() {
         panic!("the restore ended ({code}): {}", restore_log());
     }
@@ -518,6 +550,17 @@ fn status_shows_running_jobs_their_progress_and_lag_and_a_dead_holder() {
         text.contains("backup live: NOT RUNNING: its lease was left by host") && text.contains("is gone"),
         "{text}"
     );
+    let described = store.ok(&["describe", "--backup-id", "live"]);
+    assert!(
+        described.contains("status      in_progress: INCOMPLETE (interrupted: its last run (host ")
+            && described.contains(&format!(" pid {}) left its lease: ", live.id()))
+            && described.contains("is gone; rerun its backup command to finish it)"),
+        "{described}"
+    );
+    let listed = store.ok(&["list"]);
+    assert!(line(&listed, "live").contains(" INCOMPLETE "), "{listed}");
+    let listed: serde_json::Value = serde_json::from_str(&store.ok(&["list", "--output", "json"])).unwrap();
+    assert_eq!(running(&listed, "live"), false, "{listed}");
     restore.kill().unwrap();
     restore.wait().unwrap();
     // One backup asked for: shown running or not, with its restores.

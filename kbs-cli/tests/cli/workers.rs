@@ -852,6 +852,19 @@ fn continuous_workers_follow_new_topics_and_the_last_to_stop_seals_the_backup() 
     assert_eq!(manifest_status(&store, id).as_deref(), Some("in_progress"));
     // Running workers keep a deletion out (each holds a presence lease of its own).
     store.fails(&["delete", "--backup-id", id, "--force"], 5, "running workers");
+    // describe and list say it runs, from the same presences.
+    let described = store.ok(&["describe", "--backup-id", id]);
+    assert!(
+        described.contains("status      in_progress: RUNNING (2 kbs workers: host "),
+        "{described}"
+    );
+    let listed = store.ok(&["list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("cont ") && l.contains(" RUNNING ")),
+        "{listed}"
+    );
     let snapshot = source.worker(&store, id, "g-snapshot", "snapshot-w");
     let (out, log) = snapshot.finish();
     assert_eq!(out.status.code(), Some(2), "{log}");
