@@ -374,6 +374,50 @@ pub(crate) fn export_options(args: &cli::ExportArgs) -> Result<crate::export::Ex
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
+
+    /// The options `kbs` builds from a command line with only the required flags.
+    fn parsed(args: &[&str]) -> cli::Command {
+        let mut argv = vec!["kbs"];
+        argv.extend_from_slice(args);
+        cli::Cli::try_parse_from(argv).unwrap().command
+    }
+
+    #[test]
+    fn the_libraries_default_options_are_the_commands_defaults() {
+        let kafka = kbs_kafka::ClientConfig::new(["k:9092"]);
+        let id = kbs_manifest::BackupId::new("b").unwrap();
+        let cli::Command::Restore(args) = parsed(&[
+            "restore",
+            "--bootstrap-servers",
+            "k:9092",
+            "--storage",
+            "/s",
+            "--backup-id",
+            "b",
+        ]) else {
+            panic!("not a restore")
+        };
+        assert_eq!(
+            format!("{:?}", restore_options(&args).unwrap()),
+            format!("{:?}", restore::RestoreOptions::new(id.clone(), kafka.clone()))
+        );
+        let cli::Command::Backup(args) = parsed(&[
+            "backup",
+            "--bootstrap-servers",
+            "k:9092",
+            "--storage",
+            "/s",
+            "--backup-id",
+            "b",
+        ]) else {
+            panic!("not a backup")
+        };
+        assert_eq!(
+            format!("{:?}", backup_options(&args).unwrap()),
+            format!("{:?}", backup::BackupOptions::new(id, kafka))
+        );
+    }
 
     #[test]
     fn consumer_group_switches_from_a_shared_setting_are_not_group_names() {

@@ -127,6 +127,43 @@ pub struct RestoreOptions {
     pub identities: Option<kbs_format::Identities>,
 }
 
+impl RestoreOptions {
+    /// Options with the defaults of `kbs restore`: every topic of the backup into topics of
+    /// the same names and partitions, existing targets only, lz4 producer batches, no
+    /// consumer groups, a 256 MiB memory budget, 8 partitions at a time, and a restore id
+    /// derived from the target cluster once connected.
+    pub fn new(backup_id: BackupId, kafka: kbs_kafka::ClientConfig) -> Self {
+        RestoreOptions {
+            backup_id,
+            kafka,
+            topics: TopicFilter::default(),
+            topic_map: BTreeMap::new(),
+            partition_map: BTreeMap::new(),
+            repartition: Repartition::Keep,
+            target_partitions: None,
+            start_time: None,
+            end_time: None,
+            start_offsets: BTreeMap::new(),
+            end_offsets: BTreeMap::new(),
+            create_topics: false,
+            replication_factor: None,
+            consumer_groups: None,
+            include_offset_headers: false,
+            compression: ProducerCompression::Lz4,
+            max_bytes_per_sec: None,
+            restore_id: String::new(),
+            dry_run: false,
+            skip_corrupt: false,
+            allow_non_empty: false,
+            allow_incomplete: false,
+            memory_budget: 256 << 20,
+            parallelism: 8,
+            metrics_addr: None,
+            identities: None,
+        }
+    }
+}
+
 /// The default restore id: the same command against the same target resumes the same restore.
 pub fn default_restore_id(options: &RestoreOptions, target_cluster_id: &str) -> String {
     use std::hash::{Hash, Hasher};

@@ -3,6 +3,7 @@
 
 mod auth;
 mod backup;
+mod embedding;
 mod encryption;
 mod export;
 mod export_formats;
