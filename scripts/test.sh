@@ -19,6 +19,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (unit, integration, doc)"
 cargo test --workspace --locked
 
+step "the crates' examples that need no server (the Kafka ones run in the integration tests)"
+examples_dir="$(mktemp -d)"
+trap 'rm -rf "$examples_dir"' EXIT
+cargo run --locked -q -p kbs-format --example segment -- "$examples_dir/example.kbs"
+cargo run --locked -q -p kbs-manifest --example summarize -- kbs-manifest/tests/data/manifest-full.json
+cargo run --locked -q -p kbs-storage --example conditional_writes -- "$examples_dir/store"
+
 step "cargo check of the fuzz targets (outside the workspace)"
 (cd fuzz && cargo check --locked --bins)
 
