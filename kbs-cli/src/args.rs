@@ -65,6 +65,11 @@ pub(crate) fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOpt
     options.metrics_addr = args.metrics_addr.clone();
     options.fetch_max_partition_bytes =
         options::parse_size("fetch-max-partition-bytes", &args.fetch_max_partition_bytes)?.min(i32::MAX as u64) as i32;
+    options.max_bytes_per_sec = args
+        .max_bytes_per_sec
+        .as_deref()
+        .map(|v| options::parse_size("max-bytes-per-sec", v))
+        .transpose()?;
     Ok(options)
 }
 

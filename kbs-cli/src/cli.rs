@@ -521,6 +521,10 @@ pub struct BackupArgs {
     /// about half the broker CPU of 1 MiB); the memory budget bounds the whole fetch either way.
     #[arg(long, env = "KBS_FETCH_MAX_PARTITION_BYTES", default_value = "2M")]
     pub fetch_max_partition_bytes: String,
+    /// Limit the key and value bytes read per second (suffixes k, M, G), to spare the brokers'
+    /// egress during a backup window. Each worker of a shared backup limits itself.
+    #[arg(long, env = "KBS_MAX_BYTES_PER_SEC")]
+    pub max_bytes_per_sec: Option<String>,
     /// How often continuous mode looks for new topics and partitions.
     #[arg(long, env = "KBS_TOPIC_REFRESH_INTERVAL", default_value = "30s")]
     pub topic_refresh_interval: String,

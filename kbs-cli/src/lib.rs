@@ -54,6 +54,7 @@ pub mod list;
 pub mod metrics;
 pub mod options;
 pub mod prune;
+mod rate;
 pub mod restore;
 pub mod running;
 mod stable_hash;

@@ -100,8 +100,9 @@ impl Engine {
     }
 
     /// Takes in one fetch: gaps, the snapshot end, records into open segments (encoded on the
-    /// blocking pool, all partitions at once), and rolling of full segments.
-    pub(super) async fn absorb(&mut self, fetched: Vec<PartitionFetch>, prefetch: bool) -> Result<(), CliError> {
+    /// blocking pool, all partitions at once), and rolling of full segments. Returns the key
+    /// and value bytes of the records taken in.
+    pub(super) async fn absorb(&mut self, fetched: Vec<PartitionFetch>, prefetch: bool) -> Result<u64, CliError> {
         let mut encode = Vec::new();
         for pf in fetched {
             let Ok(topic) = TopicName::new(&pf.topic) else { continue };
@@ -293,11 +294,13 @@ impl Engine {
             }
             self.partitions.get_mut(&key).expect("present").open = open;
         }
-        Ok(())
+        Ok(encoding)
     }
 
-    /// A fetch request for `active` partitions returning at most `budget` bytes.
+    /// A fetch request for `active` partitions returning at most `budget` bytes, and at most
+    /// one second's bytes under a byte-rate limit.
     pub(super) fn fetch_request(&self, active: Vec<FetchPosition>, budget: u64) -> FetchRequest {
+        let budget = budget.min(self.options.max_bytes_per_sec.unwrap_or(u64::MAX).max(1));
         let max_wait = if self.options.continuous && self.idle {
             Duration::from_millis(500).max(self.options.fetch_max_wait)
         } else {

@@ -89,6 +89,9 @@ pub struct BackupOptions {
     pub metrics_addr: Option<String>,
     /// Most bytes one fetch returns per partition.
     pub fetch_max_partition_bytes: i32,
+    /// Most key and value bytes read per second (`None`: as fast as it goes). Each worker of a
+    /// shared backup limits itself.
+    pub max_bytes_per_sec: Option<u64>,
     /// Encrypt every segment to these age recipients (`None`: plain segments).
     pub encrypt_to: Option<kbs_format::Recipients>,
 }
@@ -132,6 +135,7 @@ impl BackupOptions {
             max_uploads: 4,
             metrics_addr: None,
             fetch_max_partition_bytes: 2 << 20,
+            max_bytes_per_sec: None,
         }
     }
 }
@@ -528,6 +532,7 @@ impl Engine {
         let mut stopping = false;
         // Snapshot partitions a shutdown stopped before their end: the backup stays incomplete.
         let mut interrupted: Vec<(TopicName, i32, u64)> = Vec::new();
+        let rate = self.options.max_bytes_per_sec.map(crate::rate::ByteRateLimit::new);
         loop {
             self.check_lease()?;
             if !stopping && *shutdown.borrow() {
@@ -620,7 +625,18 @@ impl Engine {
                 if let Some(fetched) = fetched {
                     self.idle = fetched.iter().all(|pf| pf.records.is_empty());
                     self.note_lane_activity(&fetched);
-                    self.absorb(fetched, !stopping && !*shutdown.borrow()).await?;
+                    let bytes = self.absorb(fetched, !stopping && !*shutdown.borrow()).await?;
+                    // Under a byte-rate limit, wait before taking in the next response.
+                    let wait = match &rate {
+                        Some(rate) if !stopping => rate.reserve(bytes).await,
+                        _ => Duration::ZERO,
+                    };
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            Ok(()) = shutdown.changed() => {}
+                        }
+                    }
                 }
             }
             if self.options.continuous

@@ -81,8 +81,8 @@ pub(super) struct Shared {
     pub(super) progress: Mutex<(RestoreProgress, Option<ObjectVersion>)>,
     pub(super) memory: Arc<Semaphore>,
     pub(super) memory_permits: u64,
-    /// With a byte-rate limit: when its bucket is next empty of reservations.
-    pub(super) rate: Option<Mutex<Instant>>,
+    /// The byte-rate limit, when one is set.
+    pub(super) rate: Option<crate::rate::ByteRateLimit>,
     pub(super) skipped: Mutex<Vec<String>>,
     pub(super) produced: Mutex<(u64, u64)>,
     pub(super) fence: Fence,
@@ -121,9 +121,7 @@ impl Shared {
             storage,
             memory: Arc::new(Semaphore::new(memory_permits as usize)),
             memory_permits,
-            rate: options
-                .max_bytes_per_sec
-                .map(|_| Mutex::new(Instant::now() + Duration::from_secs(1))),
+            rate: options.max_bytes_per_sec.map(crate::rate::ByteRateLimit::new),
             options,
             progress: Mutex::new((progress, version)),
             skipped: Mutex::new(Vec::new()),
@@ -196,9 +194,8 @@ impl Shared {
         }
     }
 
-    /// Waits until `bytes` may be produced under the byte-rate limit: a token bucket holding
-    /// one second's bytes, served in the order the callers ask (each reserves its bytes at
-    /// once, then waits its turn), so no partition starves behind others that keep asking.
+    /// Waits until `bytes` may be produced under the byte-rate limit (see
+    /// [`crate::rate::ByteRateLimit`]).
     pub(super) async fn throttle(&self, bytes: u64) {
         let wait = self.reserve_rate(bytes).await;
         if !wait.is_zero() {
@@ -207,20 +204,12 @@ impl Shared {
     }
 
     /// Reserves `bytes` under the byte-rate limit and returns how long the caller must wait
-    /// before producing them (see [`Shared::throttle`]).
+    /// before producing them.
     pub(super) async fn reserve_rate(&self, bytes: u64) -> Duration {
-        let Some(rate) = &self.rate else {
-            return Duration::ZERO;
-        };
-        let per_sec = self.options.max_bytes_per_sec.unwrap_or(u64::MAX).max(1) as f64;
-        // The time the bucket is next empty of reservations ("theoretical arrival time").
-        let mut empty_at = rate.lock().await;
-        let now = Instant::now();
-        let start = (*empty_at).max(now);
-        *empty_at = start + Duration::from_secs_f64(bytes as f64 / per_sec);
-        empty_at
-            .saturating_duration_since(now)
-            .saturating_sub(Duration::from_secs(1))
+        match &self.rate {
+            Some(rate) => rate.reserve(bytes).await,
+            None => Duration::ZERO,
+        }
     }
 }
 

@@ -236,6 +236,19 @@ impl Source {
         kbs_testkit::run_script("groups.py", &commit.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
+    /// The seeded records' key and value bytes.
+    fn key_value_bytes(&self) -> u64 {
+        let len = |field: &Option<String>| field.as_ref().map_or(0, |b64| b64.len() as u64 * 3 / 4);
+        self.records.iter().map(|r| len(&r.4) + len(&r.5)).sum()
+    }
+
+    /// `--max-bytes-per-sec` for each of `workers` workers sharing the seeded records evenly so
+    /// that each takes about `seconds` over its share: long enough to be stopped while it
+    /// works, whatever the load on the machine.
+    fn rate_for(&self, workers: u64, seconds: u64) -> String {
+        (self.key_value_bytes() / workers / seconds).max(1024).to_string()
+    }
+
     /// Polls `check` until it holds; on timeout, fails with every worker's log.
     fn until(&self, what: &str, workers: &mut [Worker], mut check: impl FnMut(&mut [Worker]) -> bool) {
         let start = std::time::Instant::now();
@@ -518,7 +531,9 @@ fn a_late_worker_joins_and_a_worker_stopped_with_sigterm_hands_over() {
 
 #[test]
 fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
-    let Some(source) = Source::seed(60_000) else { return };
+    let Some(source) = Source::seed_grouped(60_000) else {
+        return;
+    };
     // On S3 (moto), where workers on several hosts share a backup.
     let Some(store) = Store::s3() else { return };
     let owned_by = |pid: u32, progress: &[serde_json::Value]| -> Vec<String> {
@@ -532,21 +547,42 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
     // them all just before the signal, the run proves nothing and is done again.
     for attempt in 0..5 {
         let id = format!("pause-{attempt}");
+        // Each worker limits its reading, so its share takes about 8 s.
+        let rate = source.rate_for(3, 8);
         let mut workers: Vec<Worker> = (0..3)
-            .map(|i| source.worker(&store, &id, &format!("g-{id}"), &format!("{id}-w{i}")))
+            .map(|i| {
+                source.worker_with(
+                    &store,
+                    &id,
+                    &format!("g-{id}"),
+                    &format!("{id}-w{i}"),
+                    &["--max-bytes-per-sec", &rate],
+                )
+            })
             .collect();
-        let paused_pid = workers[0].pid();
-        // (Or the others finished the backup before it got a share: done again.)
-        source.until("the worker to own unfinished partitions", &mut workers, |w| {
-            !owned_by(paused_pid, &progress(&store, &id)).is_empty() || w.iter_mut().any(Worker::exited)
+        let pids: Vec<u32> = workers.iter().map(Worker::pid).collect();
+        let paused_pid = pids[0];
+        // Stopped once the group has settled, with all three working (each owns unfinished
+        // partitions): stopped between two generations instead, it may have committed all it
+        // had and then never try anything for what it lost. (Or a worker finished first: the
+        // run proves nothing and is done again.)
+        source.until("every worker to own unfinished partitions", &mut workers, |w| {
+            let progress = progress(&store, &id);
+            pids.iter().all(|&pid| !owned_by(pid, &progress).is_empty()) || w.iter_mut().any(Worker::exited)
         });
         if owned_by(paused_pid, &progress(&store, &id)).is_empty() {
+            kbs_testkit::note(&format!(
+                "attempt {attempt}: the others finished before the worker got a share; again"
+            ));
             workers.into_iter().for_each(|w| drop(w.succeed()));
             continue;
         }
         signal(paused_pid, "-STOP");
         let lost = owned_by(paused_pid, &progress(&store, &id));
         if lost.is_empty() {
+            kbs_testkit::note(&format!(
+                "attempt {attempt}: the worker finished its share before it was stopped; again"
+            ));
             signal(paused_pid, "-CONT");
             workers.into_iter().for_each(|w| drop(w.succeed()));
             continue;
@@ -559,14 +595,20 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
         let paused = workers.remove(0);
         let others: Vec<serde_json::Value> = workers.into_iter().map(Worker::succeed).collect();
         let (out, log) = paused.finish();
-        // Its commits (or, stopped while taking partitions over, its take-over) for the
-        // partitions it lost were refused, and it says which and to whom they went.
-        assert!(
-            log.contains("refused for") && log.contains(" (now member kbs-"),
-            "{}\n{log}",
-            out.status
-        );
         assert!(out.status.success(), "{}: {log}", out.status);
+        // Its commits (or, stopped while taking partitions over, its take-over) for the
+        // partitions it lost were refused, and it says which and to whom they went. If, once
+        // resumed, it heard it was dropped before it tried anything, it never tried: the run
+        // proves nothing of the refusal and is done again (its backup is still checked).
+        if !log.contains("refused for") {
+            kbs_testkit::note(&format!(
+                "attempt {attempt}: resumed, the worker heard it was dropped before it tried to commit; again"
+            ));
+            assert!(log.contains("dropped from group"), "{}\n{log}", out.status);
+            source.check(&store, &id);
+            continue;
+        }
+        assert!(log.contains(" (now member kbs-"), "{}\n{log}", out.status);
         assert!(
             others
                 .iter()
@@ -575,7 +617,9 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
         source.check(&store, &id);
         return;
     }
-    panic!("in 5 attempts the worker never was stopped while it owned unfinished partitions");
+    panic!(
+        "in 5 attempts the stopped worker never tried to commit for partitions it had lost (it finished first, or heard it was dropped before it tried)"
+    );
 }
 
 #[test]
@@ -743,7 +787,9 @@ fn a_late_restore_worker_joins_and_one_stopped_with_sigterm_hands_over() {
 
 #[test]
 fn a_paused_restore_worker_cannot_produce_or_commit_for_partitions_it_lost() {
-    let Some(source) = Source::seed(60_000) else { return };
+    let Some(source) = Source::seed_grouped(60_000) else {
+        return;
+    };
     let Some(store) = Store::s3() else { return };
     source.backup(&store, "src");
     let owned_by = |pid: u32, objects: &[serde_json::Value]| -> Vec<String> {
@@ -755,31 +801,42 @@ fn a_paused_restore_worker_cannot_produce_or_commit_for_partitions_it_lost() {
     };
     for attempt in 0..5 {
         let prefix = format!("pause{attempt}");
+        // Each worker limits its producing, so its share takes about 8 s.
+        let rate = source.rate_for(3, 8);
         let mut workers: Vec<Worker> = (0..3)
             .map(|i| {
-                source.restorer(
+                source.restorer_with(
                     &store,
                     "src",
                     &source.topics,
                     &prefix,
                     &format!("g-{prefix}"),
                     &format!("{prefix}-w{i}"),
+                    &["--max-bytes-per-sec", &rate],
                 )
             })
             .collect();
-        let paused_pid = workers[0].pid();
-        // (Or the others finished the restore before it got a share: done again.)
-        source.until("the worker to own unfinished partitions", &mut workers, |w| {
-            !owned_by(paused_pid, &restore_progress(&store, "src", &prefix)).is_empty()
-                || w.iter_mut().any(Worker::exited)
+        let pids: Vec<u32> = workers.iter().map(Worker::pid).collect();
+        let paused_pid = pids[0];
+        // Stopped once the group has settled, with all three producing (as in the backup's
+        // test). (Or a worker finished first: done again.)
+        source.until("every worker to own unfinished partitions", &mut workers, |w| {
+            let progress = restore_progress(&store, "src", &prefix);
+            pids.iter().all(|&pid| !owned_by(pid, &progress).is_empty()) || w.iter_mut().any(Worker::exited)
         });
         if owned_by(paused_pid, &restore_progress(&store, "src", &prefix)).is_empty() {
+            kbs_testkit::note(&format!(
+                "attempt {attempt}: the others finished before the worker got a share; again"
+            ));
             workers.into_iter().for_each(|w| drop(w.succeed()));
             continue;
         }
         signal(paused_pid, "-STOP");
         let lost = owned_by(paused_pid, &restore_progress(&store, "src", &prefix));
         if lost.is_empty() {
+            kbs_testkit::note(&format!(
+                "attempt {attempt}: the worker finished its share before it was stopped; again"
+            ));
             signal(paused_pid, "-CONT");
             workers.into_iter().for_each(|w| drop(w.succeed()));
             continue;
@@ -799,12 +856,17 @@ fn a_paused_restore_worker_cannot_produce_or_commit_for_partitions_it_lost() {
         // If, once resumed, it heard it was dropped before it tried anything, it never tried:
         // the run proves nothing of the refusal and is done again.
         if !(log.contains("stopped producing") || log.contains("refused for")) {
+            kbs_testkit::note(&format!(
+                "attempt {attempt}: resumed, the worker heard it was dropped before it tried to produce; again"
+            ));
             assert!(log.contains("dropped from group"), "{}\n{log}", out.status);
             continue;
         }
         return;
     }
-    panic!("in 5 attempts the worker never was stopped while it owned unfinished partitions");
+    panic!(
+        "in 5 attempts the stopped worker never tried to commit for partitions it had lost (it finished first, or heard it was dropped before it tried)"
+    );
 }
 
 #[test]
