@@ -640,6 +640,58 @@ fn a_snapshot_stopped_by_sigterm_stays_incomplete_and_resumable() {
 }
 
 #[test]
+fn a_rate_limited_backup_reads_no_faster_than_its_limit_and_stores_everything() {
+    let Some(kafka) = kbs_testkit::KafkaCluster::start() else {
+        return;
+    };
+    let bootstrap = kafka.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let root_str = root.to_str().unwrap();
+    // 10,000 records of 200-byte values (2 MB of values alone) at 500 KiB/s: at least 3.9 s,
+    // since the limit's bucket starts empty and every fetch asks for at most a second's bytes.
+    seed_simple(&bootstrap, "slow", 10_000, 4, true);
+    let report: serde_json::Value = serde_json::from_str(&run_ok(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "limited",
+        "--topics",
+        "slow",
+        "--max-bytes-per-sec",
+        "500k",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let seconds = report["duration_secs"].as_f64().unwrap();
+    let floor = (10_000 * 200) as f64 / (500 << 10) as f64;
+    assert!(
+        seconds >= floor,
+        "{seconds} s, faster than the limit allows ({floor} s): {report}"
+    );
+    assert_eq!(report["records"].as_u64(), Some(10_000), "{report}");
+    complete_and_compare(&bootstrap, dir.path(), root_str, "limited", "slow");
+    // A limit that is no size is refused before anything runs.
+    let refused = run(&[
+        "backup",
+        "--bootstrap-servers",
+        &bootstrap,
+        "--storage",
+        root_str,
+        "--backup-id",
+        "limited2",
+        "--max-bytes-per-sec",
+        "fast",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("max-bytes-per-sec"));
+}
+
+#[test]
 fn a_backup_id_belongs_to_one_cluster_and_one_incarnation_of_each_topic() {
     let Some(first) = kbs_testkit::KafkaCluster::start() else {
         return;

@@ -618,7 +618,7 @@ fn a_paused_worker_cannot_commit_for_partitions_it_lost() {
         return;
     }
     panic!(
-        "in 5 attempts the stopped worker never tried to commit for partitions it had lost (it finished first, or heard it was dropped before it tried)"
+        "in 5 attempts no write of the stopped worker for partitions it had lost was refused (it finished first, heard it was dropped and wrote nothing, or its writes went through)"
     );
 }
 
@@ -865,7 +865,7 @@ fn a_paused_restore_worker_cannot_produce_or_commit_for_partitions_it_lost() {
         return;
     }
     panic!(
-        "in 5 attempts the stopped worker never tried to commit for partitions it had lost (it finished first, or heard it was dropped before it tried)"
+        "in 5 attempts no write of the stopped worker for partitions it had lost was refused (it finished first, heard it was dropped and wrote nothing, or its writes went through)"
     );
 }
 
