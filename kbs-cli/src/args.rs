@@ -14,6 +14,11 @@ pub(crate) fn backup_id(value: &str) -> Result<BackupId, CliError> {
     })
 }
 
+/// `--max-bytes-per-sec` of backup and restore: a size, or no limit when not given.
+fn max_bytes_per_sec(arg: Option<&str>) -> Result<Option<u64>, CliError> {
+    arg.map(|v| options::parse_size("max-bytes-per-sec", v)).transpose()
+}
+
 pub(crate) fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOptions, CliError> {
     let mut options = backup::BackupOptions::new(backup_id(&args.backup_id)?, options::kafka_config(&args.kafka)?);
     options.topics = backup::TopicFilter::new(
@@ -65,11 +70,7 @@ pub(crate) fn backup_options(args: &cli::BackupArgs) -> Result<backup::BackupOpt
     options.metrics_addr = args.metrics_addr.clone();
     options.fetch_max_partition_bytes =
         options::parse_size("fetch-max-partition-bytes", &args.fetch_max_partition_bytes)?.min(i32::MAX as u64) as i32;
-    options.max_bytes_per_sec = args
-        .max_bytes_per_sec
-        .as_deref()
-        .map(|v| options::parse_size("max-bytes-per-sec", v))
-        .transpose()?;
+    options.max_bytes_per_sec = max_bytes_per_sec(args.max_bytes_per_sec.as_deref())?;
     Ok(options)
 }
 
@@ -181,11 +182,7 @@ pub(crate) fn restore_options(args: &cli::RestoreArgs) -> Result<restore::Restor
         consumer_groups: restore_groups(args.consumer_groups.as_deref()),
         include_offset_headers: args.include_offset_headers,
         compression,
-        max_bytes_per_sec: args
-            .max_bytes_per_sec
-            .as_deref()
-            .map(|v| options::parse_size("max-bytes-per-sec", v))
-            .transpose()?,
+        max_bytes_per_sec: max_bytes_per_sec(args.max_bytes_per_sec.as_deref())?,
         restore_id: String::new(),
         dry_run: args.dry_run,
         skip_corrupt: args.skip_corrupt,
@@ -381,10 +378,18 @@ mod tests {
     use super::*;
     use clap::Parser as _;
 
-    /// The options `kbs` builds from a command line with only the required flags.
-    fn parsed(args: &[&str]) -> cli::Command {
-        let mut argv = vec!["kbs"];
-        argv.extend_from_slice(args);
+    /// `kbs COMMAND` parsed with only the flags it requires.
+    fn parsed(command: &str) -> cli::Command {
+        let argv = [
+            "kbs",
+            command,
+            "--bootstrap-servers",
+            "k:9092",
+            "--storage",
+            "/s",
+            "--backup-id",
+            "b",
+        ];
         cli::Cli::try_parse_from(argv).unwrap().command
     }
 
@@ -392,30 +397,14 @@ mod tests {
     fn the_libraries_default_options_are_the_commands_defaults() {
         let kafka = kbs_kafka::ClientConfig::new(["k:9092"]);
         let id = kbs_manifest::BackupId::new("b").unwrap();
-        let cli::Command::Restore(args) = parsed(&[
-            "restore",
-            "--bootstrap-servers",
-            "k:9092",
-            "--storage",
-            "/s",
-            "--backup-id",
-            "b",
-        ]) else {
+        let cli::Command::Restore(args) = parsed("restore") else {
             panic!("not a restore")
         };
         assert_eq!(
             format!("{:?}", restore_options(&args).unwrap()),
             format!("{:?}", restore::RestoreOptions::new(id.clone(), kafka.clone()))
         );
-        let cli::Command::Backup(args) = parsed(&[
-            "backup",
-            "--bootstrap-servers",
-            "k:9092",
-            "--storage",
-            "/s",
-            "--backup-id",
-            "b",
-        ]) else {
+        let cli::Command::Backup(args) = parsed("backup") else {
             panic!("not a backup")
         };
         assert_eq!(
