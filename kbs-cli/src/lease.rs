@@ -132,6 +132,16 @@ pub fn worker_lease_prefix(backup_id: &BackupId) -> String {
     format!("{backup_id}/workers/")
 }
 
+/// The lease record stored at `key`, or `None` when there is none or it cannot be parsed (a
+/// reader that only reports or skips treats an unreadable lease as no lease).
+pub async fn read_lease(storage: &Arc<dyn ObjectStorage>, key: &str) -> Result<Option<LeaseRecord>, CliError> {
+    match storage.get(key).await {
+        Ok(got) => Ok(serde_json::from_slice::<LeaseRecord>(&got.bytes).ok()),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The presence leases of `backup_id`'s workers whose holders may still be alive.
 pub async fn live_worker_leases(
     storage: &Arc<dyn ObjectStorage>,

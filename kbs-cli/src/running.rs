@@ -71,12 +71,7 @@ pub async fn backup_activity(
     backup_id: &BackupId,
 ) -> Result<BackupActivity, CliError> {
     let (now, host) = (crate::lease::unix_now_ms(), crate::lease::host_name());
-    let left = match storage.get(&layout::lease_key(backup_id)).await {
-        Ok(got) => serde_json::from_slice::<LeaseRecord>(&got.bytes).ok(),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e.into()),
-    };
-    let left = match left {
+    let left = match crate::lease::read_lease(storage, &layout::lease_key(backup_id)).await? {
         Some(record) => match record.staleness(now, &host) {
             None => return Ok(BackupActivity::Running(record)),
             Some(why) => Some((record, why)),

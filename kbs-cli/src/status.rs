@@ -13,7 +13,6 @@ use kbs_storage::{ObjectStorage, ObjectStorageExt as _};
 use serde::Serialize;
 
 use crate::error::CliError;
-use crate::lease::LeaseRecord;
 use crate::restore::RestoreProgress;
 use crate::workers::{PartitionProgress, SnapshotCut};
 
@@ -210,12 +209,7 @@ async fn lease_holder(
     now_ms: i64,
     host: &str,
 ) -> Result<Option<Holder>, CliError> {
-    let got = match storage.get(key).await {
-        Ok(got) => got,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let Ok(record) = serde_json::from_slice::<LeaseRecord>(&got.bytes) else {
+    let Some(record) = crate::lease::read_lease(storage, key).await? else {
         return Ok(None);
     };
     Ok(Some(Holder {

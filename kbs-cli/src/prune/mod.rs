@@ -160,18 +160,8 @@ async fn live_lease(
     backup_id: &BackupId,
     host: &str,
 ) -> Result<Option<LeaseRecord>, CliError> {
-    let got = match storage.get(&kbs_manifest::layout::lease_key(backup_id)).await {
-        Ok(got) => got,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let Ok(record) = serde_json::from_slice::<LeaseRecord>(&got.bytes) else {
-        return Ok(None);
-    };
-    Ok(record
-        .staleness(crate::lease::unix_now_ms(), host)
-        .is_none()
-        .then_some(record))
+    let record = crate::lease::read_lease(storage, &kbs_manifest::layout::lease_key(backup_id)).await?;
+    Ok(record.filter(|record| record.staleness(crate::lease::unix_now_ms(), host).is_none()))
 }
 
 /// The report as text: one line per backup, then what was deleted.
